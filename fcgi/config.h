@@ -1,0 +1,52 @@
+/*
+ * config.h - the SSE_* settings (SPEC §7), parsed without I/O (pure).
+ *
+ * Values come through a lookup function, which main.c and stream.c point at the request's
+ * FastCGI parameters first and the process environment second. A bad value is an error that
+ * names the variable. Strings in struct config are borrowed from the lookup's source.
+ */
+#ifndef SSE_CONFIG_H
+#define SSE_CONFIG_H
+
+#include <stdbool.h>
+
+
+/* SSE_LOG_LEVEL values; log.h filters on them. */
+enum log_level {
+    LOG_LEVEL_ERROR = 0,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_DEBUG,
+};
+
+/* Parses "error|warn|info|debug". Returns 0, or -1 for anything else. */
+int config_parse_log_level(const char *name, enum log_level *out);
+
+struct config {
+    const char *db_path;       /* SSE_DB; NULL when unset (requests then get 503) */
+    long keepalive_s;          /* SSE_KEEPALIVE_S, 1..3600, default 15 */
+    long poll_ms;              /* SSE_POLL_MS, 10..60000, default 250 */
+    long replay_limit;         /* SSE_REPLAY_LIMIT, 0..100000, default 1000 */
+    long max_lag;              /* SSE_MAX_LAG, 0..2^31, default 0 = never shed */
+    long retry_ms;             /* SSE_RETRY_MS, 0..3600000, default 3000 */
+    long max_stream_s;         /* SSE_MAX_STREAM_S, 0..2^31, default 0 = never */
+    long threads;              /* SSE_THREADS, 1..4096, default 1 */
+    long probe_ms;             /* SSE_PROBE_MS, 0..60000; -1 = not set (pick by server) */
+    const char *cors_origin;   /* SSE_CORS_ORIGIN; NULL = no CORS headers */
+    enum log_level log_level;  /* SSE_LOG_LEVEL, default info */
+    const char *log_target;    /* SSE_LOG: stderr (default), syslog or a file path */
+};
+
+/* Returns the value of a variable, or NULL when unset. */
+typedef const char *(*config_lookup_fn)(void *ctx, const char *name);
+
+/* Fills *c with defaults, then with every variable lookup() knows. Returns 0, or -1 with
+ * *bad_name set to the variable and *why to a static reason. Thread-safe. */
+int config_load(struct config *c, config_lookup_fn lookup, void *ctx, const char **bad_name,
+                const char **why);
+
+/* SSE_PROBE_MS when set, else the SPEC §4.10 default: 500 under Apache (server_software
+ * starts with "Apache") or plain CGI, 0 (off) elsewhere. */
+long config_probe_ms(const struct config *c, const char *server_software, bool is_cgi);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * store.h - all SQLite access (the only module that includes sqlite3.h).
+ *
+ * A store is one read-only connection (WAL, busy timeout) with its prepared statements. It
+ * never writes the database. One store belongs to one thread. Functions that can fail
+ * return 0 or a negative enum store_error and keep a message for store_errmsg().
+ *
+ * Batches copy every column into their own arena before the statement is reset, so no SQLite
+ * read snapshot is held while a stream writes to a slow client (a held snapshot would stop
+ * checkpoints and let the WAL grow).
+ */
+#ifndef SSE_STORE_H
+#define SSE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+
+enum store_error {
+    STORE_ERR_MISSING = -1,     /* no database file at the path */
+    STORE_ERR_UNREADABLE = -2,  /* permissions, -wal/-shm not creatable, locked, corrupt */
+    STORE_ERR_SCHEMA = -3,      /* a database without the sse-fcgi schema */
+    STORE_ERR_NOMEM = -4,
+    STORE_ERR_NOT_FOUND = -5,   /* store_session_lookup: no such session */
+};
+
+/* Which rows a stream reads (SPEC §3). */
+enum store_scope {
+    STORE_SCOPE_SESSION,        /* session_id = key */
+    STORE_SCOPE_WORKER,         /* stream_id = key ("worker:<id>") */
+    STORE_SCOPE_GLOBAL,         /* session_id IS NULL; key unused */
+};
+
+struct store_channel {
+    enum store_scope scope;
+    const char *key;            /* borrowed */
+};
+
+/* Rows read in one query, in id order, with everything they point to. */
+struct store_batch {
+    struct event *events;       /* owned */
+    size_t count;
+    bool is_full;               /* the query hit max_rows/max_bytes: more rows may follow */
+    char *arena;                /* owned: the bytes every event string points into */
+    size_t arena_len;
+    size_t arena_cap;
+};
+
+struct store;
+
+/* Opens path read-only with a busy timeout and checks the schema (user_version >= 1 and
+ * the events table). Returns 0 and *out; on failure a negative store_error, *out = NULL and
+ * a message copied into errbuf (errbuf_size > 0). Thread-safe (each call its own connection). */
+int store_open(const char *path, int busy_timeout_ms, struct store **out, char *errbuf,
+               size_t errbuf_size);
+
+/* Finalizes every statement and closes the connection. NULL is safe. */
+void store_close(struct store *st);
+
+/* Message of the last failure; borrowed, valid until the next call on st. */
+const char *store_errmsg(const struct store *st);
+
+/* Looks up a session. Returns 0 with *is_closed set, STORE_ERR_NOT_FOUND, or an error. */
+int store_session_lookup(struct store *st, const char *session_id, bool *is_closed);
+
+/* Loads event_types sorted by name (strcmp order). *out and *count are owned by the caller,
+ * free with store_policy_free. Returns 0 or an error. */
+int store_policy_load(struct store *st, struct event_type_policy **out, size_t *count);
+
+/* Frees a policy table from store_policy_load. NULL is safe. */
+void store_policy_free(struct event_type_policy *policy, size_t count);
+
+/* Reads the channel's rows with id > after_id in id order, at most max_rows rows and about
+ * max_bytes of column bytes (at least one row). Replaces the batch's previous contents.
+ * Returns 0 or an error. */
+int store_events_after(struct store *st, const struct store_channel *ch, int64_t after_id,
+                       size_t max_rows, size_t max_bytes, struct store_batch *out);
+
+/* The replay window (SPEC §4.2): the channel's last `limit` rows, in id order, read in the
+ * same snapshot as *live_from, the id to go live from (the newest id of the whole table).
+ * Returns 0 or an error. */
+int store_replay_window(struct store *st, const struct store_channel *ch, size_t limit,
+                        struct store_batch *out, int64_t *live_from);
+
+/* The newest event id of the table (0 when empty). Returns 0 or an error. */
+int store_newest_id(struct store *st, int64_t *out);
+
+/* Retention facts for a resume from after_id (SPEC §4.3): *pruned_through is the highest id
+ * deleted from the channel (0 when none; the worker scope uses every scope's highest), and
+ * *oldest_kept is the channel's smallest id > after_id (0 when none). Returns 0 or error. */
+int store_retention(struct store *st, const struct store_channel *ch, int64_t after_id,
+                    int64_t *pruned_through, int64_t *oldest_kept);
+
+/* PRAGMA data_version: changes whenever another connection commits. Returns 0 or error. */
+int store_data_version(struct store *st, int64_t *out);
+
+/* Health facts: schema version, WAL mode. Returns 0 or an error. */
+int store_health(struct store *st, int *schema_version, bool *is_wal);
+
+/* Runs EXPLAIN QUERY PLAN on each cursor query and calls report(ctx, query_name, detail)
+ * for each plan line. Returns 0 or an error. For tests and `sse-fcgi --explain`. */
+int store_explain(struct store *st, void (*report)(void *ctx, const char *query_name,
+                                                   const char *detail), void *ctx);
+
+/* Prepares an empty batch. */
+void store_batch_init(struct store_batch *b);
+
+/* Frees a batch's memory and leaves it empty. NULL is safe. */
+void store_batch_release(struct store_batch *b);
+
+#endif

@@ -13,8 +13,9 @@
 
 #include "config.h"
 
-/* Sends lines to "stderr" (default), "syslog", or appends them to a file path. Returns 0, or
- * -errno when the file cannot be opened (the previous target stays). */
+/* Sends lines to "stderr" (NULL too), "syslog", or appends them to a file path; naming the
+ * target already in use does nothing. Returns 0, or -errno when the file cannot be opened
+ * (the previous target stays). */
 int log_open(const char *target);
 
 /* Sets the most verbose level written. */

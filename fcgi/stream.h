@@ -45,4 +45,8 @@ struct stream_shared {
  * process; every failure becomes a response or a log line. */
 void stream_serve(const struct stream_io *io, struct stream_shared *shared);
 
+/* Answers a request at once with 503 and Retry-After because every stream slot of this
+ * process is taken (SPEC §4.12), and logs it. Thread-safe. */
+void stream_reject_busy(const struct stream_io *io);
+
 #endif

@@ -5,9 +5,9 @@
  * never writes the database. One store belongs to one thread. Functions that can fail
  * return 0 or a negative enum store_error and keep a message for store_errmsg().
  *
- * Batches copy every column into their own arena before the statement is reset, so no SQLite
- * read snapshot is held while a stream writes to a slow client (a held snapshot would stop
- * checkpoints and let the WAL grow).
+ * Batches copy every column into memory of their own before the statement is reset, so no
+ * SQLite read snapshot is held while a stream writes to a slow client (a held snapshot would
+ * stop checkpoints and let the WAL grow).
  */
 #ifndef SSE_STORE_H
 #define SSE_STORE_H
@@ -24,6 +24,7 @@ enum store_error {
     STORE_ERR_SCHEMA = -3,      /* a database without the sse-fcgi schema */
     STORE_ERR_NOMEM = -4,
     STORE_ERR_NOT_FOUND = -5,   /* store_session_lookup: no such session */
+    STORE_ERR_BUSY = -6,        /* locked past the busy timeout: try again later */
 };
 
 /* Which rows a stream reads (SPEC §3). */
@@ -43,9 +44,8 @@ struct store_batch {
     struct event *events;       /* owned */
     size_t count;
     bool is_full;               /* the query hit max_rows/max_bytes: more rows may follow */
-    char *arena;                /* owned: the bytes every event string points into */
-    size_t arena_len;
-    size_t arena_cap;
+    char **row_blocks;          /* owned: one allocation per row, holding its strings */
+    size_t capacity;            /* slots in events and row_blocks */
 };
 
 struct store;

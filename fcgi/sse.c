@@ -1,0 +1,255 @@
+/*
+ * sse.c - the bytes of an event stream (pure).
+ *
+ * Every string that comes from a row is made valid UTF-8 without NUL first (sse_utf8_sanitize)
+ * and then handed to cJSON, whose printer escapes CR, LF and every other control character,
+ * so a frame's only line ends are the ones written here (SPEC §4.6). Valid JSON data is
+ * embedded as minified raw text, which keeps integers beyond 2^53 exact; anything else in the
+ * data column becomes a JSON string. Integers (id, seq, integer timestamps) are printed by
+ * us for the same reason. No I/O.
+ */
+#include "sse.h"
+
+#include <assert.h>
+#include <cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char UTF8_REPLACEMENT[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
+
+/* Length of the valid UTF-8 sequence at s[0..len), or 0 when it is invalid (RFC 3629). */
+static size_t
+utf8_sequence_len(const unsigned char *s, size_t len)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;  /* allowed range of the second byte */
+    if (c >= 0x01 && c <= 0x7F)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+        return 0;
+    if (len < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++) {
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    }
+    return n;
+}
+
+size_t
+sse_utf8_sanitize(const char *in, size_t len, char *out)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_sequence_len(s + i, len - i);
+        if (n == 0) {
+            memcpy(out + o, UTF8_REPLACEMENT, 3);
+            o += 3;
+            i += 1;
+        } else {
+            memcpy(out + o, s + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* A sanitized, NUL-terminated copy of in[0..len); free() it. NULL when out of memory. */
+static char *
+sanitized_copy(const char *in, size_t len, size_t *out_len)
+{
+    char *out = malloc(3 * len + 1);
+    if (out == NULL)
+        return NULL;
+    size_t n = sse_utf8_sanitize(in, len, out);
+    if (out_len != NULL)
+        *out_len = n;
+    return out;
+}
+
+static cJSON *
+string_or_null(const char *text, size_t len)
+{
+    if (text == NULL)
+        return cJSON_CreateNull();
+    char *clean = sanitized_copy(text, len, NULL);
+    if (clean == NULL)
+        return NULL;
+    cJSON *item = cJSON_CreateString(clean);
+    free(clean);
+    return item;
+}
+
+static cJSON *
+integer_item(int64_t value)
+{
+    char digits[24];
+    snprintf(digits, sizeof(digits), "%" PRId64, value);
+    return cJSON_CreateRaw(digits);
+}
+
+static bool
+has_control_bytes(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20)
+            return true;
+    }
+    return false;
+}
+
+/* The data column as a JSON item: raw minified JSON when valid, else a JSON string. */
+static cJSON *
+data_item(const char *data, size_t len)
+{
+    if (data == NULL)
+        return cJSON_CreateNull();
+    size_t clean_len;
+    char *clean = sanitized_copy(data, len, &clean_len);
+    if (clean == NULL)
+        return NULL;
+    cJSON *item;
+    cJSON *parsed = cJSON_ParseWithLengthOpts(clean, clean_len + 1, NULL, true);
+    if (parsed == NULL) {
+        item = cJSON_CreateString(clean);
+    } else {
+        cJSON_Minify(clean);
+        if (has_control_bytes(clean)) {
+            item = parsed;  /* cJSON accepted raw control bytes in a string: reprint it */
+            parsed = NULL;
+        } else {
+            item = cJSON_CreateRaw(clean);
+        }
+    }
+    cJSON_Delete(parsed);
+    free(clean);
+    return item;
+}
+
+static cJSON *
+timestamp_item(const struct event_value *v)
+{
+    switch (v->kind) {
+    case EVENT_VALUE_INTEGER:
+        return integer_item(v->integer);
+    case EVENT_VALUE_REAL:
+        return cJSON_CreateNumber(v->real);
+    case EVENT_VALUE_TEXT:
+        return string_or_null(v->text, v->text_len);
+    case EVENT_VALUE_NULL:
+        break;
+    }
+    return cJSON_CreateNull();
+}
+
+/* Adds item under key; takes ownership of item. Returns false when item is NULL (OOM). */
+static bool
+add(cJSON *object, const char *key, cJSON *item)
+{
+    if (item == NULL)
+        return false;
+    if (!cJSON_AddItemToObject(object, key, item)) {
+        cJSON_Delete(item);
+        return false;
+    }
+    return true;
+}
+
+/* The frame's JSON (SPEC §4.6), unformatted; free() it. NULL when out of memory. */
+static char *
+event_json(const struct event *e)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o != NULL
+              && add(o, "type", string_or_null(e->type, e->type_len))
+              && add(o, "stream_id", string_or_null(e->stream_id, e->stream_id_len))
+              && add(o, "node_id", string_or_null(e->node_id, e->node_id_len))
+              && add(o, "execution_id", string_or_null(e->execution_id, e->execution_id_len))
+              && add(o, "data", data_item(e->data, e->data_len))
+              && add(o, "timestamp", timestamp_item(&e->timestamp))
+              && add(o, "correlation_id",
+                     string_or_null(e->correlation_id, e->correlation_id_len))
+              && add(o, "colony_id", string_or_null(e->colony_id, e->colony_id_len))
+              && add(o, "seq", integer_item(e->id))
+              && (e->run_id == NULL || add(o, "run_id", string_or_null(e->run_id, e->run_id_len)));
+    char *json = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return json;
+}
+
+/* Appends "event: <type>\n" with every control byte of the type replaced by '?'. */
+static int
+append_event_line(struct buf *b, const char *type, size_t type_len)
+{
+    char *clean = sanitized_copy(type ? type : "", type ? type_len : 0, NULL);
+    if (clean == NULL)
+        return -1;
+    for (char *p = clean; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7F)
+            *p = '?';
+    }
+    int rc = buf_appendf(b, "event: %s\n", clean);
+    free(clean);
+    return rc;
+}
+
+int
+sse_append_event(struct buf *b, const struct event *e, bool is_named)
+{
+    char *json = event_json(e);
+    if (json == NULL)
+        return -1;
+    /* cJSON escapes every control character inside strings; raw data was checked above. */
+    assert(strpbrk(json, "\r\n") == NULL);
+    size_t start = b->len;
+    int rc = buf_appendf(b, "id: %" PRId64 "\n", e->id);
+    if (rc == 0 && is_named)
+        rc = append_event_line(b, e->type, e->type_len);
+    if (rc == 0)
+        rc = buf_append_str(b, "data: ");
+    if (rc == 0)
+        rc = buf_append_str(b, json);
+    if (rc == 0)
+        rc = buf_append(b, "\n\n", 2);
+    if (rc < 0)
+        buf_truncate(b, start);
+    cJSON_free(json);
+    return rc;
+}
+
+int
+sse_append_open(struct buf *b, long retry_ms)
+{
+    return buf_appendf(b, "retry: %ld\n: sse-fcgi stream open\n\n", retry_ms);
+}
+
+int
+sse_append_keepalive(struct buf *b)
+{
+    return buf_append_str(b, ": keepalive\n\n");
+}
+
+int
+sse_append_probe(struct buf *b)
+{
+    return buf_append_str(b, ":\n");
+}
+
+int
+sse_append_gap(struct buf *b, int64_t requested, int64_t resumed_from)
+{
+    return buf_appendf(b, "event: gap\ndata: {\"requested\":%" PRId64 ",\"resumed_from\":%"
+                       PRId64 "}\n\n", requested, resumed_from);
+}

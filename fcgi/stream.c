@@ -1,0 +1,688 @@
+/*
+ * stream.c - one request, from route to last byte.
+ *
+ * A request is validated completely before any byte is sent: method (405), route (404/400),
+ * query (400), database (503), session (404). Then the first rows are read, so that a closed
+ * session with nothing left can still be answered 204 (SPEC §4.9).
+ *
+ * Why replay/resume then live has no gap and no duplicate. Event ids come from
+ * AUTOINCREMENT under SQLite's single writer, so they become visible in id order: once a
+ * reader sees id N, every smaller id it will ever see is already visible. A stream therefore
+ * keeps one cursor, the highest id it has dealt with (sent, filtered out or shed), and every
+ * read is "rows of this channel with id > cursor, in id order":
+ *   - resume (Last-Event-ID N): the cursor starts at N;
+ *   - fresh connect: the replay window and the live starting point (the table's newest id)
+ *     are read in one read transaction, so a row committed meanwhile is either in the window
+ *     or after the starting point, never both and never neither;
+ *   - live: each wakeup reads everything after the cursor, in batches.
+ * A closed session ends the stream once a read that started after the closed flag was seen
+ * comes back short: every event was committed before the session was closed (the schema
+ * refuses later ones), so that read has them all.
+ *
+ * The stream sleeps in wait_for_change() (store/wait.c) with a deadline that is the earliest
+ * of: the next keepalive (SPEC §4.7), the next probe write (§4.10), the end of
+ * SSE_MAX_STREAM_S (§4.9). Writes go through stream_io.send, which flushes; a failed write
+ * means the client is gone.
+ */
+#include "stream.h"
+
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../store/store.h"
+#include "../store/wait.h"
+#include "buf.h"
+#include "config.h"
+#include "filter.h"
+#include "http.h"
+#include "log.h"
+#include "params.h"
+#include "sse.h"
+
+enum {
+    STREAM_RETRY_AFTER_S = 5,       /* Retry-After on 503 */
+    STREAM_BUSY_TIMEOUT_MS = 2000,  /* SQLite busy timeout of the read connection */
+    LOG_VALUE_MAX = 96,             /* bytes of a client-supplied value in a log line */
+};
+
+/* SPEC §6 reasons, spelled exactly. */
+enum end_reason {
+    END_CLIENT_DISCONNECTED = 1,    /* from 1: functions return 0 or -reason */
+    END_SESSION_CLOSED,
+    END_MAX_STREAM_TIME,
+    END_SHUTDOWN,
+    END_ERROR_STORE,
+    END_ERROR_OOM,
+};
+
+static const char *const END_REASONS[] = {
+    [END_CLIENT_DISCONNECTED] = "client_disconnected",
+    [END_SESSION_CLOSED] = "session_closed",
+    [END_MAX_STREAM_TIME] = "max_stream_time",
+    [END_SHUTDOWN] = "shutdown",
+    [END_ERROR_STORE] = "error:store",
+    [END_ERROR_OOM] = "error:oom",
+};
+
+/* Everything one request owns. */
+struct request {
+    const struct stream_io *io;     /* borrowed from main.c */
+    struct stream_shared *shared;   /* borrowed; process-wide */
+    struct config cfg;              /* strings borrowed from the request/environment */
+    bool is_head;
+    const char *cors_origin;        /* Access-Control-Allow-Origin value or NULL */
+    struct route route;
+    struct query query;
+    struct store_channel channel;
+    char channel_key[PARAMS_ID_MAX + 8]; /* "worker:<id>" for worker streams */
+    char log_subject[LOG_VALUE_MAX + 16]; /* "session=<id>", "worker=<id>", "channel=global" */
+    struct buf out;                 /* bytes waiting for io->send; at most STREAM_FRAME_MAX */
+};
+
+/* The live state of an open stream. */
+struct live {
+    struct store *st;               /* owned */
+    struct waiter *waiter;          /* owned */
+    struct filter filter;           /* owned */
+    struct event_type_policy *policy; /* owned */
+    size_t policy_count;
+    struct store_batch batch;       /* owned; the rows being sent */
+    int64_t cursor;                 /* highest id dealt with */
+    long events_sent;
+    long shed;
+    bool is_session_closed;         /* seen before the last read began */
+    long probe_ms;                  /* 0 = no probe writes */
+    int64_t last_write_ms;          /* any write: probes */
+    int64_t last_beat_ms;           /* frames and keepalives: keepalive timer */
+    int64_t end_ms;                 /* SSE_MAX_STREAM_S deadline, INT64_MAX for none */
+};
+
+static const char *
+lookup_setting(void *ctx, const char *name)
+{
+    const struct stream_io *io = ctx;
+    const char *value = io->param(io->ctx, name);
+    return value != NULL ? value : getenv(name);
+}
+
+static const char *
+param(const struct request *r, const char *name)
+{
+    return r->io->param(r->io->ctx, name);
+}
+
+/* Sends what r->out holds. Returns 0, or -1 when the client is gone. */
+static int
+flush_out(struct request *r)
+{
+    if (r->out.len == 0)
+        return 0;
+    int rc = r->io->send(r->io->ctx, r->out.bytes, r->out.len);
+    buf_reset(&r->out);
+    return rc < 0 ? -1 : 0;
+}
+
+static void
+respond_error(struct request *r, int status, const char *message)
+{
+    buf_reset(&r->out);
+    int retry_after_s = status == 503 ? STREAM_RETRY_AFTER_S : 0;
+    if (http_append_error(&r->out, status, message, retry_after_s, r->cors_origin,
+                          !r->is_head) == 0)
+        flush_out(r);
+}
+
+/* Logs and answers a failure of store_open/lookup with the SPEC §5 status. */
+static void
+respond_store_error(struct request *r, int rc, const char *detail)
+{
+    static const struct { int rc; int status; const char *message; } MAP[] = {
+        {STORE_ERR_MISSING, 503, "database missing"},
+        {STORE_ERR_UNREADABLE, 503, "database unreadable"},
+        {STORE_ERR_SCHEMA, 503, "database has no sse-fcgi schema"},
+        {STORE_ERR_BUSY, 503, "database busy"},
+        {STORE_ERR_NOMEM, 503, "out of memory"},
+        {STORE_ERR_NOT_FOUND, 404, "no such session"},
+    };
+    for (size_t i = 0; i < sizeof(MAP) / sizeof(MAP[0]); i++) {
+        if (MAP[i].rc == rc) {
+            log_line(MAP[i].status == 404 ? LOG_LEVEL_INFO : LOG_LEVEL_ERROR,
+                     "error status=%d %s reason=%s detail=\"%s\"", MAP[i].status,
+                     r->log_subject, MAP[i].message, detail);
+            respond_error(r, MAP[i].status, MAP[i].message);
+            return;
+        }
+    }
+    log_line(LOG_LEVEL_ERROR, "error status=503 %s detail=\"%s\"", r->log_subject, detail);
+    respond_error(r, 503, "database unavailable");
+}
+
+/* Reads the configuration and applies the process-wide log settings it names. */
+static int
+load_config(struct request *r)
+{
+    const char *bad_name = NULL, *why = NULL;
+    if (config_load(&r->cfg, lookup_setting, (void *)r->io, &bad_name, &why) < 0) {
+        log_line(LOG_LEVEL_ERROR, "error bad configuration variable=%s reason=\"%s\"",
+                 bad_name, why);
+        char message[128];
+        snprintf(message, sizeof(message), "bad configuration: %s: %s", bad_name, why);
+        respond_error(r, 503, message);
+        return -1;
+    }
+    log_set_level(r->cfg.log_level);
+    if (log_open(r->cfg.log_target) < 0)
+        log_line(LOG_LEVEL_ERROR, "error cannot open SSE_LOG file; logging to previous target");
+    return 0;
+}
+
+/* Method, route and query (SPEC §3, §5). Returns 0 when the request may go on. */
+static int
+parse_request(struct request *r)
+{
+    const char *method = param(r, "REQUEST_METHOD");
+    r->is_head = method != NULL && strcmp(method, "HEAD") == 0;
+    if (method == NULL || (strcmp(method, "GET") != 0 && !r->is_head)) {
+        char clean[16];
+        log_line(LOG_LEVEL_INFO, "error status=405 method=%s",
+                 log_clean(method, clean, sizeof(clean)));
+        respond_error(r, 405, "method not allowed: use GET or HEAD");
+        return -1;
+    }
+    char path[PARAMS_PATH_MAX];
+    const char *why = "no such route";
+    int rc = params_request_path(param(r, "REQUEST_URI"), param(r, "SCRIPT_NAME"),
+                                 param(r, "PATH_INFO"), path, sizeof(path));
+    if (rc == 0)
+        rc = params_match_route(path, &r->route, &why);
+    if (rc == 0 && r->route.kind != ROUTE_HEALTH)
+        rc = params_parse_query(param(r, "QUERY_STRING"), &r->query, &why);
+    if (rc == 0)
+        return 0;
+    char clean[LOG_VALUE_MAX];
+    int status = rc == PARAMS_NOT_FOUND ? 404 : 400;
+    log_line(LOG_LEVEL_INFO, "error status=%d path=%s reason=\"%s\"", status,
+             log_clean(path, clean, sizeof(clean)), why);
+    respond_error(r, status, why);
+    return -1;
+}
+
+static void
+set_channel(struct request *r)
+{
+    char clean[LOG_VALUE_MAX];
+    log_clean(r->route.id, clean, sizeof(clean));
+    switch (r->route.kind) {
+    case ROUTE_SESSION_EVENTS:
+        r->channel = (struct store_channel){STORE_SCOPE_SESSION, r->route.id};
+        snprintf(r->log_subject, sizeof(r->log_subject), "session=%s", clean);
+        break;
+    case ROUTE_WORKER_EVENTS:
+        snprintf(r->channel_key, sizeof(r->channel_key), "worker:%s", r->route.id);
+        r->channel = (struct store_channel){STORE_SCOPE_WORKER, r->channel_key};
+        snprintf(r->log_subject, sizeof(r->log_subject), "worker=%s", clean);
+        break;
+    default:
+        r->channel = (struct store_channel){STORE_SCOPE_GLOBAL, NULL};
+        snprintf(r->log_subject, sizeof(r->log_subject), "channel=global");
+        break;
+    }
+}
+
+static int
+open_store(struct request *r, struct store **st)
+{
+    if (r->cfg.db_path == NULL) {
+        log_line(LOG_LEVEL_ERROR, "error status=503 %s reason=\"SSE_DB is not set\"",
+                 r->log_subject);
+        respond_error(r, 503, "SSE_DB is not set");
+        return -1;
+    }
+    char detail[512];
+    int rc = store_open(r->cfg.db_path, STREAM_BUSY_TIMEOUT_MS, st, detail, sizeof(detail));
+    if (rc < 0) {
+        respond_store_error(r, rc, detail);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+serve_health(struct request *r)
+{
+    struct store *st = NULL;
+    if (open_store(r, &st) < 0)
+        return;
+    struct health_facts facts = {.streams_open = atomic_load(&r->shared->streams_open)};
+    int rc = store_health(st, &facts.schema_version, &facts.is_wal);
+    if (rc == 0)
+        rc = store_newest_id(st, &facts.newest_event_id);
+    if (rc < 0) {
+        respond_store_error(r, rc, store_errmsg(st));
+    } else if (http_append_health(&r->out, &facts, r->cors_origin, !r->is_head) == 0) {
+        flush_out(r);
+    }
+    store_close(st);
+}
+
+/* Builds the filter; logs each unknown types= entry (SPEC §6). */
+static int
+build_filter(struct request *r, struct live *lv)
+{
+    bool is_unknown[PARAMS_LIST_MAX] = {false};
+    struct filter_request req = {
+        .type_names = r->query.types,
+        .type_count = r->query.types_count,
+        .has_all_types = r->query.has_types_all,
+        .watch = r->query.watch,
+        .watch_count = r->query.watch_count,
+        .has_watch_all = r->query.has_watch_all,
+        .has_worker_rule = r->route.kind == ROUTE_SESSION_EVENTS,
+        .max_lag = r->cfg.max_lag,
+    };
+    if (filter_init(&lv->filter, lv->policy, lv->policy_count, &req, is_unknown) < 0)
+        return -1;
+    for (size_t i = 0; i < r->query.types_count; i++) {
+        char clean[LOG_VALUE_MAX];
+        if (is_unknown[i])
+            log_line(LOG_LEVEL_WARN, "warning unknown event type filter: %s",
+                     log_clean(r->query.types[i], clean, sizeof(clean)));
+    }
+    return 0;
+}
+
+/* The resume point: Last-Event-ID header, else last_event_id=; malformed means absent. */
+static bool
+resume_point(struct request *r, int64_t *after_id)
+{
+    const char *header = param(r, "HTTP_LAST_EVENT_ID");
+    int rc = params_parse_event_id(header, after_id);
+    if (rc == 0)
+        return true;
+    char clean[LOG_VALUE_MAX];
+    if (rc == PARAMS_MALFORMED)
+        log_line(LOG_LEVEL_WARN, "warning malformed Last-Event-ID %s value=%s",
+                 r->log_subject, log_clean(header, clean, sizeof(clean)));
+    if (r->query.is_last_event_id_malformed)
+        log_line(LOG_LEVEL_WARN, "warning malformed last_event_id %s", r->log_subject);
+    if (r->query.has_last_event_id) {
+        *after_id = r->query.last_event_id;
+        return true;
+    }
+    return false;
+}
+
+static long
+event_bytes(const struct event *e)
+{
+    return (long)(e->type_len + e->stream_id_len + e->node_id_len + e->execution_id_len
+                  + e->data_len + e->timestamp.text_len + e->correlation_id_len
+                  + e->colony_id_len + e->run_id_len);
+}
+
+/* Appends one frame, flushing first when the buffer is full. Returns 0, 1 when the event
+ * was skipped as too large, -1 when the client is gone, -2 when out of memory. */
+static int
+append_frame(struct request *r, const struct event *e)
+{
+    if (r->out.len >= STREAM_FLUSH_BYTES && flush_out(r) < 0)
+        return -1;
+    if (sse_append_event(&r->out, e, r->query.is_named) == 0)
+        return 0;
+    if (flush_out(r) < 0)
+        return -1;
+    if (sse_append_event(&r->out, e, r->query.is_named) == 0)
+        return 0;
+    /* JSON escaping grows text at most 6-fold (\u00XX). */
+    if (event_bytes(e) * 6 + 1024 < (long)STREAM_FRAME_MAX)
+        return -2;
+    log_line(LOG_LEVEL_WARN, "warning event too large, skipped id=%" PRId64 " bytes=%ld",
+             e->id, event_bytes(e));
+    return 1;
+}
+
+/* Filters and frames the batch. Returns 0, or a negative end_reason. */
+static int
+send_batch(struct request *r, struct live *lv, bool is_replay, int64_t newest_id)
+{
+    for (size_t i = 0; i < lv->batch.count; i++) {
+        const struct event *e = &lv->batch.events[i];
+        lv->cursor = e->id;
+        enum filter_verdict v = filter_check(&lv->filter, e, is_replay, newest_id - e->id);
+        if (v == FILTER_SHED)
+            lv->shed++;
+        if (v != FILTER_SEND)
+            continue;
+        int rc = append_frame(r, e);
+        if (rc == -1)
+            return -END_CLIENT_DISCONNECTED;
+        if (rc == -2)
+            return -END_ERROR_OOM;
+        if (rc == 0 && ++lv->events_sent == 1) {
+            char clean[LOG_VALUE_MAX];
+            log_line(LOG_LEVEL_INFO, "first event %s type=%s", r->log_subject,
+                     log_clean(e->type, clean, sizeof(clean)));
+        }
+    }
+    return 0;
+}
+
+/* Counts the batch's events that would be sent (for the 204 decision). */
+static size_t
+count_sendable(const struct live *lv, bool is_replay)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < lv->batch.count; i++)
+        n += filter_check(&lv->filter, &lv->batch.events[i], is_replay, 0) == FILTER_SEND;
+    return n;
+}
+
+/* How the stream starts: what read_start found. */
+struct start {
+    bool is_replay;                 /* fresh connect: the batch is the replay window */
+    int64_t live_from;              /* cursor after the replay window */
+    bool has_gap;                   /* SPEC §4.3 */
+    int64_t gap_requested, gap_resumed_from;
+    size_t sendable;                /* events of the first batch that pass the filter */
+};
+
+static int
+read_resume(struct request *r, struct live *lv, int64_t after_id, struct start *s)
+{
+    int64_t pruned_through = 0, oldest_kept = 0;
+    int rc = store_retention(lv->st, &r->channel, after_id, &pruned_through, &oldest_kept);
+    if (rc < 0)
+        return rc;
+    if (pruned_through > after_id) {
+        s->has_gap = true;
+        s->gap_requested = after_id;
+        s->gap_resumed_from = oldest_kept > 0 ? oldest_kept : pruned_through + 1;
+    }
+    /* Skip whole batches of filtered-out rows, so that "nothing left" is known (204). */
+    lv->cursor = after_id;
+    for (;;) {
+        rc = store_events_after(lv->st, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
+                                STREAM_BATCH_BYTES, &lv->batch);
+        if (rc < 0)
+            return rc;
+        s->sendable = count_sendable(lv, false);
+        if (s->sendable > 0 || !lv->batch.is_full)
+            return 0;
+        lv->cursor = lv->batch.events[lv->batch.count - 1].id;
+    }
+}
+
+/* Reads the first rows before any byte is sent. Returns 0 or a store error. */
+static int
+read_start(struct request *r, struct live *lv, struct start *s)
+{
+    int64_t after_id = 0;
+    if (resume_point(r, &after_id))
+        return read_resume(r, lv, after_id, s);
+    if (r->route.kind == ROUTE_GLOBAL_EVENTS)  /* SPEC §3: no replay on the global channel */
+        return store_newest_id(lv->st, &lv->cursor);
+    s->is_replay = true;
+    int rc = store_replay_window(lv->st, &r->channel, (size_t)r->cfg.replay_limit, &lv->batch,
+                                 &s->live_from);
+    lv->cursor = s->live_from;
+    s->sendable = rc == 0 ? count_sendable(lv, true) : 0;
+    return rc;
+}
+
+static bool
+is_shutdown_pending(const struct request *r)
+{
+    struct pollfd p = {.fd = r->shared->shutdown_fd, .events = POLLIN};
+    return p.fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
+/* Sends r->out and restarts the timers it resets. Returns 0 or -END_CLIENT_DISCONNECTED. */
+static int
+send_now(struct request *r, struct live *lv, bool is_beat)
+{
+    if (r->out.len == 0)
+        return 0;
+    if (flush_out(r) < 0)
+        return -END_CLIENT_DISCONNECTED;
+    lv->last_write_ms = wait_now_ms();
+    if (is_beat)
+        lv->last_beat_ms = lv->last_write_ms;
+    return 0;
+}
+
+static int64_t
+earliest(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Sleeps until new rows may be there, writing keepalives and probes when due.
+ * Returns 0, or -end_reason. */
+static int
+wait_for_rows(struct request *r, struct live *lv)
+{
+    for (;;) {
+        int64_t now = wait_now_ms();
+        int64_t keepalive_due = lv->last_beat_ms + r->cfg.keepalive_s * 1000;
+        int64_t probe_due = lv->probe_ms > 0 ? lv->last_write_ms + lv->probe_ms : INT64_MAX;
+        if (now >= lv->end_ms)
+            return -END_MAX_STREAM_TIME;
+        if (now >= keepalive_due || now >= probe_due) {
+            bool is_beat = now >= keepalive_due;
+            if (is_beat ? sse_append_keepalive(&r->out) : sse_append_probe(&r->out))
+                return -END_ERROR_OOM;
+            int rc = send_now(r, lv, is_beat);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        switch (wait_for_change(lv->waiter, earliest(earliest(keepalive_due, probe_due),
+                                                      lv->end_ms))) {
+        case WAIT_CHANGED:
+            return 0;
+        case WAIT_DEADLINE:
+            continue;
+        case WAIT_CLIENT_GONE:
+            return -END_CLIENT_DISCONNECTED;
+        case WAIT_SHUTDOWN:
+            return -END_SHUTDOWN;
+        case WAIT_ERROR:
+            return -END_ERROR_STORE;
+        }
+    }
+}
+
+/* One round of the live loop: closed flag, then rows after the cursor. Returns 0 to go on
+ * reading at once, 1 when caught up, or -end_reason. */
+static int
+read_and_send(struct request *r, struct live *lv)
+{
+    if (r->route.kind == ROUTE_SESSION_EVENTS && !lv->is_session_closed) {
+        int rc = store_session_lookup(lv->st, r->route.id, &lv->is_session_closed);
+        if (rc == STORE_ERR_NOT_FOUND)
+            lv->is_session_closed = true;  /* deleted: nothing more can come */
+        else if (rc < 0 && rc != STORE_ERR_BUSY)
+            return -END_ERROR_STORE;
+    }
+    int rc = store_events_after(lv->st, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
+                                STREAM_BATCH_BYTES, &lv->batch);
+    if (rc == STORE_ERR_BUSY)
+        return 1;  /* a writer holds a lock: keep the stream, try at the next wakeup */
+    if (rc < 0)
+        return -END_ERROR_STORE;
+    int64_t newest_id = 0;
+    if (lv->filter.max_lag > 0 && lv->batch.count > 0 && store_newest_id(lv->st, &newest_id))
+        newest_id = 0;
+    if ((rc = send_batch(r, lv, false, newest_id)) < 0 || (rc = send_now(r, lv, true)) < 0)
+        return rc;
+    if (lv->batch.is_full)
+        return 0;
+    return lv->is_session_closed ? -END_SESSION_CLOSED : 1;
+}
+
+static enum end_reason
+run_live(struct request *r, struct live *lv)
+{
+    for (;;) {
+        int rc = read_and_send(r, lv);
+        if (rc < 0)
+            return (enum end_reason)-rc;
+        if (is_shutdown_pending(r))
+            return END_SHUTDOWN;
+        if (wait_now_ms() >= lv->end_ms)
+            return END_MAX_STREAM_TIME;
+        if (rc == 1 && (rc = wait_for_rows(r, lv)) < 0)
+            return (enum end_reason)-rc;
+    }
+}
+
+/* Head, opening lines, gap notice and the first batch; then live until the end. */
+static enum end_reason
+run_stream(struct request *r, struct live *lv, const struct start *s)
+{
+    if (http_append_stream_head(&r->out, r->cors_origin) < 0
+        || sse_append_open(&r->out, r->cfg.retry_ms) < 0
+        || (s->has_gap && sse_append_gap(&r->out, s->gap_requested, s->gap_resumed_from) < 0))
+        return END_ERROR_OOM;
+    log_line(LOG_LEVEL_INFO, "connected %s types=%zu", r->log_subject,
+             lv->filter.requested_count);
+    if (s->has_gap)
+        log_line(LOG_LEVEL_WARN, "warning gap %s requested=%" PRId64 " resumed_from=%" PRId64,
+                 r->log_subject, s->gap_requested, s->gap_resumed_from);
+    int rc = send_batch(r, lv, s->is_replay, 0);
+    if (rc == 0)
+        rc = send_now(r, lv, true);
+    if (rc < 0)
+        return (enum end_reason)-rc;
+    if (s->is_replay) {
+        if (lv->cursor < s->live_from)
+            lv->cursor = s->live_from;
+        if (lv->events_sent > 0)
+            log_line(LOG_LEVEL_INFO, "replayed %ld %s", lv->events_sent, r->log_subject);
+    }
+    return run_live(r, lv);
+}
+
+static void
+live_release(struct live *lv)
+{
+    wait_close(lv->waiter);
+    filter_release(&lv->filter);
+    store_policy_free(lv->policy, lv->policy_count);
+    store_batch_release(&lv->batch);
+    store_close(lv->st);
+}
+
+/* Opens the store, checks the session, loads the policy and the first rows. Returns 0, or
+ * -1 after answering the request. */
+static int
+prepare_stream(struct request *r, struct live *lv, struct start *s)
+{
+    if (open_store(r, &lv->st) < 0)
+        return -1;
+    int rc = 0;
+    if (r->route.kind == ROUTE_SESSION_EVENTS)
+        rc = store_session_lookup(lv->st, r->route.id, &lv->is_session_closed);
+    if (rc == 0)
+        rc = store_policy_load(lv->st, &lv->policy, &lv->policy_count);
+    if (rc == 0 && build_filter(r, lv) < 0)
+        rc = STORE_ERR_NOMEM;
+    if (rc == 0)
+        rc = read_start(r, lv, s);
+    if (rc < 0) {
+        respond_store_error(r, rc, store_errmsg(lv->st));
+        return -1;
+    }
+    return 0;
+}
+
+static int
+open_waiter(struct request *r, struct live *lv)
+{
+    struct wait_options opt = {
+        .poll_ms = r->cfg.poll_ms,
+        .client_fd = r->io->client_fd,
+        .is_client_socket = r->io->is_client_socket,
+        .shutdown_fd = r->shared->shutdown_fd,
+    };
+    int rc = wait_open(lv->st, r->cfg.db_path, &opt, &lv->waiter);
+    if (rc < 0) {
+        respond_store_error(r, rc, store_errmsg(lv->st));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+serve_stream(struct request *r)
+{
+    struct live lv = {.end_ms = INT64_MAX};
+    struct start s = {0};
+    store_batch_init(&lv.batch);
+    if (prepare_stream(r, &lv, &s) < 0)
+        goto out;
+    if (lv.is_session_closed && s.sendable == 0 && !lv.batch.is_full) {
+        log_line(LOG_LEVEL_INFO, "no content %s reason=session_closed", r->log_subject);
+        if (http_append_no_content(&r->out, r->cors_origin) == 0)
+            flush_out(r);
+        goto out;
+    }
+    if (r->is_head) {
+        if (http_append_stream_head(&r->out, r->cors_origin) == 0)
+            flush_out(r);
+        goto out;
+    }
+    if (open_waiter(r, &lv) < 0)
+        goto out;
+    lv.probe_ms = config_probe_ms(&r->cfg, param(r, "SERVER_SOFTWARE"), r->io->is_cgi);
+    lv.last_write_ms = lv.last_beat_ms = wait_now_ms();
+    if (r->cfg.max_stream_s > 0)
+        lv.end_ms = lv.last_write_ms + r->cfg.max_stream_s * 1000;
+    atomic_fetch_add(&r->shared->streams_open, 1);
+    enum end_reason reason = run_stream(r, &lv, &s);
+    atomic_fetch_sub(&r->shared->streams_open, 1);
+    flush_out(r);
+    log_line(LOG_LEVEL_INFO, "disconnected %s events_sent=%ld shed=%ld reason=%s",
+             r->log_subject, lv.events_sent, lv.shed, END_REASONS[reason]);
+out:
+    live_release(&lv);
+}
+
+void
+stream_serve(const struct stream_io *io, struct stream_shared *shared)
+{
+    struct request *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        log_line(LOG_LEVEL_ERROR, "error status=503 reason=out_of_memory");
+        return;
+    }
+    r->io = io;
+    r->shared = shared;
+    buf_init(&r->out, STREAM_FRAME_MAX);
+    snprintf(r->log_subject, sizeof(r->log_subject), "session=-");
+    if (load_config(r) == 0 && parse_request(r) == 0) {
+        r->cors_origin = http_cors_origin(r->cfg.cors_origin, param(r, "HTTP_ORIGIN"));
+        set_channel(r);
+        if (r->route.kind == ROUTE_HEALTH)
+            serve_health(r);
+        else
+            serve_stream(r);
+    }
+    buf_release(&r->out);
+    free(r);
+}
+
+void
+stream_reject_busy(const struct stream_io *io)
+{
+    struct request r = {.io = io};
+    buf_init(&r.out, 4096);
+    r.cors_origin = http_cors_origin(getenv("SSE_CORS_ORIGIN"),
+                                     io->param(io->ctx, "HTTP_ORIGIN"));
+    log_line(LOG_LEVEL_WARN, "warning busy status=503 reason=no_free_stream_slot");
+    respond_error(&r, 503, "no free stream slot in this process; retry");
+    buf_release(&r.out);
+}

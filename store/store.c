@@ -1,0 +1,614 @@
+/*
+ * store.c - every SQLite call of the program.
+ *
+ * The connection is opened read-only (SPEC §1) and only ever runs the prepared statements in
+ * QUERIES below; nothing from a request is spliced into SQL. Statements are prepared on first
+ * use and kept. Rows are copied out of SQLite (one allocation per row) and the statement is
+ * reset before the caller sees them, so no read snapshot outlives a call.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define EVENT_COLUMNS "id, session_id, type, stream_id, node_id, execution_id, data, " \
+                      "timestamp, correlation_id, colony_id, run_id"
+
+enum query_id {
+    Q_SESSION,
+    Q_POLICY,
+    Q_AFTER_SESSION,
+    Q_AFTER_WORKER,
+    Q_AFTER_GLOBAL,
+    Q_REPLAY_SESSION,
+    Q_REPLAY_WORKER,
+    Q_NEWEST_ID,
+    Q_PRUNED_SCOPE,
+    Q_PRUNED_ANY,
+    Q_OLDEST_SESSION,
+    Q_OLDEST_WORKER,
+    Q_OLDEST_GLOBAL,
+    Q_DATA_VERSION,
+    Q_USER_VERSION,
+    Q_JOURNAL_MODE,
+    Q_COUNT
+};
+
+/* Every statement the responder runs. ?1 = session id / stream id / scope, ?2 = after id,
+ * ?3 = row limit. Each range query is an index range scan (tests/ check EXPLAIN). */
+static const struct {
+    const char *name;
+    const char *sql;
+    bool is_explained;      /* a cursor query: listed by store_explain */
+} QUERIES[Q_COUNT] = {
+    [Q_SESSION] = {"session", "SELECT closed_at IS NOT NULL FROM sessions WHERE id = ?1", true},
+    [Q_POLICY] = {"policy", "SELECT name, streamed_by_default, replayed, critical, "
+                  "worker_fanin FROM event_types", false},
+    [Q_AFTER_SESSION] = {"after_session", "SELECT " EVENT_COLUMNS " FROM events WHERE "
+                         "session_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3", true},
+    [Q_AFTER_WORKER] = {"after_worker", "SELECT " EVENT_COLUMNS " FROM events WHERE "
+                        "stream_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3", true},
+    [Q_AFTER_GLOBAL] = {"after_global", "SELECT " EVENT_COLUMNS " FROM events WHERE "
+                        "session_id IS NULL AND id > ?2 ORDER BY id LIMIT ?3", true},
+    [Q_REPLAY_SESSION] = {"replay_session", "SELECT * FROM (SELECT " EVENT_COLUMNS
+                          " FROM events WHERE session_id = ?1 ORDER BY id DESC LIMIT ?3) "
+                          "ORDER BY id", true},
+    [Q_REPLAY_WORKER] = {"replay_worker", "SELECT * FROM (SELECT " EVENT_COLUMNS
+                         " FROM events WHERE stream_id = ?1 ORDER BY id DESC LIMIT ?3) "
+                         "ORDER BY id", true},
+    [Q_NEWEST_ID] = {"newest_id", "SELECT coalesce(max(id), 0) FROM events", true},
+    [Q_PRUNED_SCOPE] = {"pruned_scope", "SELECT through_id FROM pruned WHERE scope = ?1", true},
+    [Q_PRUNED_ANY] = {"pruned_any", "SELECT coalesce(max(through_id), 0) FROM pruned", false},
+    [Q_OLDEST_SESSION] = {"oldest_session", "SELECT min(id) FROM events WHERE "
+                          "session_id = ?1 AND id > ?2", true},
+    [Q_OLDEST_WORKER] = {"oldest_worker", "SELECT min(id) FROM events WHERE "
+                         "stream_id = ?1 AND id > ?2", true},
+    [Q_OLDEST_GLOBAL] = {"oldest_global", "SELECT min(id) FROM events WHERE "
+                         "session_id IS NULL AND id > ?2", true},
+    [Q_DATA_VERSION] = {"data_version", "PRAGMA data_version", false},
+    [Q_USER_VERSION] = {"user_version", "PRAGMA user_version", false},
+    [Q_JOURNAL_MODE] = {"journal_mode", "PRAGMA journal_mode", false},
+};
+
+struct store {
+    sqlite3 *db;                        /* owned; read-only connection */
+    sqlite3_stmt *stmts[Q_COUNT];       /* owned; prepared on first use */
+    char errmsg[512];                   /* last failure, for logs and 503 bodies */
+};
+
+static int
+set_error(struct store *st, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int
+set_error(struct store *st, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->errmsg, sizeof(st->errmsg), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Maps a SQLite result code to a store_error, with a message that says what to do. */
+static int
+sqlite_failure(struct store *st, int rc, const char *what)
+{
+    int ext = st->db ? sqlite3_extended_errcode(st->db) : rc;
+    const char *msg = st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return set_error(st, STORE_ERR_BUSY, "%s: database is locked (%s)", what, msg);
+    case SQLITE_NOMEM:
+        return set_error(st, STORE_ERR_NOMEM, "%s: out of memory", what);
+    case SQLITE_READONLY:
+        /* DEPLOY-NOTES §9: a reader that cannot create -wal/-shm. */
+        return set_error(st, STORE_ERR_UNREADABLE, "%s: %s (extended code %d): the web "
+                         "server user needs write access to the database directory, or "
+                         "the -wal and -shm files must exist", what, msg, ext);
+    default:
+        return set_error(st, STORE_ERR_UNREADABLE, "%s: %s (code %d)", what, msg, ext);
+    }
+}
+
+static sqlite3_stmt *
+statement(struct store *st, enum query_id q)
+{
+    if (st->stmts[q] == NULL) {
+        int rc = sqlite3_prepare_v3(st->db, QUERIES[q].sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                    &st->stmts[q], NULL);
+        if (rc != SQLITE_OK) {
+            sqlite_failure(st, rc, QUERIES[q].name);
+            st->stmts[q] = NULL;
+        }
+    }
+    return st->stmts[q];
+}
+
+/* Runs a query that yields one integer (NULL reads as 0). */
+static int
+query_integer(struct store *st, enum query_id q, const char *text1, int64_t arg2,
+              int64_t *out)
+{
+    sqlite3_stmt *s = statement(st, q);
+    if (s == NULL)
+        return STORE_ERR_SCHEMA;
+    if (text1 != NULL)
+        sqlite3_bind_text(s, 1, text1, -1, SQLITE_STATIC);
+    if (sqlite3_bind_parameter_count(s) >= 2)
+        sqlite3_bind_int64(s, 2, arg2);
+    int rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sqlite_failure(st, rc, QUERIES[q].name);
+    return rc == SQLITE_ROW ? 0 : STORE_ERR_NOT_FOUND;
+}
+
+static int
+check_schema(struct store *st)
+{
+    int64_t version = 0, has_events = 0;
+    int rc = query_integer(st, Q_USER_VERSION, NULL, 0, &version);
+    if (rc < 0 && rc != STORE_ERR_NOT_FOUND)
+        return rc;
+    sqlite3_stmt *s = NULL;
+    rc = sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                            "AND name IN ('events', 'sessions', 'event_types', 'pruned')",
+                            -1, &s, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        has_events = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW)
+        return sqlite_failure(st, rc, "schema check");
+    if (version < 1 || has_events != 4)
+        return set_error(st, STORE_ERR_SCHEMA, "database has no sse-fcgi schema "
+                         "(user_version %lld): apply schema.sql", (long long)version);
+    return 0;
+}
+
+static int
+check_file(const char *path, char *errbuf, size_t errbuf_size)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        int err = errno;
+        snprintf(errbuf, errbuf_size, "cannot open database %s: %s", path, strerror(err));
+        return err == ENOENT ? STORE_ERR_MISSING : STORE_ERR_UNREADABLE;
+    }
+    if (!S_ISREG(sb.st_mode) || access(path, R_OK) != 0) {
+        snprintf(errbuf, errbuf_size, "database %s is not a readable file", path);
+        return STORE_ERR_UNREADABLE;
+    }
+    return 0;
+}
+
+int
+store_open(const char *path, int busy_timeout_ms, struct store **out, char *errbuf,
+           size_t errbuf_size)
+{
+    *out = NULL;
+    int rc = check_file(path, errbuf, errbuf_size);
+    if (rc < 0)
+        return rc;
+    struct store *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        return STORE_ERR_NOMEM;
+    }
+    rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK)
+        rc = sqlite_failure(st, rc, "open");
+    else {
+        sqlite3_busy_timeout(st->db, busy_timeout_ms);
+        rc = check_schema(st);
+    }
+    if (rc < 0) {
+        snprintf(errbuf, errbuf_size, "%s", st->errmsg);
+        store_close(st);
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
+void
+store_close(struct store *st)
+{
+    if (st == NULL)
+        return;
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(st->stmts[i]);
+    sqlite3_close(st->db);
+    free(st);
+}
+
+const char *
+store_errmsg(const struct store *st)
+{
+    return st ? st->errmsg : "no store";
+}
+
+int
+store_session_lookup(struct store *st, const char *session_id, bool *is_closed)
+{
+    int64_t closed = 0;
+    int rc = query_integer(st, Q_SESSION, session_id, 0, &closed);
+    if (rc == STORE_ERR_NOT_FOUND)
+        set_error(st, rc, "no such session");
+    *is_closed = closed != 0;
+    return rc;
+}
+
+static int
+compare_policy(const void *a, const void *b)
+{
+    return strcmp(((const struct event_type_policy *)a)->name,
+                  ((const struct event_type_policy *)b)->name);
+}
+
+static int
+append_policy_row(sqlite3_stmt *s, struct event_type_policy **table, size_t *count,
+                  size_t *capacity)
+{
+    if (*count == *capacity) {
+        size_t cap = *capacity ? *capacity * 2 : 128;
+        struct event_type_policy *grown = realloc(*table, cap * sizeof(**table));
+        if (grown == NULL)
+            return -1;
+        *table = grown;
+        *capacity = cap;
+    }
+    const char *name = (const char *)sqlite3_column_text(s, 0);
+    char *copy = strdup(name ? name : "");
+    if (copy == NULL)
+        return -1;
+    (*table)[(*count)++] = (struct event_type_policy){
+        .name = copy,
+        .is_streamed_by_default = sqlite3_column_int(s, 1) != 0,
+        .is_replayed = sqlite3_column_int(s, 2) != 0,
+        .is_critical = sqlite3_column_int(s, 3) != 0,
+        .is_worker_fanin = sqlite3_column_int(s, 4) != 0,
+    };
+    return 0;
+}
+
+int
+store_policy_load(struct store *st, struct event_type_policy **out, size_t *count)
+{
+    struct event_type_policy *table = NULL;
+    size_t n = 0, capacity = 0;
+    sqlite3_stmt *s = statement(st, Q_POLICY);
+    if (s == NULL)
+        return STORE_ERR_SCHEMA;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (append_policy_row(s, &table, &n, &capacity) < 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        store_policy_free(table, n);
+        return sqlite_failure(st, rc, "policy");
+    }
+    /* filter_find_type does a binary search with strcmp. */
+    if (n > 0)
+        qsort(table, n, sizeof(*table), compare_policy);
+    *out = table;
+    *count = n;
+    return 0;
+}
+
+void
+store_policy_free(struct event_type_policy *policy, size_t count)
+{
+    if (policy == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free((char *)policy[i].name);
+    free(policy);
+}
+
+/* Where each text column of EVENT_COLUMNS lands in struct event (timestamp is separate). */
+static const struct {
+    int column;
+    size_t text_offset;     /* const char * field */
+    size_t len_offset;      /* size_t field, or SIZE_MAX for none */
+} TEXT_COLUMNS[] = {
+    {1, offsetof(struct event, session_id), SIZE_MAX},
+    {2, offsetof(struct event, type), offsetof(struct event, type_len)},
+    {3, offsetof(struct event, stream_id), offsetof(struct event, stream_id_len)},
+    {4, offsetof(struct event, node_id), offsetof(struct event, node_id_len)},
+    {5, offsetof(struct event, execution_id), offsetof(struct event, execution_id_len)},
+    {6, offsetof(struct event, data), offsetof(struct event, data_len)},
+    {8, offsetof(struct event, correlation_id), offsetof(struct event, correlation_id_len)},
+    {9, offsetof(struct event, colony_id), offsetof(struct event, colony_id_len)},
+    {10, offsetof(struct event, run_id), offsetof(struct event, run_id_len)},
+};
+enum { TEXT_COLUMN_COUNT = sizeof(TEXT_COLUMNS) / sizeof(TEXT_COLUMNS[0]), COL_TIMESTAMP = 7 };
+
+void
+store_batch_init(struct store_batch *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+static void
+batch_clear(struct store_batch *b)
+{
+    for (size_t i = 0; i < b->count; i++)
+        free(b->row_blocks[i]);
+    b->count = 0;
+    b->is_full = false;
+}
+
+void
+store_batch_release(struct store_batch *b)
+{
+    if (b == NULL)
+        return;
+    batch_clear(b);
+    free(b->events);
+    free(b->row_blocks);
+    memset(b, 0, sizeof(*b));
+}
+
+static int
+batch_reserve(struct store_batch *b, size_t rows)
+{
+    if (rows <= b->capacity)
+        return 0;
+    struct event *events = realloc(b->events, rows * sizeof(*events));
+    if (events == NULL)
+        return -1;
+    b->events = events;
+    char **blocks = realloc(b->row_blocks, rows * sizeof(*blocks));
+    if (blocks == NULL)
+        return -1;
+    b->row_blocks = blocks;
+    b->capacity = rows;
+    return 0;
+}
+
+/* Copies a text column into block at *used; sets the event's pointer and length. */
+static void
+copy_text(sqlite3_stmt *s, int col, struct event *e, size_t text_off, size_t len_off,
+          char *block, size_t *used)
+{
+    const char **field = (const char **)((char *)e + text_off);
+    if (sqlite3_column_type(s, col) == SQLITE_NULL) {
+        *field = NULL;
+        if (len_off != SIZE_MAX)
+            *(size_t *)((char *)e + len_off) = 0;
+        return;
+    }
+    const unsigned char *text = sqlite3_column_text(s, col);
+    size_t n = (size_t)sqlite3_column_bytes(s, col);
+    memcpy(block + *used, text ? (const char *)text : "", n);
+    block[*used + n] = '\0';
+    *field = block + *used;
+    if (len_off != SIZE_MAX)
+        *(size_t *)((char *)e + len_off) = n;
+    *used += n + 1;
+}
+
+static void
+copy_timestamp(sqlite3_stmt *s, struct event *e, char *block, size_t *used)
+{
+    struct event_value *v = &e->timestamp;
+    memset(v, 0, sizeof(*v));
+    switch (sqlite3_column_type(s, COL_TIMESTAMP)) {
+    case SQLITE_INTEGER:
+        v->kind = EVENT_VALUE_INTEGER;
+        v->integer = sqlite3_column_int64(s, COL_TIMESTAMP);
+        break;
+    case SQLITE_FLOAT:
+        v->kind = EVENT_VALUE_REAL;
+        v->real = sqlite3_column_double(s, COL_TIMESTAMP);
+        break;
+    case SQLITE_NULL:
+        break;
+    default: {
+        const unsigned char *text = sqlite3_column_text(s, COL_TIMESTAMP);
+        size_t n = (size_t)sqlite3_column_bytes(s, COL_TIMESTAMP);
+        memcpy(block + *used, text ? (const char *)text : "", n);
+        block[*used + n] = '\0';
+        v->kind = EVENT_VALUE_TEXT;
+        v->text = block + *used;
+        v->text_len = n;
+        *used += n + 1;
+    }
+    }
+}
+
+/* Copies the current row into the batch. Returns the row's bytes, or -1 (out of memory). */
+static long
+batch_add_row(struct store_batch *b, sqlite3_stmt *s)
+{
+    if (batch_reserve(b, b->count + 1) < 0)
+        return -1;
+    size_t total = 1;
+    for (int c = 0; c < TEXT_COLUMN_COUNT; c++) {
+        sqlite3_column_text(s, TEXT_COLUMNS[c].column);  /* converts numbers to text */
+        total += (size_t)sqlite3_column_bytes(s, TEXT_COLUMNS[c].column) + 1;
+    }
+    sqlite3_column_text(s, COL_TIMESTAMP);
+    total += (size_t)sqlite3_column_bytes(s, COL_TIMESTAMP) + 1;
+    char *block = malloc(total);
+    if (block == NULL)
+        return -1;
+    struct event *e = &b->events[b->count];
+    memset(e, 0, sizeof(*e));
+    e->id = sqlite3_column_int64(s, 0);
+    size_t used = 0;
+    for (int c = 0; c < TEXT_COLUMN_COUNT; c++)
+        copy_text(s, TEXT_COLUMNS[c].column, e, TEXT_COLUMNS[c].text_offset,
+                  TEXT_COLUMNS[c].len_offset, block, &used);
+    copy_timestamp(s, e, block, &used);
+    b->row_blocks[b->count++] = block;
+    return (long)total;
+}
+
+/* Steps s to the end (or the limits) and copies the rows into out. */
+static int
+run_batch(struct store *st, enum query_id q, size_t max_bytes, size_t max_rows,
+          struct store_batch *out)
+{
+    sqlite3_stmt *s = st->stmts[q];
+    size_t bytes = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        long n = batch_add_row(out, s);
+        if (n < 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        bytes += (size_t)n;
+        if (bytes >= max_bytes || out->count >= max_rows) {
+            out->is_full = true;
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) {
+        batch_clear(out);
+        return sqlite_failure(st, rc, QUERIES[q].name);
+    }
+    return 0;
+}
+
+static enum query_id
+after_query(enum store_scope scope)
+{
+    return scope == STORE_SCOPE_SESSION ? Q_AFTER_SESSION
+           : scope == STORE_SCOPE_WORKER ? Q_AFTER_WORKER : Q_AFTER_GLOBAL;
+}
+
+int
+store_events_after(struct store *st, const struct store_channel *ch, int64_t after_id,
+                   size_t max_rows, size_t max_bytes, struct store_batch *out)
+{
+    batch_clear(out);
+    enum query_id q = after_query(ch->scope);
+    sqlite3_stmt *s = statement(st, q);
+    if (s == NULL)
+        return STORE_ERR_SCHEMA;
+    if (ch->scope != STORE_SCOPE_GLOBAL)
+        sqlite3_bind_text(s, 1, ch->key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, after_id);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)max_rows);
+    return run_batch(st, q, max_bytes, max_rows, out);
+}
+
+static int
+exec_simple(struct store *st, const char *sql)
+{
+    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : sqlite_failure(st, rc, sql);
+}
+
+int
+store_replay_window(struct store *st, const struct store_channel *ch, size_t limit,
+                    struct store_batch *out, int64_t *live_from)
+{
+    batch_clear(out);
+    /* One read transaction: the window and the live cursor come from the same snapshot, so
+     * a row committed in between is either in the window or after the cursor (SPEC §4.2). */
+    int rc = exec_simple(st, "BEGIN");
+    if (rc < 0)
+        return rc;
+    rc = query_integer(st, Q_NEWEST_ID, NULL, 0, live_from);
+    if (rc == 0 && limit > 0 && ch->scope != STORE_SCOPE_GLOBAL) {
+        enum query_id q = ch->scope == STORE_SCOPE_SESSION ? Q_REPLAY_SESSION : Q_REPLAY_WORKER;
+        sqlite3_stmt *s = statement(st, q);
+        if (s == NULL) {
+            rc = STORE_ERR_SCHEMA;
+        } else {
+            sqlite3_bind_text(s, 1, ch->key, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 3, (sqlite3_int64)limit);
+            rc = run_batch(st, q, SIZE_MAX, SIZE_MAX, out);
+        }
+    }
+    int end_rc = exec_simple(st, rc == 0 ? "COMMIT" : "ROLLBACK");
+    return rc < 0 ? rc : end_rc;
+}
+
+int
+store_newest_id(struct store *st, int64_t *out)
+{
+    return query_integer(st, Q_NEWEST_ID, NULL, 0, out);
+}
+
+int
+store_retention(struct store *st, const struct store_channel *ch, int64_t after_id,
+                int64_t *pruned_through, int64_t *oldest_kept)
+{
+    int rc;
+    if (ch->scope == STORE_SCOPE_WORKER)
+        rc = query_integer(st, Q_PRUNED_ANY, NULL, 0, pruned_through);
+    else
+        rc = query_integer(st, Q_PRUNED_SCOPE, ch->scope == STORE_SCOPE_SESSION ? ch->key : "",
+                           0, pruned_through);
+    if (rc < 0 && rc != STORE_ERR_NOT_FOUND)
+        return rc;
+    enum query_id q = ch->scope == STORE_SCOPE_SESSION ? Q_OLDEST_SESSION
+                      : ch->scope == STORE_SCOPE_WORKER ? Q_OLDEST_WORKER : Q_OLDEST_GLOBAL;
+    rc = query_integer(st, q, ch->scope == STORE_SCOPE_GLOBAL ? NULL : ch->key, after_id,
+                       oldest_kept);
+    return rc == STORE_ERR_NOT_FOUND ? 0 : rc;
+}
+
+int
+store_data_version(struct store *st, int64_t *out)
+{
+    return query_integer(st, Q_DATA_VERSION, NULL, 0, out);
+}
+
+int
+store_health(struct store *st, int *schema_version, bool *is_wal)
+{
+    int64_t version = 0;
+    int rc = query_integer(st, Q_USER_VERSION, NULL, 0, &version);
+    if (rc < 0)
+        return rc;
+    *schema_version = (int)version;
+    sqlite3_stmt *s = statement(st, Q_JOURNAL_MODE);
+    if (s == NULL)
+        return STORE_ERR_SCHEMA;
+    rc = sqlite3_step(s);
+    const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
+    *is_wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : sqlite_failure(st, rc, "journal_mode");
+}
+
+int
+store_explain(struct store *st, void (*report)(void *ctx, const char *query_name,
+                                               const char *detail), void *ctx)
+{
+    for (int q = 0; q < Q_COUNT; q++) {
+        if (!QUERIES[q].is_explained)
+            continue;
+        char sql[1024];
+        snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", QUERIES[q].sql);
+        sqlite3_stmt *s = NULL;
+        int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+        while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW)
+            report(ctx, QUERIES[q].name, (const char *)sqlite3_column_text(s, 3));
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE)
+            return sqlite_failure(st, rc, QUERIES[q].name);
+    }
+    return 0;
+}

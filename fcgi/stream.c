@@ -91,6 +91,8 @@ struct live {
     size_t policy_count;
     struct store_batch batch;       /* owned; the rows being sent */
     int64_t cursor;                 /* highest id dealt with */
+    int64_t replay_until;           /* rows with id <= this are replay (SPEC §4.2); 0: none */
+    long replayed;                  /* events sent from the replay window */
     long events_sent;
     long shed;
     bool is_session_closed;         /* seen before the last read began */
@@ -346,10 +348,11 @@ append_frame(struct request *r, const struct event *e)
 
 /* Filters and frames the batch. Returns 0, or a negative end_reason. */
 static int
-send_batch(struct request *r, struct live *lv, bool is_replay, int64_t newest_id)
+send_batch(struct request *r, struct live *lv, int64_t newest_id)
 {
     for (size_t i = 0; i < lv->batch.count; i++) {
         const struct event *e = &lv->batch.events[i];
+        bool is_replay = e->id <= lv->replay_until;
         lv->cursor = e->id;
         enum filter_verdict v = filter_check(&lv->filter, e, is_replay, newest_id - e->id);
         if (v == FILTER_SHED)
@@ -361,6 +364,7 @@ send_batch(struct request *r, struct live *lv, bool is_replay, int64_t newest_id
             return -END_CLIENT_DISCONNECTED;
         if (rc == -2)
             return -END_ERROR_OOM;
+        lv->replayed += rc == 0 && is_replay;
         if (rc == 0 && ++lv->events_sent == 1) {
             char clean[LOG_VALUE_MAX];
             log_line(LOG_LEVEL_INFO, "first event %s type=%s", r->log_subject,
@@ -372,64 +376,72 @@ send_batch(struct request *r, struct live *lv, bool is_replay, int64_t newest_id
 
 /* Counts the batch's events that would be sent (for the 204 decision). */
 static size_t
-count_sendable(const struct live *lv, bool is_replay)
+count_sendable(const struct live *lv)
 {
     size_t n = 0;
-    for (size_t i = 0; i < lv->batch.count; i++)
-        n += filter_check(&lv->filter, &lv->batch.events[i], is_replay, 0) == FILTER_SEND;
+    for (size_t i = 0; i < lv->batch.count; i++) {
+        const struct event *e = &lv->batch.events[i];
+        n += filter_check(&lv->filter, e, e->id <= lv->replay_until, 0) == FILTER_SEND;
+    }
     return n;
 }
 
 /* How the stream starts: what read_start found. */
 struct start {
-    bool is_replay;                 /* fresh connect: the batch is the replay window */
-    int64_t live_from;              /* cursor after the replay window */
     bool has_gap;                   /* SPEC §4.3 */
     int64_t gap_requested, gap_resumed_from;
     size_t sendable;                /* events of the first batch that pass the filter */
 };
 
+/* Reads the first batch after lv->cursor, skipping whole batches of filtered-out rows, so
+ * that "nothing left" is known before the head is sent (204). */
 static int
-read_resume(struct request *r, struct live *lv, int64_t after_id, struct start *s)
+read_first_batch(struct request *r, struct live *lv, struct start *s)
 {
-    int64_t pruned_through = 0, oldest_kept = 0;
-    int rc = store_retention(lv->st, &r->channel, after_id, &pruned_through, &oldest_kept);
-    if (rc < 0)
-        return rc;
-    if (pruned_through > after_id) {
-        s->has_gap = true;
-        s->gap_requested = after_id;
-        s->gap_resumed_from = oldest_kept > 0 ? oldest_kept : pruned_through + 1;
-    }
-    /* Skip whole batches of filtered-out rows, so that "nothing left" is known (204). */
-    lv->cursor = after_id;
     for (;;) {
-        rc = store_events_after(lv->st, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
-                                STREAM_BATCH_BYTES, &lv->batch);
+        int rc = store_events_after(lv->st, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
+                                    STREAM_BATCH_BYTES, &lv->batch);
         if (rc < 0)
             return rc;
-        s->sendable = count_sendable(lv, false);
+        s->sendable = count_sendable(lv);
         if (s->sendable > 0 || !lv->batch.is_full)
             return 0;
         lv->cursor = lv->batch.events[lv->batch.count - 1].id;
     }
 }
 
-/* Reads the first rows before any byte is sent. Returns 0 or a store error. */
+static int
+check_retention(struct request *r, struct live *lv, int64_t after_id, struct start *s)
+{
+    int64_t pruned_through = 0, oldest_kept = 0;
+    int rc = store_retention(lv->st, &r->channel, after_id, &pruned_through, &oldest_kept);
+    if (rc == 0 && pruned_through > after_id) {
+        s->has_gap = true;
+        s->gap_requested = after_id;
+        s->gap_resumed_from = oldest_kept > 0 ? oldest_kept : pruned_through + 1;
+    }
+    return rc;
+}
+
+/* Sets the cursor (resume point, replay window, or newest id) and reads the first rows
+ * before any byte is sent. Returns 0 or a store error. */
 static int
 read_start(struct request *r, struct live *lv, struct start *s)
 {
     int64_t after_id = 0;
-    if (resume_point(r, &after_id))
-        return read_resume(r, lv, after_id, s);
-    if (r->route.kind == ROUTE_GLOBAL_EVENTS)  /* SPEC §3: no replay on the global channel */
-        return store_newest_id(lv->st, &lv->cursor);
-    s->is_replay = true;
-    int rc = store_replay_window(lv->st, &r->channel, (size_t)r->cfg.replay_limit, &lv->batch,
-                                 &s->live_from);
-    lv->cursor = s->live_from;
-    s->sendable = rc == 0 ? count_sendable(lv, true) : 0;
-    return rc;
+    int rc;
+    if (resume_point(r, &after_id)) {
+        lv->cursor = after_id;
+        rc = check_retention(r, lv, after_id, s);
+    } else if (r->route.kind == ROUTE_GLOBAL_EVENTS) {
+        rc = store_newest_id(lv->st, &lv->cursor);  /* SPEC §3: no replay on global */
+    } else {
+        int64_t first_id = 0;
+        rc = store_replay_window(lv->st, &r->channel, (size_t)r->cfg.replay_limit, &first_id,
+                                 &lv->replay_until);
+        lv->cursor = first_id > 0 ? first_id - 1 : lv->replay_until;
+    }
+    return rc < 0 ? rc : read_first_batch(r, lv, s);
 }
 
 static bool
@@ -495,6 +507,17 @@ wait_for_rows(struct request *r, struct live *lv)
     }
 }
 
+/* Logs "sse replayed N" once the cursor has passed the replay window (SPEC §6). */
+static void
+log_replayed(const struct request *r, struct live *lv)
+{
+    if (lv->replay_until > 0 && lv->cursor >= lv->replay_until) {
+        if (lv->replayed > 0)
+            log_line(LOG_LEVEL_INFO, "replayed %ld %s", lv->replayed, r->log_subject);
+        lv->replay_until = 0;
+    }
+}
+
 /* One round of the live loop: closed flag, then rows after the cursor. Returns 0 to go on
  * reading at once, 1 when caught up, or -end_reason. */
 static int
@@ -516,8 +539,9 @@ read_and_send(struct request *r, struct live *lv)
     int64_t newest_id = 0;
     if (lv->filter.max_lag > 0 && lv->batch.count > 0 && store_newest_id(lv->st, &newest_id))
         newest_id = 0;
-    if ((rc = send_batch(r, lv, false, newest_id)) < 0 || (rc = send_now(r, lv, true)) < 0)
+    if ((rc = send_batch(r, lv, newest_id)) < 0 || (rc = send_now(r, lv, true)) < 0)
         return rc;
+    log_replayed(r, lv);
     if (lv->batch.is_full)
         return 0;
     return lv->is_session_closed ? -END_SESSION_CLOSED : 1;
@@ -552,17 +576,15 @@ run_stream(struct request *r, struct live *lv, const struct start *s)
     if (s->has_gap)
         log_line(LOG_LEVEL_WARN, "warning gap %s requested=%" PRId64 " resumed_from=%" PRId64,
                  r->log_subject, s->gap_requested, s->gap_resumed_from);
-    int rc = send_batch(r, lv, s->is_replay, 0);
+    int rc = send_batch(r, lv, 0);
     if (rc == 0)
         rc = send_now(r, lv, true);
     if (rc < 0)
         return (enum end_reason)-rc;
-    if (s->is_replay) {
-        if (lv->cursor < s->live_from)
-            lv->cursor = s->live_from;
-        if (lv->events_sent > 0)
-            log_line(LOG_LEVEL_INFO, "replayed %ld %s", lv->events_sent, r->log_subject);
-    }
+    log_replayed(r, lv);
+    if (!lv->batch.is_full && lv->cursor < lv->replay_until)
+        lv->cursor = lv->replay_until;  /* the window is done: go live from its snapshot */
+    log_replayed(r, lv);
     return run_live(r, lv);
 }
 

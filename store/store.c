@@ -56,12 +56,10 @@ static const struct {
                         "stream_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3", true},
     [Q_AFTER_GLOBAL] = {"after_global", "SELECT " EVENT_COLUMNS " FROM events WHERE "
                         "session_id IS NULL AND id > ?2 ORDER BY id LIMIT ?3", true},
-    [Q_REPLAY_SESSION] = {"replay_session", "SELECT * FROM (SELECT " EVENT_COLUMNS
-                          " FROM events WHERE session_id = ?1 ORDER BY id DESC LIMIT ?3) "
-                          "ORDER BY id", true},
-    [Q_REPLAY_WORKER] = {"replay_worker", "SELECT * FROM (SELECT " EVENT_COLUMNS
-                         " FROM events WHERE stream_id = ?1 ORDER BY id DESC LIMIT ?3) "
-                         "ORDER BY id", true},
+    [Q_REPLAY_SESSION] = {"replay_session", "SELECT min(id) FROM (SELECT id FROM events "
+                          "WHERE session_id = ?1 ORDER BY id DESC LIMIT ?3)", true},
+    [Q_REPLAY_WORKER] = {"replay_worker", "SELECT min(id) FROM (SELECT id FROM events "
+                         "WHERE stream_id = ?1 ORDER BY id DESC LIMIT ?3)", true},
     [Q_NEWEST_ID] = {"newest_id", "SELECT coalesce(max(id), 0) FROM events", true},
     [Q_PRUNED_SCOPE] = {"pruned_scope", "SELECT through_id FROM pruned WHERE scope = ?1", true},
     [Q_PRUNED_ANY] = {"pruned_any", "SELECT coalesce(max(through_id), 0) FROM pruned", false},
@@ -520,9 +518,9 @@ exec_simple(struct store *st, const char *sql)
 
 int
 store_replay_window(struct store *st, const struct store_channel *ch, size_t limit,
-                    struct store_batch *out, int64_t *live_from)
+                    int64_t *first_id, int64_t *live_from)
 {
-    batch_clear(out);
+    *first_id = 0;
     /* One read transaction: the window and the live cursor come from the same snapshot, so
      * a row committed in between is either in the window or after the cursor (SPEC §4.2). */
     int rc = exec_simple(st, "BEGIN");
@@ -535,9 +533,9 @@ store_replay_window(struct store *st, const struct store_channel *ch, size_t lim
         if (s == NULL) {
             rc = STORE_ERR_SCHEMA;
         } else {
-            sqlite3_bind_text(s, 1, ch->key, -1, SQLITE_STATIC);
             sqlite3_bind_int64(s, 3, (sqlite3_int64)limit);
-            rc = run_batch(st, q, SIZE_MAX, SIZE_MAX, out);
+            rc = query_integer(st, q, ch->key, 0, first_id);
+            rc = rc == STORE_ERR_NOT_FOUND ? 0 : rc;
         }
     }
     int end_rc = exec_simple(st, rc == 0 ? "COMMIT" : "ROLLBACK");
@@ -604,8 +602,10 @@ store_explain(struct store *st, void (*report)(void *ctx, const char *query_name
         snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", QUERIES[q].sql);
         sqlite3_stmt *s = NULL;
         int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
-        while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW)
-            report(ctx, QUERIES[q].name, (const char *)sqlite3_column_text(s, 3));
+        if (rc == SQLITE_OK) {
+            while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+                report(ctx, QUERIES[q].name, (const char *)sqlite3_column_text(s, 3));
+        }
         sqlite3_finalize(s);
         if (rc != SQLITE_DONE)
             return sqlite_failure(st, rc, QUERIES[q].name);

@@ -78,11 +78,11 @@ void store_policy_free(struct event_type_policy *policy, size_t count);
 int store_events_after(struct store *st, const struct store_channel *ch, int64_t after_id,
                        size_t max_rows, size_t max_bytes, struct store_batch *out);
 
-/* The replay window (SPEC §4.2): the channel's last `limit` rows, in id order, read in the
- * same snapshot as *live_from, the id to go live from (the newest id of the whole table).
- * Returns 0 or an error. */
+/* The replay window (SPEC §4.2), read in one snapshot: *first_id is the smallest id among
+ * the channel's last `limit` rows (0 when there are none), *live_from the newest id of the
+ * whole table; rows with first_id <= id <= live_from are the window. Returns 0 or an error. */
 int store_replay_window(struct store *st, const struct store_channel *ch, size_t limit,
-                        struct store_batch *out, int64_t *live_from);
+                        int64_t *first_id, int64_t *live_from);
 
 /* The newest event id of the table (0 when empty). Returns 0 or an error. */
 int store_newest_id(struct store *st, int64_t *out);

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,7 +131,8 @@ struct pool {
     size_t free_count;
     FCGX_Request **handed;         /* accepted, waiting for a stream thread */
     size_t handed_count;
-    long idle_threads;             /* stream threads waiting for work */
+    long threads;                  /* SSE_THREADS */
+    long busy_threads;             /* requests handed off and not yet finished */
     long running_threads;          /* stream threads not yet returned */
 };
 
@@ -139,11 +141,13 @@ static struct pool pool = {
     .changed = PTHREAD_COND_INITIALIZER,
 };
 
+/* Returns a request to the free list; is_finished_stream also frees its stream slot. */
 static void
-pool_put_free(FCGX_Request *req)
+pool_put_free(FCGX_Request *req, bool is_finished_stream)
 {
     pthread_mutex_lock(&pool.lock);
     pool.free_list[pool.free_count++] = req;
+    pool.busy_threads -= is_finished_stream;
     pthread_mutex_unlock(&pool.lock);
 }
 
@@ -152,11 +156,9 @@ static FCGX_Request *
 pool_take(void)
 {
     pthread_mutex_lock(&pool.lock);
-    pool.idle_threads++;
     while (pool.handed_count == 0 && !is_shutting_down)
         pthread_cond_wait(&pool.changed, &pool.lock);
     FCGX_Request *req = pool.handed_count > 0 ? pool.handed[--pool.handed_count] : NULL;
-    pool.idle_threads--;
     pthread_mutex_unlock(&pool.lock);
     return req;
 }
@@ -171,7 +173,7 @@ stream_thread(void *unused)
         struct stream_io io = fcgi_io(req);
         stream_serve(&io, &shared);
         FCGX_Finish_r(req);
-        pool_put_free(req);
+        pool_put_free(req, true);
     }
     pthread_mutex_lock(&pool.lock);
     pool.running_threads--;
@@ -180,13 +182,16 @@ stream_thread(void *unused)
     return NULL;
 }
 
-/* Hands req to an idle stream thread. Returns false when none is idle. */
+/* Hands req to a stream thread. Returns false when every slot is taken. A slot counts as
+ * taken from hand-off until its request is finished, not by threads waiting, so a thread
+ * that has not reached pool_take yet (just started, or finishing) is still a free slot. */
 static bool
 pool_hand_off(FCGX_Request *req)
 {
     pthread_mutex_lock(&pool.lock);
-    bool is_taken = pool.idle_threads > (long)pool.handed_count;
+    bool is_taken = pool.busy_threads < pool.threads;
     if (is_taken) {
+        pool.busy_threads++;
         pool.handed[pool.handed_count++] = req;
         pthread_cond_signal(&pool.changed);
     }
@@ -207,6 +212,7 @@ static int
 start_threads(long threads)
 {
     size_t total = (size_t)threads + 1;
+    pool.threads = threads;
     pool.requests = calloc(total, sizeof(*pool.requests));
     pool.free_list = calloc(total, sizeof(*pool.free_list));
     pool.handed = calloc(total, sizeof(*pool.handed));
@@ -268,7 +274,7 @@ serve_fastcgi(long threads)
     while (!is_shutting_down) {
         FCGX_Request *req = pool_get_free();  /* never NULL: threads + 1 requests */
         if (FCGX_Accept_r(req) < 0) {
-            pool_put_free(req);
+            pool_put_free(req, false);
             if (!is_shutting_down)
                 log_line(LOG_LEVEL_ERROR, "error accept failed; exiting");
             break;
@@ -278,7 +284,7 @@ serve_fastcgi(long threads)
         struct stream_io io = fcgi_io(req);
         stream_reject_busy(&io);
         FCGX_Finish_r(req);
-        pool_put_free(req);
+        pool_put_free(req, false);
     }
     wait_for_threads();
     return 0;

@@ -665,6 +665,10 @@ serve_stream(struct request *r)
         lv.end_ms = lv.last_write_ms + r->cfg.max_stream_s * 1000;
     atomic_fetch_add(&r->shared->streams_open, 1);
     enum end_reason reason = run_stream(r, &lv, &s);
+    /* lighttpd closes its backend connections and signals the backend microseconds apart;
+     * a stream that saw the close first is still ending because of the shutdown. */
+    if (reason == END_CLIENT_DISCONNECTED && is_shutdown_pending(r))
+        reason = END_SHUTDOWN;
     atomic_fetch_sub(&r->shared->streams_open, 1);
     flush_out(r);
     log_line(LOG_LEVEL_INFO, "disconnected %s events_sent=%ld shed=%ld reason=%s",

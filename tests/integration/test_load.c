@@ -1,0 +1,182 @@
+/*
+ * test_load.c - concurrency and slow clients (SPEC §4.8, §4.10 probes, §4.12, §5 "mix").
+ *
+ * A full process answers 503 at once instead of queueing (lighttpd queues silently,
+ * DEPLOY-NOTES §6), but a fresh one serves its very first request; a client far behind
+ * may lose non-critical events but never a critical one, and what was shed is counted in
+ * the log so that sent + shed is every row; two streams of one process never see each
+ * other's events; SSE_PROBE_MS writes bare ':' lines.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/lib/diag.h"
+#include "tests/lib/frames.h"
+#include "tests/lib/logwait.h"
+#include "tests/lib/publish.h"
+#include "tests/lib/server.h"
+#include "tests/lib/sse_client.h"
+#include "tests/lib/testenv.h"
+
+enum { LAG_ROWS = 2000, LAG_CRITICAL_EVERY = 10 };
+
+static struct testenv env;
+static struct server srv;
+
+static void
+setup(void)
+{
+    testenv_open(&env);
+}
+
+static void
+teardown(void)
+{
+    server_stop(&srv);
+    testenv_close(&env);
+}
+
+START_TEST(test_no_free_slot_answers_503_at_once)
+{
+    const char *const settings[] = {"SSE_THREADS", "1", NULL};
+    server_start(&srv, &env, &(struct server_options){.env = settings});
+    struct sse_client first, second;
+    frames_open_stream(&first, srv.port, "/api/sessions/s1/events", NULL);
+    int64_t start_ms = testenv_now_ms();
+    sse_client_open(&second, srv.port, "GET", "/api/sessions/s1/events", NULL);
+    int64_t waited_ms = testenv_now_ms() - start_ms;
+    char value[64];
+    DIAG_CHECK(second.status == 503, "second stream on a 1-thread process: status %d",
+               second.status);
+    DIAG_CHECK(sse_client_header(&second, "Retry-After", value, sizeof(value)) != NULL,
+               "503 without Retry-After");
+    DIAG_CHECK(waited_ms < 1000, "the 503 took %lld ms", (long long)waited_ms);
+    sse_client_close(&second);
+    publish_events(&env, "s1", "llm_text_delta", NULL, 1);  /* the first still streams */
+    frames_expect_ids(&first, (const long long[]){1}, 1, 5000);
+    sse_client_close(&first);
+}
+END_TEST
+
+START_TEST(test_two_sessions_never_mix)
+{
+    server_start(&srv, &env, NULL);
+    publish_ok(&env, "INSERT INTO sessions(id) VALUES ('s2');\n");
+    struct sse_client one, two;
+    frames_open_stream(&one, srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&two, srv.port, "/api/sessions/s2/events", NULL);
+    publish_ok(&env, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k "
+               "WHERE i < 40)\nINSERT INTO events(session_id, type) SELECT "
+               "CASE WHEN i % 2 THEN 's1' ELSE 's2' END, 'llm_text_delta' FROM k;\n");
+    long long odd[20], even[20];
+    for (int i = 0; i < 20; i++) {
+        odd[i] = 2 * i + 1;
+        even[i] = 2 * i + 2;
+    }
+    frames_expect_ids(&one, odd, 20, 5000);
+    frames_expect_ids(&two, even, 20, 5000);
+    sse_client_close(&one);
+    sse_client_close(&two);
+}
+END_TEST
+
+/* Reads "events_sent=N shed=M" from the disconnect line of session s1. */
+static void
+read_counts(long *sent, long *shed)
+{
+    char text[65536];
+    testenv_read_file(srv.sse_log, text, sizeof(text));
+    const char *line = strstr(text, "sse disconnected session=s1");
+    const char *p = line ? strstr(line, "events_sent=") : NULL;
+    const char *q = line ? strstr(line, "shed=") : NULL;
+    DIAG_CHECK(p && q, "no events_sent= and shed= in the disconnect line");
+    *sent = strtol(p + strlen("events_sent="), NULL, 10);
+    *shed = strtol(q + strlen("shed="), NULL, 10);
+}
+
+START_TEST(test_lagging_client_keeps_critical_events)
+{
+    const char *const settings[] = {"SSE_MAX_LAG", "10", NULL};
+    server_start(&srv, &env, &(struct server_options){.env = settings});
+    publish_okf(&env, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k "
+                "WHERE i < %d)\nINSERT INTO events(session_id, type) SELECT 's1', "
+                "CASE WHEN i %% %d = 0 THEN 'execution_started' ELSE 'llm_text_delta' END "
+                "FROM k;\n", LAG_ROWS, LAG_CRITICAL_EVERY);
+    struct sse_client c;  /* resumes from 0: LAG_ROWS behind the newest row */
+    frames_open_stream(&c, srv.port, "/api/sessions/s1/events",
+                       (const char *const[]){"Last-Event-ID: 0", NULL});
+    long long *ids = calloc(LAG_ROWS + 1, sizeof(*ids));
+    DIAG_CHECK(ids != NULL, "out of memory");
+    size_t n = frames_read_until(&c, LAG_ROWS, ids, LAG_ROWS + 1, 10000);
+    size_t critical = 0;
+    for (size_t i = 0; i < n; i++) {
+        DIAG_CHECK(i == 0 || ids[i] > ids[i - 1], "ids out of order at %zu", i);
+        critical += ids[i] % LAG_CRITICAL_EVERY == 0;
+    }
+    free(ids);
+    DIAG_CHECK(critical == LAG_ROWS / LAG_CRITICAL_EVERY, "%zu of %d critical events arrived",
+               critical, LAG_ROWS / LAG_CRITICAL_EVERY);
+    sse_client_close(&c);
+    logwait_expect_line(srv.sse_log, "sse disconnected session=s1", "shed=", 2000);
+    long sent = 0, shed = 0;
+    read_counts(&sent, &shed);
+    fprintf(stderr, "lagging client: events_sent=%ld shed=%ld\n", sent, shed);
+    DIAG_CHECK(sent == (long)n && sent + shed == LAG_ROWS, "log says events_sent=%ld shed=%ld;"
+               " received %zu of %d rows", sent, shed, n, LAG_ROWS);
+}
+END_TEST
+
+START_TEST(test_probe_writes_when_configured)
+{
+    const char *const settings[] = {"SSE_PROBE_MS", "200", NULL};
+    server_start(&srv, &env, &(struct server_options){.env = settings});
+    struct sse_client c;
+    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
+    long waited_ms = sse_client_expect_bytes(&c, "\n:\n", c.body_len - 1, 700);
+    DIAG_CHECK(waited_ms >= 100, "a probe %ld ms after the opening, SSE_PROBE_MS=200",
+               waited_ms);
+    sse_client_close(&c);
+}
+END_TEST
+
+/* SPEC §4.12 answers 503 only when no slot is free. A fresh process has every slot free, yet
+ * its first request races the stream threads' start-up; lighttpd sends it the moment the
+ * port accepts. A race, so several fresh starts: each first request must get its stream. */
+START_TEST(test_first_request_after_start_is_served)
+{
+    const char *const settings[] = {"SSE_THREADS", "1", NULL};
+    struct server_options opt = {.env = settings, .is_port_ready_enough = true};
+    for (int round = 0; round < 8; round++) {
+        server_start(&srv, &env, &opt);
+        struct sse_client c;
+        sse_client_open(&c, srv.port, "GET", "/api/sessions/s1/events", NULL);
+        int status = c.status;
+        if (status != 200)
+            sse_client_read_body(&c, 2000);
+        DIAG_CHECK(status == 200, "round %d: the first request to a fresh process got %d: %s",
+                   round + 1, status, c.body ? c.body : "");
+        sse_client_close(&c);
+        server_stop(&srv);
+    }
+}
+END_TEST
+
+Suite *suite_load(void);
+
+Suite *
+suite_load(void)
+{
+    Suite *s = suite_create("load");
+    TCase *tc = tcase_create("load");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_first_request_after_start_is_served);
+    tcase_add_test(tc, test_no_free_slot_answers_503_at_once);
+    tcase_add_test(tc, test_two_sessions_never_mix);
+    tcase_add_test(tc, test_lagging_client_keeps_critical_events);
+    tcase_add_test(tc, test_probe_writes_when_configured);
+    suite_add_tcase(s, tc);
+    return s;
+}

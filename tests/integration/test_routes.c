@@ -1,0 +1,254 @@
+/*
+ * test_routes.c - routes, errors and health through real lighttpd (SPEC §3, §5).
+ *
+ * Each test gets its own temp dir, database and lighttpd on a free port (tests/lib). Errors
+ * are checked end to end: status, JSON body {"error": "..."}, the Allow and Retry-After
+ * headers, and a log line; health is checked for its facts, also while a stream is open.
+ * The same binary must answer at any mount point, so lighttpd mounts it at several.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tests/lib/diag.h"
+#include "tests/lib/frames.h"
+#include "tests/lib/logwait.h"
+#include "tests/lib/publish.h"
+#include "tests/lib/server.h"
+#include "tests/lib/sse_client.h"
+#include "tests/lib/testenv.h"
+
+static struct testenv env;
+static struct server srv;
+
+static void
+setup(void)
+{
+    testenv_open(&env);
+}
+
+static void
+teardown(void)
+{
+    server_stop(&srv);
+    testenv_close(&env);
+}
+
+enum db_mode { DB_OK, DB_MISSING, DB_NO_SCHEMA, DB_GARBAGE };
+
+static const struct error_case {
+    const char *method;
+    const char *path;           /* "{id}" stands for an id of id_len 'x' bytes */
+    int id_len;
+    enum db_mode db;
+    int status;
+    const char *header;         /* a header the answer must have, or NULL */
+} ERRORS[] = {
+    {"GET", "/api/nope", 0, DB_OK, 404, NULL},
+    {"GET", "/api/sessions/s1/other", 0, DB_OK, 404, NULL},
+    {"GET", "/api/sessions/s1", 0, DB_OK, 404, NULL},
+    {"GET", "/api/sessions/nosuch/events", 0, DB_OK, 404, NULL},
+    {"GET", "/api/sessions/{id}/events", 128, DB_OK, 404, NULL},  /* valid id, no session */
+    {"GET", "/api/sessions/{id}/events", 129, DB_OK, 400, NULL},
+    {"GET", "/api/workers/{id}/events", 129, DB_OK, 400, NULL},
+    {"GET", "/api/sessions/a%2Fb/events", 0, DB_OK, 400, NULL},
+    {"GET", "/api/sessions/a%20b/events", 0, DB_OK, 400, NULL},
+    {"GET", "/api/workers/a%2Fb/events", 0, DB_OK, 400, NULL},
+    {"GET", "/api/sessions/s1/events?watch=bogus", 0, DB_OK, 400, NULL},
+    {"GET", "/api/sessions/s1/events?watch=worker:a%2Fb", 0, DB_OK, 400, NULL},
+    {"GET", "/api/sessions/s1/events?types=client_output_delta%00x", 0, DB_OK, 400, NULL},
+    {"GET", "/api/sessions/s1/events?watch=worker:abc%00", 0, DB_OK, 400, NULL},
+    {"POST", "/api/sessions/s1/events", 0, DB_OK, 405, "Allow"},
+    {"DELETE", "/api/sessions/s1/events", 0, DB_OK, 405, "Allow"},
+    {"PUT", "/api/health", 0, DB_OK, 405, "Allow"},
+    {"GET", "/api/sessions/s1/events", 0, DB_MISSING, 503, "Retry-After"},
+    {"GET", "/api/health", 0, DB_MISSING, 503, "Retry-After"},
+    {"GET", "/api/events/global", 0, DB_MISSING, 503, "Retry-After"},
+    {"GET", "/api/sessions/s1/events", 0, DB_NO_SCHEMA, 503, "Retry-After"},
+    {"GET", "/api/health", 0, DB_NO_SCHEMA, 503, "Retry-After"},
+    {"GET", "/api/sessions/s1/events", 0, DB_GARBAGE, 503, "Retry-After"},
+    {"GET", "/api/workers/abc/events", 0, DB_GARBAGE, 503, "Retry-After"},
+};
+
+/* Starts lighttpd with SSE_DB as the case wants it. */
+static void
+start_for(enum db_mode db)
+{
+    char path[TESTENV_PATH_MAX];
+    struct server_options opt = {0};
+    if (db == DB_MISSING)
+        opt.db_path = testenv_path(&env, "missing.db", path, sizeof(path));
+    if (db == DB_GARBAGE) {
+        opt.db_path = testenv_path(&env, "garbage.db", path, sizeof(path));
+        static const char junk[] = "this is not an SQLite database, just 64 bytes of text....";
+        testenv_write_file(path, junk, sizeof(junk) - 1);
+    }
+    if (db == DB_NO_SCHEMA) {
+        opt.db_path = testenv_path(&env, "plain.db", path, sizeof(path));
+        struct testenv plain = env;
+        snprintf(plain.db_path, sizeof(plain.db_path), "%s", path);
+        publish_ok(&plain, "CREATE TABLE notes(x);\nINSERT INTO notes VALUES (1);\n");
+    }
+    server_start(&srv, &env, &opt);
+}
+
+static cJSON *get_health(const char *prefix);
+
+/* Fails unless the body is a JSON object with a string "error". */
+static void
+expect_json_error(struct sse_client *c)
+{
+    char value[128];
+    sse_client_read_body(c, 5000);
+    const char *type = sse_client_header(c, "Content-Type", value, sizeof(value));
+    DIAG_CHECK(type && strstr(type, "application/json"), "%s: Content-Type %s", c->request,
+               type ? type : "(none)");
+    cJSON *body = cJSON_Parse(c->body);
+    bool is_ok = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(body, "error"));
+    cJSON_Delete(body);
+    DIAG_CHECK(is_ok, "%s: body is not {\"error\": \"...\"}: %s", c->request, c->body);
+}
+
+START_TEST(test_error_answers)
+{
+    const struct error_case *e = &ERRORS[_i];
+    char path[400], value[128], status_text[16];
+    const char *mark = strstr(e->path, "{id}");
+    size_t head_len = mark ? (size_t)(mark - e->path) : strlen(e->path);
+    snprintf(path, sizeof(path), "%.*s%.*s%s", (int)head_len, e->path, e->id_len,
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+             mark ? mark + 4 : "");
+    start_for(e->db);
+    pid_t backend = server_find_backend(&srv, 2000);
+    snprintf(status_text, sizeof(status_text), "%d", e->status);
+    int logged = logwait_count_lines(srv.sse_log, status_text, NULL);
+    const char *const headers[] = {"Content-Length: 0", NULL};
+    struct sse_client c;
+    sse_client_open(&c, srv.port, e->method, path, headers);
+    DIAG_CHECK(c.status == e->status, "%s: status %d, expected %d", c.request, c.status,
+               e->status);
+    expect_json_error(&c);
+    if (e->header != NULL)
+        DIAG_CHECK(sse_client_header(&c, e->header, value, sizeof(value)) != NULL,
+                   "%s: no %s header", c.request, e->header);
+    if (e->status == 405)
+        DIAG_CHECK(strstr(value, "GET") != NULL, "%s: Allow: %s", c.request, value);
+    /* SPEC §5: one log line; it names the status (the probe made the earlier ones). */
+    logwait_expect_count(srv.sse_log, status_text, NULL, logged + 1, 2000);
+    sse_client_close(&c);
+    /* SPEC §5: nothing a client sends crashes the process; the same one answers again. */
+    cJSON_Delete(e->db == DB_OK ? get_health("/api") : NULL);
+    DIAG_CHECK(backend > 0 && !server_is_pid_gone(backend)
+               && server_find_backend(&srv, 0) == backend, "the backend pid %ld did not "
+               "survive %s", (long)backend, path);
+}
+END_TEST
+
+/* GETs /api/health (under prefix) and returns the parsed body (cJSON_Delete it). */
+static cJSON *
+get_health(const char *prefix)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/health", prefix);
+    struct sse_client c;
+    sse_client_open(&c, srv.port, "GET", path, NULL);
+    DIAG_CHECK(c.status == 200, "%s: status %d", c.request, c.status);
+    sse_client_read_body(&c, 5000);
+    cJSON *json = cJSON_Parse(c.body);
+    DIAG_CHECK(cJSON_IsObject(json), "%s: not a JSON object: %s", c.request, c.body);
+    sse_client_close(&c);
+    return json;
+}
+
+static double
+number_field(const cJSON *json, const char *name)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, name);
+    char *text = cJSON_PrintUnformatted(json);
+    bool is_number = cJSON_IsNumber(item);
+    if (!is_number)
+        fprintf(stderr, "health body: %s\n", text);
+    cJSON_free(text);
+    DIAG_CHECK(is_number, "health: \"%s\" is not a number", name);
+    return item->valuedouble;
+}
+
+START_TEST(test_health_facts)
+{
+    server_start(&srv, &env, NULL);
+    publish_events(&env, "s1", "client_output_delta", NULL, 3);
+    cJSON *health = get_health("/api");
+    DIAG_CHECK(cJSON_GetObjectItemCaseSensitive(health, "database") != NULL,
+               "health: no \"database\" field");
+    DIAG_CHECK(number_field(health, "schema_version") == 1, "health: schema_version != 1");
+    DIAG_CHECK(number_field(health, "newest_event_id") == 3, "health: newest_event_id != 3");
+    DIAG_CHECK(number_field(health, "streams_open") == 0, "health: streams_open != 0");
+    cJSON_Delete(health);
+    struct sse_client stream;
+    frames_open_stream(&stream, srv.port, "/api/sessions/s1/events", NULL);
+    health = get_health("/api");
+    double open = number_field(health, "streams_open");
+    cJSON_Delete(health);
+    DIAG_CHECK(open == 1, "health: streams_open %g with one stream open", open);
+    sse_client_close(&stream);
+}
+END_TEST
+
+/* Mount points (lighttpd fastcgi.server prefixes) and the URL prefix of /api under each. */
+static const struct { const char *mount, *api; } MOUNTS[] = {
+    {"/api/", "/api"},
+    {"/app/", "/app/api"},
+    {"/app/cgi-bin/events.fcgi/", "/app/cgi-bin/events.fcgi/api"},
+    {"/", "/api"},  /* with fix-root-scriptname: SCRIPT_NAME "" (DEPLOY-NOTES Q8) */
+};
+
+START_TEST(test_mount_point_independence)
+{
+    struct server_options opt = {.mount = MOUNTS[_i].mount};
+    server_start(&srv, &env, &opt);
+    cJSON_Delete(get_health(MOUNTS[_i].api));
+    publish_events(&env, "s1", "client_output_delta", NULL, 2);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/sessions/s1/events", MOUNTS[_i].api);
+    struct sse_client c;
+    frames_open_stream(&c, srv.port, path, NULL);
+    frames_expect_ids(&c, (const long long[]){1, 2}, 2, 5000);  /* the replay */
+    sse_client_close(&c);
+    snprintf(path, sizeof(path), "%s/nope", MOUNTS[_i].api);
+    sse_client_open(&c, srv.port, "GET", path, NULL);
+    DIAG_CHECK(c.status == 404, "%s: status %d", c.request, c.status);
+    sse_client_close(&c);
+}
+END_TEST
+
+START_TEST(test_head_of_stream)
+{
+    server_start(&srv, &env, NULL);
+    struct sse_client c;
+    sse_client_open(&c, srv.port, "HEAD", "/api/sessions/s1/events", NULL);
+    char value[128];
+    const char *type = sse_client_header(&c, "Content-Type", value, sizeof(value));
+    DIAG_CHECK(c.status == 200 && type && strstr(type, "text/event-stream"),
+               "HEAD: status %d, Content-Type %s", c.status, type ? type : "(none)");
+    sse_client_close(&c);
+}
+END_TEST
+
+Suite *suite_routes(void);
+
+Suite *
+suite_routes(void)
+{
+    Suite *s = suite_create("routes");
+    TCase *tc = tcase_create("routes");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, test_error_answers, 0, (int)(sizeof(ERRORS) / sizeof(ERRORS[0])));
+    tcase_add_test(tc, test_health_facts);
+    tcase_add_test(tc, test_head_of_stream);
+    tcase_add_loop_test(tc, test_mount_point_independence, 0,
+                        (int)(sizeof(MOUNTS) / sizeof(MOUNTS[0])));
+    suite_add_tcase(s, tc);
+    return s;
+}

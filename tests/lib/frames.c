@@ -1,0 +1,100 @@
+/*
+ * frames.c - event-level assertions over sse_client (see frames.h).
+ *
+ * The expected ids of a test are known exactly: every test has a fresh database, whose
+ * AUTOINCREMENT ids start at 1, so a test can say "ids 5..10, then 11" and compare sets
+ * and order in one step.
+ */
+#include "tests/lib/frames.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/lib/diag.h"
+
+void
+frames_expect_wellformed(const struct sse_frame *f)
+{
+    long long id = sse_frame_id(f);
+    DIAG_CHECK(f->data_lines == 1, "frame %lld has %zu data lines (a raw line break in the "
+               "JSON?)", id, f->data_lines);
+    DIAG_CHECK(f->other_lines == 0, "frame %lld has %zu unknown field lines", id,
+               f->other_lines);
+    cJSON *json = sse_frame_json(f);
+    DIAG_CHECK(json != NULL, "frame %lld: data is not JSON: %.300s", id, f->data);
+    cJSON *seq = cJSON_GetObjectItemCaseSensitive(json, "seq");
+    bool is_seq_ok = cJSON_IsNumber(seq) && (long long)seq->valuedouble == id;
+    cJSON_Delete(json);
+    DIAG_CHECK(is_seq_ok, "frame %lld: seq is not the id: %.300s", id, f->data);
+}
+
+static void
+print_ids(const char *label, const long long *ids, size_t n)
+{
+    fprintf(stderr, "%s (%zu):", label, n);
+    for (size_t i = 0; i < n && i < 200; i++)
+        fprintf(stderr, " %lld", ids[i]);
+    fprintf(stderr, "%s\n", n > 200 ? " ..." : "");
+}
+
+size_t
+frames_read_until(struct sse_client *c, long long last_id, long long *ids, size_t cap,
+                  int timeout_ms)
+{
+    size_t n = 0;
+    for (long long id = 0; id < last_id;) {
+        struct sse_frame f;
+        sse_client_expect_event(c, &f, timeout_ms);
+        if (f.has_event && strcmp(f.event, "gap") == 0 && !f.has_id) {
+            sse_frame_release(&f);  /* the gap notice is checked by its own test */
+            continue;
+        }
+        frames_expect_wellformed(&f);
+        id = sse_frame_id(&f);
+        sse_frame_release(&f);
+        if (n == cap)
+            print_ids("ids so far", ids, n);
+        DIAG_CHECK(n < cap, "more than %zu events before id %lld", cap, last_id);
+        ids[n++] = id;
+    }
+    return n;
+}
+
+void
+frames_expect_ids(struct sse_client *c, const long long *expected, size_t n, int timeout_ms)
+{
+    long long *ids = calloc(n + 64, sizeof(*ids));
+    DIAG_CHECK(ids != NULL && n > 0, "frames_expect_ids: nothing expected");
+    size_t got = frames_read_until(c, expected[n - 1], ids, n + 64, timeout_ms);
+    bool is_same = got == n && memcmp(ids, expected, n * sizeof(*ids)) == 0;
+    if (!is_same) {
+        print_ids("expected ids", expected, n);
+        print_ids("received ids", ids, got);
+    }
+    free(ids);
+    DIAG_CHECK(is_same, "%s: the events received are not the expected ones (ids above)",
+               c->request);
+}
+
+void
+frames_expect_clean_body(const struct sse_client *c)
+{
+    const char *cr = c->body ? memchr(c->body, '\r', c->body_len) : NULL;
+    const char *nul = c->body ? memchr(c->body, '\0', c->body_len) : NULL;
+    DIAG_CHECK(cr == NULL, "%s: CR at body offset %ld", c->request, (long)(cr - c->body));
+    DIAG_CHECK(nul == NULL, "%s: NUL at body offset %ld", c->request, (long)(nul - c->body));
+}
+
+void
+frames_open_stream(struct sse_client *c, int port, const char *path,
+                   const char *const *headers)
+{
+    sse_client_open(c, port, "GET", path, headers);
+    DIAG_CHECK(c->status == 200, "%s: status %d, expected 200", c->request, c->status);
+    struct sse_frame f;
+    sse_client_expect_block(c, &f, 5000);
+    bool has_retry = f.has_retry && f.data == NULL;
+    sse_frame_release(&f);
+    DIAG_CHECK(has_retry, "%s: the first block has no retry: line", c->request);
+}

@@ -1,0 +1,39 @@
+/*
+ * frames.h - assertions on the events a stream sends (SPEC §4.4, §4.6).
+ *
+ * Built on sse_client: read events up to a given id and compare the ids with the expected
+ * list, exactly and in order; check that every frame is well-formed (one data line that
+ * parses as JSON, an id, seq equal to the id) and that the body never holds CR or NUL.
+ * Failures print the ids seen and the bytes received. Not thread-safe.
+ */
+#ifndef SSE_TEST_FRAMES_H
+#define SSE_TEST_FRAMES_H
+
+#include <stddef.h>
+
+#include "tests/lib/sse_client.h"
+
+/* Fails the test unless f is a well-formed event frame: a decimal id, exactly one data line
+ * that parses as JSON with "seq" equal to the id, no unknown field lines. */
+void frames_expect_wellformed(const struct sse_frame *f);
+
+/* Reads events until one with id >= last_id (each within timeout_ms), storing their ids
+ * in ids (at most cap; more fail the test). Every frame must be well-formed; an
+ * "event: gap" notice (no id) is skipped, its own test checks it. Returns the count. */
+size_t frames_read_until(struct sse_client *c, long long last_id, long long *ids, size_t cap,
+                         int timeout_ms);
+
+/* Reads events until the last expected id and fails unless the ids seen are exactly
+ * expected[0..n), in that order. n must be > 0. */
+void frames_expect_ids(struct sse_client *c, const long long *expected, size_t n,
+                       int timeout_ms);
+
+/* Opens GET path with headers (NULL-terminated or NULL), fails unless the status is 200,
+ * and reads the opening block, which must carry "retry:" (SPEC §4.1). */
+void frames_open_stream(struct sse_client *c, int port, const char *path,
+                        const char *const *headers);
+
+/* Fails the test when the decoded body holds a CR or a NUL byte (SPEC §4.6). */
+void frames_expect_clean_body(const struct sse_client *c);
+
+#endif

@@ -1,0 +1,397 @@
+/*
+ * server.c - lighttpd spawn and stop by PID (see server.h).
+ *
+ * Readiness is "the port accepts a connection and the PID we forked has not exited", polled
+ * every few ms against a deadline (lighttpd's own tests do the same in
+ * wait_for_port_with_proc). A port can be taken between picking and binding it, so a start
+ * whose lighttpd exits early is retried on a new port a few times. Nothing here sleeps to
+ * hope: every wait is a loop on a condition with a deadline.
+ */
+#include "tests/lib/server.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/lib/diag.h"
+#include "tests/lib/sse_client.h"
+
+enum {
+    SERVER_READY_MS = 10000,
+    SERVER_STOP_MS = 3000,           /* lighttpd after TERM; the backend after lighttpd */
+    SERVER_BACKEND_STOP_MS = 1500,  /* SPEC §4.11: a backend exits within a second */
+    SERVER_START_TRIES = 3,
+    SERVER_CONF_MAX = 16384,
+    SERVER_ENV_MAX = 64,            /* names + values in bin-environment */
+};
+
+/* Asks the kernel for a free loopback port. */
+static int
+pick_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    DIAG_CHECK(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    if (rc == 0)
+        rc = getsockname(fd, (struct sockaddr *)&addr, &len);
+    close(fd);
+    DIAG_CHECK(rc == 0, "cannot pick a port: %s", strerror(errno));
+    return ntohs(addr.sin_port);
+}
+
+/* Fills pairs with the default bin-environment, then opt->env on top. Returns the count
+ * of strings (names and values). */
+static size_t
+collect_env(const char **pairs, const struct server *srv, const struct testenv *env,
+            const struct server_options *opt)
+{
+    const char *defaults[] = {
+        "SSE_DB", opt && opt->db_path ? opt->db_path : env->db_path,
+        "SSE_LOG", srv->sse_log, "SSE_KEEPALIVE_S", "1", "SSE_THREADS", "4",
+        "SSE_LOG_LEVEL", "debug",
+    };
+    size_t n = sizeof(defaults) / sizeof(defaults[0]);
+    memcpy(pairs, defaults, sizeof(defaults));
+    for (size_t i = 0; opt && opt->env && opt->env[i] && opt->env[i + 1]; i += 2) {
+        size_t j = 0;
+        while (j < n && strcmp(pairs[j], opt->env[i]) != 0)
+            j += 2;
+        DIAG_CHECK(j + 2 <= SERVER_ENV_MAX, "too many bin-environment pairs");
+        pairs[j] = opt->env[i];
+        pairs[j + 1] = opt->env[i + 1];
+        n = j == n ? n + 2 : n;
+    }
+    return n;
+}
+
+/* Renders bin-environment lines `"NAME" => "value",` into out. */
+static void
+render_env(char *out, size_t size, const char **pairs, size_t count)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < count; i += 2) {
+        int n = snprintf(out + len, size - len, "            \"%s\" => \"%s\",\n", pairs[i],
+                         pairs[i + 1]);
+        DIAG_CHECK(n > 0 && (size_t)n < size - len, "bin-environment too long");
+        len += (size_t)n;
+    }
+    if (len > 0)
+        out[len - 1] = '\0';  /* the template's line end follows */
+}
+
+/* Value of placeholder name (without the @s), or NULL when unknown. */
+static const char *
+placeholder(const char *name, size_t len, const char *const *values)
+{
+    for (size_t i = 0; values[i]; i += 2) {
+        if (strlen(values[i]) == len && memcmp(values[i], name, len) == 0)
+            return values[i + 1];
+    }
+    return NULL;
+}
+
+/* Copies template into out, replacing @NAME@ with its value. */
+static void
+render(char *out, size_t size, const char *template, const char *const *values)
+{
+    size_t len = 0;
+    for (const char *p = template; *p;) {
+        const char *end = p[0] == '@' ? strchr(p + 1, '@') : NULL;
+        const char *value = end ? placeholder(p + 1, (size_t)(end - p - 1), values) : NULL;
+        size_t n = value ? strlen(value) : 1;
+        DIAG_CHECK(len + n < size, "rendered configuration too long");
+        memcpy(out + len, value ? value : p, n);
+        len += n;
+        p = value ? end + 1 : p + 1;
+    }
+    out[len] = '\0';
+}
+
+static void
+write_conf(struct server *srv, const struct testenv *env, const struct server_options *opt)
+{
+    static char template[SERVER_CONF_MAX], conf[SERVER_CONF_MAX], env_lines[8192];
+    char template_path[TESTENV_PATH_MAX], port[16];
+    snprintf(template_path, sizeof(template_path), "%s/lighttpd.conf.in",
+             testenv_require("SSE_TEST_CONF"));
+    DIAG_CHECK(testenv_read_file(template_path, template, sizeof(template)) > 0,
+               "cannot read %s", template_path);
+    const char *pairs[SERVER_ENV_MAX];
+    render_env(env_lines, sizeof(env_lines), pairs, collect_env(pairs, srv, env, opt));
+    snprintf(port, sizeof(port), "%d", srv->port);
+    const char *values[] = {
+        "PORT", port, "DIR", env->dir, "DOCROOT", env->dir,
+        "MOUNT", opt && opt->mount ? opt->mount : "/api/",
+        "BIN", testenv_require("SSE_FCGI_BIN"), "BIN_ENV", env_lines, NULL,
+    };
+    render(conf, sizeof(conf), template, values);
+    testenv_write_file(srv->conf_path, conf, strlen(conf));
+}
+
+static pid_t
+spawn_lighttpd(const struct server *srv)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    DIAG_CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(srv->stdio_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+            _exit(126);
+        execlp("lighttpd", "lighttpd", "-D", "-f", srv->conf_path, (char *)NULL);
+        execl("/usr/sbin/lighttpd", "lighttpd", "-D", "-f", srv->conf_path, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static pid_t scan_children(pid_t parent);
+
+static bool
+is_port_accepting(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool is_up = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+    close(fd);
+    return is_up;
+}
+
+/* Polls until the port accepts (true) or lighttpd exits or the deadline passes (false);
+ * *status gets lighttpd's exit status when it exited. */
+static bool
+wait_ready(struct server *srv, int *status)
+{
+    int64_t deadline = testenv_now_ms() + SERVER_READY_MS;
+    while (testenv_now_ms() < deadline) {
+        if (waitpid(srv->pid, status, WNOHANG) == srv->pid) {
+            srv->pid = -1;
+            return false;
+        }
+        if (is_port_accepting(srv->port))
+            return true;
+        testenv_poll_step();
+    }
+    return false;
+}
+
+/* Polls GET /api/<probe> until the responder answers 404: a stream slot took a request.
+ * Right after start a responder may still answer 503 (no slot waiting yet); that is
+ * tested on its own in test_load.c, the other tests must not depend on it. */
+static bool
+wait_probe(struct server *srv, const struct server_options *opt)
+{
+    char path[256];
+    const char *mount = opt && opt->mount ? opt->mount : "/api/";
+    snprintf(path, sizeof(path), "%s%sready-probe", mount,
+             strcmp(mount, "/api/") == 0 ? "" : "api/");
+    int64_t deadline = testenv_now_ms() + SERVER_READY_MS;
+    int status = 0;
+    while (status != 404 && testenv_now_ms() < deadline && srv->pid > 0) {
+        struct sse_client c;
+        sse_client_open(&c, srv->port, "GET", path, NULL);
+        status = c.status;
+        sse_client_close(&c);
+        if (status != 404)
+            testenv_poll_step();
+    }
+    return status == 404;
+}
+
+static void
+dump_hook(void *ctx)
+{
+    server_dump(ctx);
+}
+
+static void
+cleanup_hook(void *ctx)
+{
+    struct server *srv = ctx;
+    diag_unregister(srv);
+    if (srv->pid > 0 && srv->backend_pid < 0)
+        srv->backend_pid = scan_children(srv->pid);  /* before it is orphaned */
+    if (srv->pid > 0) {
+        kill(srv->pid, SIGKILL);
+        waitpid(srv->pid, NULL, 0);
+        srv->pid = -1;
+    }
+    if (srv->backend_pid > 0 && !server_is_pid_gone(srv->backend_pid))
+        kill(srv->backend_pid, SIGKILL);
+}
+
+static void
+set_paths(struct server *srv, const struct testenv *env)
+{
+    testenv_path(env, "lighttpd.conf", srv->conf_path, sizeof(srv->conf_path));
+    testenv_path(env, "lighttpd-error.log", srv->error_log, sizeof(srv->error_log));
+    testenv_path(env, "lighttpd-stdio.log", srv->stdio_log, sizeof(srv->stdio_log));
+    testenv_path(env, "sse-fcgi.log", srv->sse_log, sizeof(srv->sse_log));
+}
+
+void
+server_start(struct server *srv, const struct testenv *env, const struct server_options *opt)
+{
+    set_paths(srv, env);
+    srv->pid = srv->backend_pid = -1;
+    int status = 0;
+    for (int attempt = 0; attempt < SERVER_START_TRIES; attempt++) {
+        srv->port = pick_port();
+        write_conf(srv, env, opt);
+        srv->pid = spawn_lighttpd(srv);
+        diag_register(srv, dump_hook, cleanup_hook);
+        if (wait_ready(srv, &status)) {
+            DIAG_CHECK((opt && opt->is_port_ready_enough) || wait_probe(srv, opt),
+                       "the responder never answered 404 to an unknown route");
+            return;
+        }
+        DIAG_CHECK(srv->pid < 0, "lighttpd pid %ld never listened on 127.0.0.1:%d",
+                   (long)srv->pid, srv->port);
+        diag_unregister(srv);
+        DIAG_CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 127),
+                   "lighttpd not found (looked in PATH and /usr/sbin): run `make deps`");
+    }
+    server_dump(srv);
+    DIAG_CHECK(false, "lighttpd exited during start-up (exit status %d), %d tries",
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1, SERVER_START_TRIES);
+}
+
+void
+server_signal(const struct server *srv, int sig)
+{
+    DIAG_CHECK(srv->pid > 0, "server_signal: lighttpd is not running");
+    DIAG_CHECK(kill(srv->pid, sig) == 0, "kill(%ld): %s", (long)srv->pid, strerror(errno));
+}
+
+bool
+server_wait_exit(struct server *srv, int timeout_ms)
+{
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    while (srv->pid > 0) {
+        pid_t rc = waitpid(srv->pid, NULL, WNOHANG);
+        if (rc == srv->pid || (rc < 0 && errno == ECHILD))
+            srv->pid = -1;
+        else if (testenv_now_ms() >= deadline)
+            return false;
+        else
+            testenv_poll_step();
+    }
+    return true;
+}
+
+/* Reads the state and parent of pid from /proc/<pid>/stat. Returns false when gone. */
+static bool
+read_proc_stat(pid_t pid, char *state, pid_t *ppid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    if (testenv_read_file(path, line, sizeof(line)) <= 0)
+        return false;
+    const char *after_name = strrchr(line, ')');  /* the command name may hold spaces */
+    long parent = 0;
+    if (after_name == NULL || sscanf(after_name + 1, " %c %ld", state, &parent) != 2)
+        return false;
+    *ppid = (pid_t)parent;
+    return true;
+}
+
+bool
+server_is_pid_gone(pid_t pid)
+{
+    char state = '?';
+    pid_t ppid = 0;
+    return !read_proc_stat(pid, &state, &ppid) || state == 'Z' || state == 'X';
+}
+
+/* The first live process whose parent is lighttpd, or -1. */
+static pid_t
+scan_children(pid_t parent)
+{
+    DIR *proc = opendir("/proc");
+    DIAG_CHECK(proc != NULL, "cannot read /proc");
+    pid_t found = -1;
+    struct dirent *d;
+    while (found < 0 && (d = readdir(proc)) != NULL) {
+        char *end = NULL, state = '?';
+        long pid = strtol(d->d_name, &end, 10);
+        pid_t ppid = 0;
+        if (pid > 0 && *end == '\0' && read_proc_stat((pid_t)pid, &state, &ppid)
+            && ppid == parent && state != 'Z')
+            found = (pid_t)pid;
+    }
+    closedir(proc);
+    return found;
+}
+
+pid_t
+server_find_backend(struct server *srv, int timeout_ms)
+{
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    while (srv->pid > 0 && (srv->backend_pid = scan_children(srv->pid)) < 0
+           && testenv_now_ms() < deadline)
+        testenv_poll_step();
+    return srv->backend_pid;
+}
+
+/* Waits for a process we cannot reap (lighttpd's child) to go, then KILLs it. */
+static void
+stop_backend(pid_t pid)
+{
+    int64_t deadline = testenv_now_ms() + SERVER_BACKEND_STOP_MS;
+    while (!server_is_pid_gone(pid) && testenv_now_ms() < deadline)
+        testenv_poll_step();
+    if (!server_is_pid_gone(pid))
+        kill(pid, SIGKILL);
+}
+
+static bool
+has_sanitizer_report(const char *path)
+{
+    static char text[1 << 20];
+    testenv_read_file(path, text, sizeof(text));
+    return strstr(text, "AddressSanitizer") != NULL || strstr(text, "runtime error:") != NULL
+           || strstr(text, "LeakSanitizer") != NULL;
+}
+
+void
+server_stop(struct server *srv)
+{
+    if (srv->pid > 0 && srv->backend_pid < 0)
+        server_find_backend(srv, 0);
+    if (srv->pid > 0 && kill(srv->pid, SIGTERM) == 0 && !server_wait_exit(srv, SERVER_STOP_MS)) {
+        kill(srv->pid, SIGKILL);
+        waitpid(srv->pid, NULL, 0);
+        srv->pid = -1;
+    }
+    if (srv->backend_pid > 0)
+        stop_backend(srv->backend_pid);
+    bool is_clean = !has_sanitizer_report(srv->stdio_log) && !has_sanitizer_report(srv->sse_log);
+    DIAG_CHECK(is_clean, "a sanitizer report is in the server logs (see above)");
+    diag_unregister(srv);
+}
+
+void
+server_dump(const struct server *srv)
+{
+    fprintf(stderr, "=== lighttpd pid %ld on 127.0.0.1:%d, conf %s ===\n", (long)srv->pid,
+            srv->port, srv->conf_path);
+    diag_print_file("lighttpd error log", srv->error_log, 16384);
+    diag_print_file("lighttpd stdout/stderr (backend stderr)", srv->stdio_log, 16384);
+    diag_print_file("SSE_LOG", srv->sse_log, 32768);
+}

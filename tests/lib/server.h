@@ -1,0 +1,64 @@
+/*
+ * server.h - real lighttpd with sse-fcgi behind mod_fastcgi, on a free loopback port.
+ *
+ * server_start renders $SSE_TEST_CONF/lighttpd.conf.in into the test's temp dir, runs
+ * `lighttpd -D -f <conf>` (fork/exec, PID kept) and returns once the port accepts, the PID
+ * is alive and a probe of an unknown route is answered 404 by the responder (so its stream
+ * slots are taking requests), all polled with a deadline. server_stop sends SIGTERM by PID,
+ * waits with a deadline, then SIGKILLs; the backend lighttpd spawned is then waited for and
+ * killed by its PID too.
+ * A failure prints lighttpd's error log, its stdout/stderr (the backend's stderr under -D) and
+ * the responder's SSE_LOG file. Not thread-safe (one test, one process).
+ */
+#ifndef SSE_TEST_SERVER_H
+#define SSE_TEST_SERVER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "tests/lib/testenv.h"
+
+struct server_options {
+    const char *mount;              /* fastcgi.server prefix; NULL means "/api/" */
+    const char *db_path;            /* SSE_DB; NULL means the test's events.db */
+    const char *const *env;         /* extra bin-environment: name, value, ..., NULL; a name
+                                     * given here replaces the default of the same name */
+    bool is_port_ready_enough;      /* skip the 404 probe: ready once the port accepts */
+};
+
+struct server {
+    pid_t pid;                              /* lighttpd; -1 once stopped */
+    pid_t backend_pid;                      /* sse-fcgi seen under lighttpd; -1 unknown */
+    int port;                               /* 127.0.0.1 port lighttpd listens on */
+    char conf_path[TESTENV_PATH_MAX];       /* rendered configuration */
+    char error_log[TESTENV_PATH_MAX];       /* server.errorlog */
+    char stdio_log[TESTENV_PATH_MAX];       /* lighttpd's stdout+stderr (backend stderr) */
+    char sse_log[TESTENV_PATH_MAX];         /* SSE_LOG of the responder */
+};
+
+/* Starts lighttpd for env with the defaults SSE_DB=<env db>, SSE_LOG=<dir>/sse-fcgi.log,
+ * SSE_KEEPALIVE_S=1, SSE_THREADS=4, SSE_LOG_LEVEL=debug, changed by opt (may be NULL).
+ * Fails the test (with the logs) when lighttpd is missing (`make deps`) or never listens. */
+void server_start(struct server *srv, const struct testenv *env,
+                  const struct server_options *opt);
+
+/* Stops lighttpd and its backend by PID (TERM, deadline, KILL) and fails the test when a
+ * log shows a sanitizer report. Accepts a stopped server. */
+void server_stop(struct server *srv);
+
+/* Sends sig to lighttpd (for the shutdown test). */
+void server_signal(const struct server *srv, int sig);
+
+/* Waits up to timeout_ms for lighttpd to exit and reaps it. Returns true when it did. */
+bool server_wait_exit(struct server *srv, int timeout_ms);
+
+/* Polls /proc up to timeout_ms for lighttpd's backend child. Returns its PID or -1. */
+pid_t server_find_backend(struct server *srv, int timeout_ms);
+
+/* True when pid no longer runs (no such process, or a zombie left for someone else). */
+bool server_is_pid_gone(pid_t pid);
+
+/* Prints the error log, lighttpd's stdio and the SSE_LOG file to stderr. */
+void server_dump(const struct server *srv);
+
+#endif

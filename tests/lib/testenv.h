@@ -1,0 +1,49 @@
+/*
+ * testenv.h - one integration test's temp dir and database.
+ *
+ * testenv_open makes /tmp/sse-integ-XXXXXX, creates events.db in it with the real sqlite3
+ * CLI from $SSE_SCHEMA plus session "s1", and registers a failure cleanup (diag.h);
+ * testenv_close removes the dir. Paths are absolute. Not thread-safe (one test, one process).
+ */
+#ifndef SSE_TEST_TESTENV_H
+#define SSE_TEST_TESTENV_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+enum { TESTENV_PATH_MAX = 512 };
+
+struct testenv {
+    char dir[TESTENV_PATH_MAX];       /* the temp dir; "" when not open */
+    char db_path[TESTENV_PATH_MAX];   /* <dir>/events.db */
+};
+
+/* Creates the dir and the database; fails the test (pointing at `make deps` when sqlite3
+ * is missing) on any error. */
+void testenv_open(struct testenv *env);
+
+/* Removes the dir and everything in it. Accepts a closed env. */
+void testenv_close(struct testenv *env);
+
+/* Writes "<dir>/<name>" into out. Returns out. */
+char *testenv_path(const struct testenv *env, const char *name, char *out, size_t size);
+
+/* Returns the value of a variable the Makefile passes (SSE_FCGI_BIN, SSE_SCHEMA, ...);
+ * fails the test when it is unset. Borrowed from the environment. */
+const char *testenv_require(const char *name);
+
+/* Monotonic clock in milliseconds. */
+int64_t testenv_now_ms(void);
+
+/* One step of a polling loop (5 ms). Only for loops that re-check a condition against a
+ * deadline, never to wait for something to happen. */
+void testenv_poll_step(void);
+
+/* Writes len bytes to path (created or truncated); fails the test on error. */
+void testenv_write_file(const char *path, const char *bytes, size_t len);
+
+/* Reads at most size - 1 bytes of path into out, NUL-terminated. Returns the byte count,
+ * or -1 when the file cannot be opened (out is then ""). */
+long testenv_read_file(const char *path, char *out, size_t size);
+
+#endif

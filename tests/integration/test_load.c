@@ -8,9 +8,12 @@
  * other's events; SSE_PROBE_MS writes bare ':' lines.
  */
 #include <check.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/lib/diag.h"
 #include "tests/lib/frames.h"
@@ -163,6 +166,64 @@ START_TEST(test_first_request_after_start_is_served)
 }
 END_TEST
 
+/* Returns the open flags of pid's descriptor whose target ends with suffix, or -1. */
+static long
+fd_flags_of(pid_t pid, const char *suffix)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
+    for (int fd = 0; fd < 1024; fd++) {
+        char link[96], target[TESTENV_PATH_MAX];
+        snprintf(link, sizeof(link), "%s/%d", dir, fd);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        size_t len = strlen(suffix);
+        if ((size_t)n < len || strcmp(target + n - len, suffix) != 0)
+            continue;
+        char info[96], line[128];
+        snprintf(info, sizeof(info), "/proc/%ld/fdinfo/%d", (long)pid, fd);
+        FILE *f = fopen(info, "r");
+        long flags = -1;
+        while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+            if (strncmp(line, "flags:", 6) == 0)
+                flags = strtol(line + 6, NULL, 8);
+        }
+        if (f != NULL)
+            fclose(f);
+        return flags;
+    }
+    return -1;
+}
+
+/* SPEC §1, §5: the responder opens the database read-only (checked on the live process's
+ * descriptors, not by trusting the code), while streaming. */
+START_TEST(test_database_opened_read_only)
+{
+    server_start(&srv, &env, NULL);
+    struct sse_client c;
+    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
+    publish_events(&env, "s1", "llm_text_delta", NULL, 1);
+    frames_expect_ids(&c, (const long long[]){1}, 1, 5000);
+    pid_t backend = server_find_backend(&srv, 2000);
+    DIAG_CHECK(backend > 0, "no backend process under lighttpd");
+    long db_flags = fd_flags_of(backend, "/events.db");
+    long wal_flags = fd_flags_of(backend, "/events.db-wal");
+    DIAG_CHECK(db_flags >= 0, "the backend has no descriptor on events.db");
+    DIAG_CHECK((db_flags & O_ACCMODE) == O_RDONLY, "events.db open with flags %lo", db_flags);
+    (void)wal_flags;  /* SQLite opens -wal read-write even for a read-only connection */
+    sse_client_close(&c);
+    /* The responder held the last connection: had it checkpointed on close (a write to
+     * events.db) the -wal would be gone; it must still hold the published row. */
+    server_stop(&srv);
+    char wal[TESTENV_PATH_MAX];
+    struct stat sb;
+    DIAG_CHECK(stat(testenv_path(&env, "events.db-wal", wal, sizeof(wal)), &sb) == 0
+               && sb.st_size > 0, "events.db-wal was checkpointed away by the responder");
+}
+END_TEST
+
 Suite *suite_load(void);
 
 Suite *
@@ -177,6 +238,7 @@ suite_load(void)
     tcase_add_test(tc, test_two_sessions_never_mix);
     tcase_add_test(tc, test_lagging_client_keeps_critical_events);
     tcase_add_test(tc, test_probe_writes_when_configured);
+    tcase_add_test(tc, test_database_opened_read_only);
     suite_add_tcase(s, tc);
     return s;
 }

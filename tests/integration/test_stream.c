@@ -81,6 +81,32 @@ START_TEST(test_stream_head_and_opening)
 }
 END_TEST
 
+/* SSE_CORS_ORIGIN is an allowlist: an origin not on it gets no CORS header (the browser
+ * then refuses the stream), and no setting means no CORS header at all. */
+START_TEST(test_cors_origin_not_allowed)
+{
+    const char *const settings[] = {"SSE_CORS_ORIGIN", "https://a.example, https://app.example",
+                                    NULL};
+    server_start(&srv, &env, &(struct server_options){.env = settings});
+    const char *const evil[] = {"Origin: https://app.example.evil", NULL};
+    struct sse_client c;
+    sse_client_open(&c, srv.port, "GET", "/api/sessions/s1/events", evil);
+    char value[256];
+    DIAG_CHECK(c.status == 200, "status %d", c.status);
+    DIAG_CHECK(sse_client_header(&c, "Access-Control-Allow-Origin", value, sizeof(value))
+               == NULL, "CORS header for an origin not on the list: %s", value);
+    sse_client_close(&c);
+    const char *const good[] = {"Origin: https://a.example", NULL};
+    sse_client_open(&c, srv.port, "GET", "/api/health", good);
+    const char *cors = sse_client_header(&c, "Access-Control-Allow-Origin", value,
+                                         sizeof(value));
+    DIAG_CHECK(cors && strcmp(cors, "https://a.example") == 0, "CORS: %s", cors ? cors : "-");
+    DIAG_CHECK(sse_client_header(&c, "Access-Control-Allow-Credentials", value, sizeof(value))
+               != NULL, "no Access-Control-Allow-Credentials");
+    sse_client_close(&c);
+}
+END_TEST
+
 /* A filter test: query, the types published in order, the ids that must arrive. */
 static const struct filter_case {
     const char *query;
@@ -299,6 +325,7 @@ suite_stream(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_stream_head_and_opening);
+    tcase_add_test(tc, test_cors_origin_not_allowed);
     tcase_add_loop_test(tc, test_type_filter, 0, (int)(sizeof(FILTERS) / sizeof(FILTERS[0])));
     tcase_add_test(tc, test_named_events);
     tcase_add_test(tc, test_frame_json_fields);

@@ -6,78 +6,36 @@
  * the producer's side of the contract. Also: WAL mode, re-applying the schema is harmless,
  * DELETE records the pruned range, UPDATE of events is refused.
  */
-#define _DEFAULT_SOURCE  /* mkdtemp */
-
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-enum { OUTPUT_MAX = 8192 };
+#include "tests/lib/publish.h"
+#include "tests/lib/testenv.h"
 
-struct cli_result {
-    int status;                 /* exit status of sqlite3, -1 when it could not run */
-    char out[OUTPUT_MAX];       /* stdout and stderr, merged */
-};
+static struct testenv env;
 
-static char temp_dir[256];
-static char db_path[300];
-
-/* Runs `sqlite3 db` with sql on stdin; merges its stdout and stderr into r->out. */
+/* Runs sql through the sqlite3 CLI; r->out holds its stdout followed by its stderr. */
 static void
-run_cli(const char *sql, struct cli_result *r)
+run_cli(const char *sql, struct publish_result *r)
 {
-    char out_path[320];
-    snprintf(out_path, sizeof(out_path), "%s/cli.out", temp_dir);
-    char in_path[320];
-    snprintf(in_path, sizeof(in_path), "%s/cli.sql", temp_dir);
-    FILE *in = fopen(in_path, "w");
-    ck_assert_ptr_nonnull(in);
-    fputs(sql, in);
-    fclose(in);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        if (!freopen(in_path, "r", stdin) || !freopen(out_path, "w", stdout)
-            || dup2(STDOUT_FILENO, STDERR_FILENO) < 0)
-            _exit(126);
-        execlp("sqlite3", "sqlite3", "-bail", db_path, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    ck_assert_msg(r->status != 127, "sqlite3 not found: run `make deps`");
-    FILE *out = fopen(out_path, "r");
-    ck_assert_ptr_nonnull(out);
-    size_t n = fread(r->out, 1, sizeof(r->out) - 1, out);
-    r->out[n] = '\0';
-    fclose(out);
+    publish_sql(&env, sql, r);
+    size_t len = strlen(r->out);
+    snprintf(r->out + len, sizeof(r->out) - len, "%s", r->err);
 }
 
+/* A database made from schema.sql, with session s1 (testenv_open). */
 static void
 setup(void)
 {
-    snprintf(temp_dir, sizeof(temp_dir), "/tmp/sse-schema-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(temp_dir));
-    snprintf(db_path, sizeof(db_path), "%s/events.db", temp_dir);
-    const char *schema = getenv("SSE_SCHEMA");
-    ck_assert_msg(schema != NULL, "SSE_SCHEMA is not set (run through make test)");
-    char sql[600];
-    snprintf(sql, sizeof(sql), ".read %s\nINSERT INTO sessions(id) VALUES ('s1');\n", schema);
-    struct cli_result r;
-    run_cli(sql, &r);
-    ck_assert_msg(r.status == 0, "schema.sql failed: %s", r.out);
+    testenv_open(&env);
 }
 
 static void
 teardown(void)
 {
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", temp_dir);
-    ck_assert_int_eq(system(cmd), 0);
+    testenv_close(&env);
 }
 
 /* Bad rows and the message each must be refused with. */
@@ -117,7 +75,7 @@ static const struct {
 
 START_TEST(test_bad_rows_refused_with_message)
 {
-    struct cli_result r;
+    struct publish_result r;
     run_cli(REFUSED[_i].sql, &r);
     ck_assert_msg(r.status != 0, "accepted: %s", REFUSED[_i].sql);
     ck_assert_msg(strstr(r.out, REFUSED[_i].message) != NULL,
@@ -128,7 +86,7 @@ END_TEST
 
 START_TEST(test_good_rows_accepted)
 {
-    struct cli_result r;
+    struct publish_result r;
     run_cli("INSERT INTO events(session_id, type, stream_id, data) VALUES "
             "('s1', 'client_output_delta', 'worker:abc', '{\"a\":[1,2]}');\n"
             "INSERT INTO events(session_id, type) VALUES (NULL, 'crm_changed');\n"
@@ -149,8 +107,8 @@ START_TEST(test_wal_mode_and_reapply)
              ".read %s\nPRAGMA journal_mode;\nPRAGMA user_version;\n"
              "SELECT count(*) FROM event_types WHERE name = 'mine';\n"
              "SELECT replayed FROM event_types WHERE name = 'client_output_delta';\n",
-             getenv("SSE_SCHEMA"));
-    struct cli_result r;
+             testenv_require("SSE_SCHEMA"));
+    struct publish_result r;
     run_cli(sql, &r);
     ck_assert_msg(r.status == 0, "re-apply failed: %s", r.out);
     /* wal twice (schema.sql prints it, then the query), version 1, the site's own row and
@@ -161,7 +119,7 @@ END_TEST
 
 START_TEST(test_delete_records_pruned_range)
 {
-    struct cli_result r;
+    struct publish_result r;
     run_cli("INSERT INTO sessions(id) VALUES ('s2');\n"
             "INSERT INTO events(session_id, type) VALUES ('s1','a'),('s1','b'),('s2','c'),"
             "(NULL,'d'),('s1','e');\n"
@@ -174,7 +132,7 @@ END_TEST
 
 START_TEST(test_policy_seeded_from_reference)
 {
-    struct cli_result r;
+    struct publish_result r;
     run_cli("SELECT count(*) FROM event_types WHERE streamed_by_default;\n"
             "SELECT group_concat(name) FROM (SELECT name FROM event_types WHERE replayed "
             "ORDER BY name);\n"

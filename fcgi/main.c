@@ -29,6 +29,7 @@ enum {
     THREAD_STACK_BYTES = 512 * 1024,  /* cJSON recursion on deeply nested data fits */
     SHUTDOWN_GRACE_MS = 800,          /* streams end, then the process exits (SPEC §4.11) */
     STDIN_DRAIN_MAX = 64 * 1024,      /* request body bytes read before streaming */
+    SLOT_WAIT_MS = 250,               /* for a slot about to be freed, before a 503 */
 };
 
 static const char USAGE[] =
@@ -148,6 +149,8 @@ pool_put_free(FCGX_Request *req, bool is_finished_stream)
     pthread_mutex_lock(&pool.lock);
     pool.free_list[pool.free_count++] = req;
     pool.busy_threads -= is_finished_stream;
+    if (is_finished_stream)
+        pthread_cond_broadcast(&pool.changed);  /* the accepting thread may wait for it */
     pthread_mutex_unlock(&pool.lock);
 }
 
@@ -182,13 +185,23 @@ stream_thread(void *unused)
     return NULL;
 }
 
-/* Hands req to a stream thread. Returns false when every slot is taken. A slot counts as
- * taken from hand-off until its request is finished, not by threads waiting, so a thread
- * that has not reached pool_take yet (just started, or finishing) is still a free slot. */
+/* Hands req to a stream thread. Returns false when every slot is still taken after
+ * SLOT_WAIT_MS. A slot counts as taken from hand-off until its request is finished, not by
+ * threads waiting, so a thread that has not reached pool_take yet is still a free slot.
+ * The short wait is for mod_fcgid, which returns a process to its pool as soon as Apache
+ * sees the client gone, a few ms before the stream itself notices and frees its slot. */
 static bool
 pool_hand_off(FCGX_Request *req)
 {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += SLOT_WAIT_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
     pthread_mutex_lock(&pool.lock);
+    while (pool.busy_threads >= pool.threads && !is_shutting_down
+           && pthread_cond_timedwait(&pool.changed, &pool.lock, &until) == 0) {
+    }
     bool is_taken = pool.busy_threads < pool.threads;
     if (is_taken) {
         pool.busy_threads++;

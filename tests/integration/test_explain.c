@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "tests/lib/diag.h"
+#include "tests/lib/server.h"
 #include "tests/lib/testenv.h"
 
 enum { EXPLAIN_OUTPUT_MAX = 65536 };
@@ -126,7 +127,7 @@ Suite *
 suite_explain(void)
 {
     Suite *s = suite_create("explain");
-    TCase *tc = tcase_create("explain");
+    TCase *tc = server_tcase_create("explain");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, test_every_query_uses_an_index);

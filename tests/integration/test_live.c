@@ -272,7 +272,7 @@ Suite *
 suite_live(void)
 {
     Suite *s = suite_create("live");
-    TCase *tc = tcase_create("live");
+    TCase *tc = server_tcase_create("live");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_closed_session_ends_stream_then_204);
@@ -282,7 +282,7 @@ suite_live(void)
     tcase_add_test(tc, test_backend_sigterm_ends_streams_with_shutdown);
     tcase_add_test(tc, test_lighttpd_sigterm_stops_streams_and_backend);
     suite_add_tcase(s, tc);
-    TCase *bulk = tcase_create("live_bulk");
+    TCase *bulk = server_tcase_create("live_bulk");
     tcase_add_checked_fixture(bulk, setup, teardown);
     tcase_set_timeout(bulk, 60);
     tcase_add_test(bulk, test_live_order_under_fast_producer);

@@ -230,7 +230,7 @@ Suite *
 suite_load(void)
 {
     Suite *s = suite_create("load");
-    TCase *tc = tcase_create("load");
+    TCase *tc = server_tcase_create("load");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_first_request_after_start_is_served);

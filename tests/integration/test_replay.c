@@ -195,8 +195,8 @@ Suite *suite_replay(void);
 Suite *
 suite_replay(void)
 {
-    Suite *s = suite_create("replay");
-    TCase *tc = tcase_create("replay");
+    Suite *s = server_suite_create("replay");
+    TCase *tc = server_tcase_create("replay");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_replay_on_fresh_connect);

@@ -241,7 +241,7 @@ Suite *
 suite_routes(void)
 {
     Suite *s = suite_create("routes");
-    TCase *tc = tcase_create("routes");
+    TCase *tc = server_tcase_create("routes");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_error_answers, 0, (int)(sizeof(ERRORS) / sizeof(ERRORS[0])));

@@ -110,8 +110,8 @@ Suite *suite_worker(void);
 Suite *
 suite_worker(void)
 {
-    Suite *s = suite_create("worker");
-    TCase *tc = tcase_create("worker");
+    Suite *s = server_suite_create("worker");
+    TCase *tc = server_tcase_create("worker");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_worker_rule_and_watch, 0,

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +34,67 @@ enum {
     SERVER_CONF_MAX = 16384,
     SERVER_ENV_MAX = 64,            /* names + values in bin-environment */
 };
+
+enum server_front_end server_front_end = SERVER_LIGHTTPD;
+enum server_front_end server_building_front_end = SERVER_LIGHTTPD;
+
+static const struct {
+    const char *suffix;         /* of suite names */
+    const char *template;       /* in $SSE_TEST_CONF */
+    const char *script;         /* Apache: the URL /api/ is rewritten onto */
+    const char *program;        /* for messages */
+} FRONT_ENDS[SERVER_FRONT_END_COUNT] = {
+    [SERVER_LIGHTTPD] = {"", "lighttpd.conf.in", NULL, "lighttpd"},
+    [SERVER_APACHE_FCGID] = {"_fcgid", "apache.conf.in", "/fcgi/events.fcgi", "apache2"},
+    [SERVER_APACHE_CGI] = {"_cgi", "apache.conf.in", "/cgi/events.cgi", "apache2"},
+};
+
+Suite *
+server_suite_create(const char *name)
+{
+    static char names[64][64];  /* suite names must outlive the runner; few suites */
+    static int used;
+    if (used == 64)
+        abort();  /* called while building the runner, where ck_assert cannot report */
+    snprintf(names[used], sizeof(names[used]), "%s%s", name,
+             FRONT_ENDS[server_building_front_end].suffix);
+    return suite_create(names[used++]);
+}
+
+static void
+select_lighttpd(void)
+{
+    server_front_end = SERVER_LIGHTTPD;
+}
+
+static void
+select_apache_fcgid(void)
+{
+    server_front_end = SERVER_APACHE_FCGID;
+}
+
+static void
+select_apache_cgi(void)
+{
+    server_front_end = SERVER_APACHE_CGI;
+}
+
+TCase *
+server_tcase_create(const char *name)
+{
+    static void (*const SELECT[SERVER_FRONT_END_COUNT])(void) = {
+        select_lighttpd, select_apache_fcgid, select_apache_cgi,
+    };
+    TCase *tc = tcase_create(name);
+    tcase_add_unchecked_fixture(tc, SELECT[server_building_front_end], NULL);
+    return tc;
+}
+
+static bool
+is_apache(void)
+{
+    return server_front_end != SERVER_LIGHTTPD;
+}
 
 /* Asks the kernel for a free loopback port. */
 static int
@@ -83,8 +145,11 @@ render_env(char *out, size_t size, const char **pairs, size_t count)
     size_t len = 0;
     out[0] = '\0';
     for (size_t i = 0; i < count; i += 2) {
-        int n = snprintf(out + len, size - len, "            \"%s\" => \"%s\",\n", pairs[i],
-                         pairs[i + 1]);
+        int n = is_apache()
+                    ? snprintf(out + len, size - len, "SetEnv %s \"%s\"\n", pairs[i],
+                               pairs[i + 1])
+                    : snprintf(out + len, size - len, "            \"%s\" => \"%s\",\n",
+                               pairs[i], pairs[i + 1]);
         DIAG_CHECK(n > 0 && (size_t)n < size - len, "bin-environment too long");
         len += (size_t)n;
     }
@@ -125,8 +190,8 @@ write_conf(struct server *srv, const struct testenv *env, const struct server_op
 {
     static char template[SERVER_CONF_MAX], conf[SERVER_CONF_MAX], env_lines[8192];
     char template_path[TESTENV_PATH_MAX], port[16];
-    snprintf(template_path, sizeof(template_path), "%s/lighttpd.conf.in",
-             testenv_require("SSE_TEST_CONF"));
+    snprintf(template_path, sizeof(template_path), "%s/%s", testenv_require("SSE_TEST_CONF"),
+             FRONT_ENDS[server_front_end].template);
     DIAG_CHECK(testenv_read_file(template_path, template, sizeof(template)) > 0,
                "cannot read %s", template_path);
     const char *pairs[SERVER_ENV_MAX];
@@ -135,7 +200,8 @@ write_conf(struct server *srv, const struct testenv *env, const struct server_op
     const char *values[] = {
         "PORT", port, "DIR", env->dir, "DOCROOT", env->dir,
         "MOUNT", opt && opt->mount ? opt->mount : "/api/",
-        "BIN", testenv_require("SSE_FCGI_BIN"), "BIN_ENV", env_lines, NULL,
+        "BIN", testenv_require("SSE_FCGI_BIN"), "BIN_ENV", env_lines, "ENV", env_lines,
+        "SCRIPT", is_apache() ? FRONT_ENDS[server_front_end].script : "", NULL,
     };
     render(conf, sizeof(conf), template, values);
     testenv_write_file(srv->conf_path, conf, strlen(conf));
@@ -151,6 +217,11 @@ spawn_lighttpd(const struct server *srv)
         int fd = open(srv->stdio_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
             _exit(126);
+        if (is_apache()) {
+            execl("/usr/sbin/apache2", "apache2", "-DFOREGROUND", "-f", srv->conf_path,
+                  (char *)NULL);
+            _exit(127);
+        }
         execlp("lighttpd", "lighttpd", "-D", "-f", srv->conf_path, (char *)NULL);
         execl("/usr/sbin/lighttpd", "lighttpd", "-D", "-f", srv->conf_path, (char *)NULL);
         _exit(127);
@@ -225,7 +296,7 @@ cleanup_hook(void *ctx)
 {
     struct server *srv = ctx;
     diag_unregister(srv);
-    if (srv->pid > 0 && srv->backend_pid < 0)
+    if (srv->pid > 0 && srv->backend_pid < 0 && !is_apache())
         srv->backend_pid = scan_children(srv->pid);  /* before it is orphaned */
     if (srv->pid > 0) {
         kill(srv->pid, SIGKILL);
@@ -239,10 +310,36 @@ cleanup_hook(void *ctx)
 static void
 set_paths(struct server *srv, const struct testenv *env)
 {
-    testenv_path(env, "lighttpd.conf", srv->conf_path, sizeof(srv->conf_path));
-    testenv_path(env, "lighttpd-error.log", srv->error_log, sizeof(srv->error_log));
-    testenv_path(env, "lighttpd-stdio.log", srv->stdio_log, sizeof(srv->stdio_log));
+    const char *name = FRONT_ENDS[server_front_end].program;
+    char file[64];
+    snprintf(file, sizeof(file), "%s.conf", name);
+    testenv_path(env, file, srv->conf_path, sizeof(srv->conf_path));
+    snprintf(file, sizeof(file), "%s-error.log", is_apache() ? "apache" : name);
+    testenv_path(env, file, srv->error_log, sizeof(srv->error_log));
+    snprintf(file, sizeof(file), "%s-stdio.log", name);
+    testenv_path(env, file, srv->stdio_log, sizeof(srv->stdio_log));
     testenv_path(env, "sse-fcgi.log", srv->sse_log, sizeof(srv->sse_log));
+}
+
+/* Apache runs the responder as www-data: it needs the temp dir (to create -wal, -shm and the
+ * log) and the binary under the script names the configuration maps. */
+static void
+prepare_apache_dir(const struct testenv *env)
+{
+    char path[TESTENV_PATH_MAX];
+    DIAG_CHECK(chmod(env->dir, 0777) == 0, "chmod %s: %s", env->dir, strerror(errno));
+    const char *dirs[] = {"bin", "fcgid"};
+    for (size_t i = 0; i < 2; i++) {
+        testenv_path(env, dirs[i], path, sizeof(path));
+        DIAG_CHECK(mkdir(path, 0777) == 0 || errno == EEXIST, "mkdir %s", path);
+        chmod(path, 0777);
+    }
+    const char *names[] = {"bin/events.fcgi", "bin/events.cgi"};
+    for (size_t i = 0; i < 2; i++) {
+        testenv_path(env, names[i], path, sizeof(path));
+        DIAG_CHECK(symlink(testenv_require("SSE_FCGI_BIN"), path) == 0 || errno == EEXIST,
+                   "symlink %s: %s", path, strerror(errno));
+    }
 }
 
 void
@@ -250,6 +347,8 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
 {
     set_paths(srv, env);
     srv->pid = srv->backend_pid = -1;
+    if (is_apache())
+        prepare_apache_dir(env);
     int status = 0;
     for (int attempt = 0; attempt < SERVER_START_TRIES; attempt++) {
         srv->port = pick_port();
@@ -265,7 +364,8 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
                    (long)srv->pid, srv->port);
         diag_unregister(srv);
         DIAG_CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 127),
-                   "lighttpd not found (looked in PATH and /usr/sbin): run `make deps`");
+                   "%s not found (looked in PATH and /usr/sbin): run `make deps`",
+                   FRONT_ENDS[server_front_end].program);
     }
     server_dump(srv);
     DIAG_CHECK(false, "lighttpd exited during start-up (exit status %d), %d tries",
@@ -342,6 +442,8 @@ scan_children(pid_t parent)
 pid_t
 server_find_backend(struct server *srv, int timeout_ms)
 {
+    if (is_apache())
+        return -1;  /* Apache's children are its workers; Apache stops the responders */
     int64_t deadline = testenv_now_ms() + timeout_ms;
     while (srv->pid > 0 && (srv->backend_pid = scan_children(srv->pid)) < 0
            && testenv_now_ms() < deadline)
@@ -369,9 +471,51 @@ has_sanitizer_report(const char *path)
            || strstr(text, "LeakSanitizer") != NULL;
 }
 
+/* Sends sig to every responder Apache started for this test: the processes whose argv[0]
+ * is under the test's bin/ directory. Returns how many were signalled. */
+static int
+signal_apache_responders(const struct server *srv, int sig)
+{
+    char prefix[TESTENV_PATH_MAX];
+    snprintf(prefix, sizeof(prefix), "%s", srv->conf_path);
+    char *slash = strrchr(prefix, '/');
+    DIAG_CHECK(slash != NULL, "conf path without a directory");
+    snprintf(slash, sizeof(prefix) - (size_t)(slash - prefix), "/bin/");
+    DIR *proc = opendir("/proc");
+    DIAG_CHECK(proc != NULL, "opendir /proc: %s", strerror(errno));
+    int count = 0;
+    struct dirent *de;
+    while ((de = readdir(proc)) != NULL) {
+        char path[300], argv0[TESTENV_PATH_MAX] = "";
+        long pid = strtol(de->d_name, NULL, 10);
+        snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+        if (pid <= 0 || testenv_read_file(path, argv0, sizeof(argv0)) <= 0)
+            continue;
+        if (strncmp(argv0, prefix, strlen(prefix)) == 0 && kill((pid_t)pid, sig) == 0)
+            count++;
+    }
+    closedir(proc);
+    return count;
+}
+
+/* Apache waits for its handlers before it exits on SIGTERM (about 2.5 s while a stream is
+ * open): stop the responders first, as mod_fcgid's process manager would, with a deadline. */
+static void
+stop_apache_responders(const struct server *srv)
+{
+    int64_t deadline = testenv_now_ms() + SERVER_BACKEND_STOP_MS;
+    if (signal_apache_responders(srv, SIGTERM) == 0)
+        return;
+    while (signal_apache_responders(srv, 0) > 0 && testenv_now_ms() < deadline)
+        testenv_poll_step();
+    signal_apache_responders(srv, SIGKILL);
+}
+
 void
 server_stop(struct server *srv)
 {
+    if (srv->pid > 0 && is_apache())
+        stop_apache_responders(srv);
     if (srv->pid > 0 && srv->backend_pid < 0)
         server_find_backend(srv, 0);
     if (srv->pid > 0 && kill(srv->pid, SIGTERM) == 0 && !server_wait_exit(srv, SERVER_STOP_MS)) {
@@ -381,7 +525,8 @@ server_stop(struct server *srv)
     }
     if (srv->backend_pid > 0)
         stop_backend(srv->backend_pid);
-    bool is_clean = !has_sanitizer_report(srv->stdio_log) && !has_sanitizer_report(srv->sse_log);
+    bool is_clean = !has_sanitizer_report(srv->stdio_log) && !has_sanitizer_report(srv->sse_log)
+                    && !has_sanitizer_report(srv->error_log);
     DIAG_CHECK(is_clean, "a sanitizer report is in the server logs (see above)");
     diag_unregister(srv);
 }
@@ -389,8 +534,8 @@ server_stop(struct server *srv)
 void
 server_dump(const struct server *srv)
 {
-    fprintf(stderr, "=== lighttpd pid %ld on 127.0.0.1:%d, conf %s ===\n", (long)srv->pid,
-            srv->port, srv->conf_path);
+    fprintf(stderr, "=== %s pid %ld on 127.0.0.1:%d, conf %s ===\n",
+            FRONT_ENDS[server_front_end].program, (long)srv->pid, srv->port, srv->conf_path);
     diag_print_file("lighttpd error log", srv->error_log, 16384);
     diag_print_file("lighttpd stdout/stderr (backend stderr)", srv->stdio_log, 16384);
     diag_print_file("SSE_LOG", srv->sse_log, 32768);

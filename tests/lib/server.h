@@ -13,10 +13,34 @@
 #ifndef SSE_TEST_SERVER_H
 #define SSE_TEST_SERVER_H
 
+#include <check.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
 #include "tests/lib/testenv.h"
+
+/* The web server in front of the responder (issue 3: one set of tests, three front ends). */
+enum server_front_end {
+    SERVER_LIGHTTPD,            /* lighttpd + mod_fastcgi, sse-fcgi spawned by bin-path */
+    SERVER_APACHE_FCGID,        /* Apache mpm_event + mod_fcgid */
+    SERVER_APACHE_CGI,          /* Apache mpm_event + mod_cgid: one process per stream */
+    SERVER_FRONT_END_COUNT,
+};
+
+/* The front end server_start uses; set for each test case by server_tcase_create. */
+extern enum server_front_end server_front_end;
+
+/* The front end the suite being built will run against: tests/main.c sets it before it
+ * calls a suite constructor listed as FRONT_SUITE(name). */
+extern enum server_front_end server_building_front_end;
+
+/* suite_create(name), suffixed "_fcgid" or "_cgi" for the Apache front ends, so that
+ * CK_RUN_SUITE can pick one. */
+Suite *server_suite_create(const char *name);
+
+/* tcase_create(name) with an unchecked fixture that selects server_building_front_end for
+ * every test of the case (it runs in the runner process, before the case's tests fork). */
+TCase *server_tcase_create(const char *name);
 
 struct server_options {
     const char *mount;              /* fastcgi.server prefix; NULL means "/api/" */

@@ -201,7 +201,8 @@ write_conf(struct server *srv, const struct testenv *env, const struct server_op
         "PORT", port, "DIR", env->dir, "DOCROOT", env->dir,
         "MOUNT", opt && opt->mount ? opt->mount : "/api/",
         "BIN", testenv_require("SSE_FCGI_BIN"), "BIN_ENV", env_lines, "ENV", env_lines,
-        "SCRIPT", is_apache() ? FRONT_ENDS[server_front_end].script : "", NULL,
+        "SCRIPT", is_apache() ? FRONT_ENDS[server_front_end].script : "",
+        "APACHE_EXTRA", opt && opt->apache_directives ? opt->apache_directives : "", NULL,
     };
     render(conf, sizeof(conf), template, values);
     testenv_write_file(srv->conf_path, conf, strlen(conf));

@@ -6,6 +6,7 @@
  */
 #include "buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@ ensure_room(struct buf *b, size_t extra)
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap *= 2;
-    if (cap > b->max_len + 1)
+    if (b->max_len < SIZE_MAX && cap > b->max_len + 1)  /* max_len + 1 wraps at SIZE_MAX */
         cap = b->max_len + 1;
     char *bytes = realloc(b->bytes, cap);
     if (bytes == NULL)

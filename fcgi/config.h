@@ -27,9 +27,9 @@ struct config {
     long keepalive_s;          /* SSE_KEEPALIVE_S, 1..3600, default 15 */
     long poll_ms;              /* SSE_POLL_MS, 10..60000, default 250 */
     long replay_limit;         /* SSE_REPLAY_LIMIT, 0..100000, default 1000 */
-    long max_lag;              /* SSE_MAX_LAG, 0..2^31, default 0 = never shed */
+    long max_lag;              /* SSE_MAX_LAG, 0..2^31-1, default 0 = never shed */
     long retry_ms;             /* SSE_RETRY_MS, 0..3600000, default 3000 */
-    long max_stream_s;         /* SSE_MAX_STREAM_S, 0..2^31, default 0 = never */
+    long max_stream_s;         /* SSE_MAX_STREAM_S, 0..2^31-1, default 0 = never */
     long threads;              /* SSE_THREADS, 1..4096, default 1 */
     long probe_ms;             /* SSE_PROBE_MS, 0..60000; -1 = not set (pick by server) */
     const char *cors_origin;   /* SSE_CORS_ORIGIN; NULL = no CORS headers */

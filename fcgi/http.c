@@ -7,6 +7,8 @@
 #include "http.h"
 
 #include <cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 static const struct {
@@ -134,6 +136,15 @@ http_append_error(struct buf *b, int status, const char *message, int retry_afte
     return rc;
 }
 
+/* An exact integer member (a double would lose digits above 2^53). */
+static bool
+add_integer(cJSON *object, const char *key, int64_t value)
+{
+    char digits[24];
+    snprintf(digits, sizeof(digits), "%" PRId64, value);
+    return cJSON_AddRawToObject(object, key, digits) != NULL;
+}
+
 int
 http_append_health(struct buf *b, const struct health_facts *facts, const char *cors_origin,
                    bool with_body)
@@ -144,7 +155,7 @@ http_append_health(struct buf *b, const struct health_facts *facts, const char *
               && cJSON_AddStringToObject(o, "database", "reachable")
               && cJSON_AddNumberToObject(o, "schema_version", facts->schema_version)
               && cJSON_AddStringToObject(o, "journal_mode", facts->is_wal ? "wal" : "other")
-              && cJSON_AddNumberToObject(o, "newest_event_id", (double)facts->newest_event_id)
+              && add_integer(o, "newest_event_id", facts->newest_event_id)
               && cJSON_AddNumberToObject(o, "streams_open", (double)facts->streams_open);
     int rc = ok ? append_status(b, 200, cors_origin) : -1;
     if (rc == 0)

@@ -3,9 +3,10 @@
  *
  * Every string that comes from a row is made valid UTF-8 without NUL first (sse_utf8_sanitize)
  * and then handed to cJSON, whose printer escapes CR, LF and every other control character,
- * so a frame's only line ends are the ones written here (SPEC §4.6). Valid JSON data is
- * embedded as minified raw text, which keeps integers beyond 2^53 exact; anything else in the
- * data column becomes a JSON string. Integers (id, seq, integer timestamps) are printed by
+ * so a frame's only line ends are the ones written here (SPEC §4.6). Valid JSON data (cJSON
+ * parses it and it keeps to RFC 8259, which cJSON alone does not check) is embedded as
+ * minified raw text, which keeps integers beyond 2^53 exact; anything else in the data
+ * column becomes a JSON string. Integers (id, seq, integer timestamps) are printed by
  * us for the same reason. No I/O.
  */
 #include "sse.h"
@@ -110,6 +111,64 @@ has_control_bytes(const char *s)
     return false;
 }
 
+/* Length of a JSON number (RFC 8259 grammar) at s, or 0 when s does not start with one. */
+static size_t
+json_number_len(const char *s)
+{
+    const char *p = s;
+    p += *p == '-';
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9')
+            p++;
+    else
+        return 0;
+    if (*p == '.') {
+        const char *digits = ++p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p == digits)
+            return 0;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p += p[1] == '+' || p[1] == '-' ? 2 : 1;
+        const char *digits = p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p == digits)
+            return 0;
+    }
+    return (size_t)(p - s);
+}
+
+/* cJSON's parser accepts numbers JSON does not ("01", "1.", "-.5") and raw control bytes in
+ * strings; a browser's JSON.parse would then throw and lose the event. True when the
+ * minified text, already accepted by cJSON, also keeps to RFC 8259 there. */
+static bool
+is_strict_json(const char *minified)
+{
+    if (has_control_bytes(minified))
+        return false;
+    bool is_in_string = false;
+    for (const char *p = minified; *p != '\0'; p++) {
+        if (is_in_string) {
+            if (*p == '\\' && p[1] != '\0')
+                p++;
+            else if (*p == '"')
+                is_in_string = false;
+        } else if (*p == '"') {
+            is_in_string = true;
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            size_t n = json_number_len(p);
+            if (n == 0 || p[n] == '.' || (p[n] >= '0' && p[n] <= '9'))
+                return false;
+            p += n - 1;
+        }
+    }
+    return true;
+}
+
 /* The data column as a JSON item: raw minified JSON when valid, else a JSON string. */
 static cJSON *
 data_item(const char *data, size_t len)
@@ -120,20 +179,17 @@ data_item(const char *data, size_t len)
     char *clean = sanitized_copy(data, len, &clean_len);
     if (clean == NULL)
         return NULL;
-    cJSON *item;
+    char *minified = malloc(clean_len + 1);
     cJSON *parsed = cJSON_ParseWithLengthOpts(clean, clean_len + 1, NULL, true);
-    if (parsed == NULL) {
-        item = cJSON_CreateString(clean);
-    } else {
-        cJSON_Minify(clean);
-        if (has_control_bytes(clean)) {
-            item = parsed;  /* cJSON accepted raw control bytes in a string: reprint it */
-            parsed = NULL;
-        } else {
-            item = cJSON_CreateRaw(clean);
-        }
+    cJSON *item = NULL;
+    if (minified != NULL) {
+        memcpy(minified, clean, clean_len + 1);
+        cJSON_Minify(minified);
+        item = parsed != NULL && is_strict_json(minified) ? cJSON_CreateRaw(minified)
+                                                          : cJSON_CreateString(clean);
     }
     cJSON_Delete(parsed);
+    free(minified);
     free(clean);
     return item;
 }

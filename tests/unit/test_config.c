@@ -1,13 +1,20 @@
 /*
- * test_config.c - SSE_* settings (SPEC §7): defaults, each variable parsed, every bad value
- * refused with an error that names the variable, the probe default per server (§4.10).
+ * test_config.c - the SSE_* settings (fcgi/config.h, SPEC §7) through a fake lookup.
+ *
+ * Covers: every default (a lookup that knows nothing); every variable parsed, at the low and
+ * the high end of its range; a table of bad values ("", "abc", "-1", "1x", one past each end
+ * of the range, huge) each refused with bad_name naming the variable and a reason; the probe
+ * default per server (SPEC §4.10) and an explicit SSE_PROBE_MS winning; config_parse_log_level.
  */
 #include <check.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "fcgi/config.h"
 
-/* A lookup over a NULL-terminated list of "NAME", "value" pairs. */
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* A lookup over a NULL-terminated list of "NAME", "value" pairs (ctx; NULL knows nothing). */
 static const char *
 lookup_pairs(void *ctx, const char *name)
 {
@@ -19,11 +26,20 @@ lookup_pairs(void *ctx, const char *name)
     return NULL;
 }
 
+static int
+load(struct config *c, const char *const *pairs, const char **bad, const char **why)
+{
+    *bad = NULL;
+    *why = NULL;
+    return config_load(c, lookup_pairs, (void *)pairs, bad, why);
+}
+
 START_TEST(test_defaults)
 {
     struct config c;
-    const char *bad = NULL, *why = NULL;
-    ck_assert_int_eq(config_load(&c, lookup_pairs, NULL, &bad, &why), 0);
+    const char *bad, *why;
+    memset(&c, 0x5a, sizeof(c));
+    ck_assert_int_eq(load(&c, NULL, &bad, &why), 0);
     ck_assert_ptr_null(c.db_path);
     ck_assert_int_eq(c.keepalive_s, 15);
     ck_assert_int_eq(c.poll_ms, 250);
@@ -35,66 +51,171 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.probe_ms, -1);
     ck_assert_int_eq(c.log_level, LOG_LEVEL_INFO);
     ck_assert_ptr_null(c.cors_origin);
+    ck_assert(c.log_target == NULL || strcmp(c.log_target, "stderr") == 0);
 }
 END_TEST
 
-START_TEST(test_values)
-{
-    const char *pairs[] = {
-        "SSE_DB", "/x/e.db", "SSE_KEEPALIVE_S", "1", "SSE_POLL_MS", "60000",
-        "SSE_REPLAY_LIMIT", "0", "SSE_MAX_LAG", "5", "SSE_RETRY_MS", "10", "SSE_MAX_STREAM_S",
-        "270", "SSE_THREADS", "4096", "SSE_PROBE_MS", "0", "SSE_LOG_LEVEL", "debug",
-        "SSE_LOG", "syslog", "SSE_CORS_ORIGIN", "*", NULL,
-    };
-    struct config c;
-    const char *bad = NULL, *why = NULL;
-    ck_assert_int_eq(config_load(&c, lookup_pairs, pairs, &bad, &why), 0);
-    ck_assert_str_eq(c.db_path, "/x/e.db");
-    ck_assert(c.keepalive_s == 1 && c.poll_ms == 60000 && c.replay_limit == 0);
-    ck_assert(c.max_lag == 5 && c.retry_ms == 10 && c.max_stream_s == 270);
-    ck_assert(c.threads == 4096 && c.probe_ms == 0 && c.log_level == LOG_LEVEL_DEBUG);
-    ck_assert_str_eq(c.log_target, "syslog");
-    ck_assert_str_eq(c.cors_origin, "*");
-}
-END_TEST
-
-static const char *const BAD[][2] = {
-    {"SSE_KEEPALIVE_S", ""}, {"SSE_KEEPALIVE_S", "abc"}, {"SSE_KEEPALIVE_S", "0"},
-    {"SSE_KEEPALIVE_S", "1x"}, {"SSE_KEEPALIVE_S", " 5"}, {"SSE_KEEPALIVE_S", "+5"},
-    {"SSE_POLL_MS", "9"}, {"SSE_POLL_MS", "99999999999999999999999"},
-    {"SSE_REPLAY_LIMIT", "-1"}, {"SSE_MAX_LAG", "-1"}, {"SSE_RETRY_MS", "3600001"},
-    {"SSE_MAX_STREAM_S", "1.5"}, {"SSE_THREADS", "0"}, {"SSE_THREADS", "4097"},
-    {"SSE_PROBE_MS", "-1"}, {"SSE_LOG_LEVEL", "verbose"}, {"SSE_LOG_LEVEL", ""},
-    {"SSE_DB", ""}, {"SSE_LOG", ""},
+/* One variable at a time, so that each is known to be read under its own name. */
+static const struct {
+    const char *name;
+    const char *value;
+    size_t offset;
+    long expected;
+} VALUES[] = {
+    {"SSE_KEEPALIVE_S", "1", offsetof(struct config, keepalive_s), 1},
+    {"SSE_KEEPALIVE_S", "3600", offsetof(struct config, keepalive_s), 3600},
+    {"SSE_POLL_MS", "10", offsetof(struct config, poll_ms), 10},
+    {"SSE_POLL_MS", "60000", offsetof(struct config, poll_ms), 60000},
+    {"SSE_REPLAY_LIMIT", "0", offsetof(struct config, replay_limit), 0},
+    {"SSE_REPLAY_LIMIT", "100000", offsetof(struct config, replay_limit), 100000},
+    {"SSE_MAX_LAG", "0", offsetof(struct config, max_lag), 0},
+    {"SSE_MAX_LAG", "5", offsetof(struct config, max_lag), 5},
+    {"SSE_MAX_LAG", "2147483647", offsetof(struct config, max_lag), 2147483647L},
+    {"SSE_RETRY_MS", "0", offsetof(struct config, retry_ms), 0},
+    {"SSE_RETRY_MS", "3600000", offsetof(struct config, retry_ms), 3600000},
+    {"SSE_MAX_STREAM_S", "270", offsetof(struct config, max_stream_s), 270},
+    {"SSE_MAX_STREAM_S", "2147483647", offsetof(struct config, max_stream_s), 2147483647L},
+    {"SSE_THREADS", "1", offsetof(struct config, threads), 1},
+    {"SSE_THREADS", "4096", offsetof(struct config, threads), 4096},
+    {"SSE_PROBE_MS", "0", offsetof(struct config, probe_ms), 0},
+    {"SSE_PROBE_MS", "60000", offsetof(struct config, probe_ms), 60000},
 };
 
-START_TEST(test_bad_value_names_variable)
+START_TEST(test_numeric_value)
 {
-    const char *pairs[] = {BAD[_i][0], BAD[_i][1], NULL};
+    const char *pairs[] = {VALUES[_i].name, VALUES[_i].value, NULL};
     struct config c;
-    const char *bad = NULL, *why = NULL;
-    ck_assert_int_eq(config_load(&c, lookup_pairs, pairs, &bad, &why), -1);
-    ck_assert_str_eq(bad, BAD[_i][0]);
+    const char *bad, *why;
+    ck_assert_msg(load(&c, pairs, &bad, &why) == 0, "%s=%s refused: %s", VALUES[_i].name,
+                  VALUES[_i].value, why ? why : "");
+    long got = *(const long *)((const char *)&c + VALUES[_i].offset);
+    ck_assert_int_eq(got, VALUES[_i].expected);
+}
+END_TEST
+
+START_TEST(test_string_values)
+{
+    const char *pairs[] = {
+        "SSE_DB", "/x/e.db", "SSE_LOG_LEVEL", "debug", "SSE_LOG", "syslog",
+        "SSE_CORS_ORIGIN", "https://a.example,https://b.example", "SSE_THREADS", "8", NULL,
+    };
+    struct config c;
+    const char *bad, *why;
+    ck_assert_int_eq(load(&c, pairs, &bad, &why), 0);
+    ck_assert_str_eq(c.db_path, "/x/e.db");
+    ck_assert_int_eq(c.log_level, LOG_LEVEL_DEBUG);
+    ck_assert_str_eq(c.log_target, "syslog");
+    ck_assert_str_eq(c.cors_origin, "https://a.example,https://b.example");
+    ck_assert_int_eq(c.threads, 8);
+    ck_assert_int_eq(c.keepalive_s, 15);  /* the others keep their defaults */
+    const char *file[] = {"SSE_LOG", "/var/log/sse.log", "SSE_LOG_LEVEL", "error", NULL};
+    ck_assert_int_eq(load(&c, file, &bad, &why), 0);
+    ck_assert_str_eq(c.log_target, "/var/log/sse.log");
+    ck_assert_int_eq(c.log_level, LOG_LEVEL_ERROR);
+}
+END_TEST
+
+static const char *const NUMERIC_NAMES[] = {
+    "SSE_KEEPALIVE_S", "SSE_POLL_MS", "SSE_REPLAY_LIMIT", "SSE_MAX_LAG", "SSE_RETRY_MS",
+    "SSE_MAX_STREAM_S", "SSE_THREADS", "SSE_PROBE_MS",
+};
+static const char *const BAD_NUMBERS[] = {
+    "", "abc", "-1", "1x", "x1", "1.5", "1e3", "0x10", "99999999999999999999",
+    "9223372036854775808", "-9223372036854775809", "1\n", "5 5",
+};
+
+/* Every bad number for every numeric variable: _i walks the cross product. */
+START_TEST(test_bad_number)
+{
+    const char *name = NUMERIC_NAMES[_i / COUNT(BAD_NUMBERS)];
+    const char *value = BAD_NUMBERS[_i % COUNT(BAD_NUMBERS)];
+    const char *pairs[] = {name, value, NULL};
+    struct config c;
+    const char *bad, *why;
+    ck_assert_msg(load(&c, pairs, &bad, &why) == -1, "%s=\"%s\" accepted", name, value);
+    ck_assert_ptr_nonnull(bad);
+    ck_assert_str_eq(bad, name);
     ck_assert_ptr_nonnull(why);
 }
 END_TEST
 
-START_TEST(test_probe_default)
+static const char *const OUT_OF_RANGE[][2] = {
+    {"SSE_KEEPALIVE_S", "0"}, {"SSE_KEEPALIVE_S", "3601"}, {"SSE_POLL_MS", "9"},
+    {"SSE_POLL_MS", "60001"}, {"SSE_REPLAY_LIMIT", "100001"}, {"SSE_MAX_LAG", "2147483648"},
+    {"SSE_RETRY_MS", "3600001"}, {"SSE_MAX_STREAM_S", "2147483648"}, {"SSE_THREADS", "0"},
+    {"SSE_THREADS", "4097"}, {"SSE_PROBE_MS", "60001"}, {"SSE_LOG_LEVEL", "verbose"},
+    {"SSE_LOG_LEVEL", ""}, {"SSE_LOG_LEVEL", "INFO"}, {"SSE_LOG_LEVEL", "info "},
+};
+
+START_TEST(test_out_of_range)
 {
+    const char *pairs[] = {OUT_OF_RANGE[_i][0], OUT_OF_RANGE[_i][1], NULL};
     struct config c;
     const char *bad, *why;
-    ck_assert_int_eq(config_load(&c, lookup_pairs, NULL, &bad, &why), 0);
-    ck_assert_int_eq(config_probe_ms(&c, "Apache/2.4.62 (Debian)", false), 500);
-    ck_assert_int_eq(config_probe_ms(&c, "lighttpd/1.4.69", true), 500);
-    ck_assert_int_eq(config_probe_ms(&c, "lighttpd/1.4.69", false), 0);
-    ck_assert_int_eq(config_probe_ms(&c, NULL, false), 0);
-    c.probe_ms = 200;
-    ck_assert_int_eq(config_probe_ms(&c, "Apache", false), 200);
+    ck_assert_msg(load(&c, pairs, &bad, &why) == -1, "%s=\"%s\" accepted", pairs[0], pairs[1]);
+    ck_assert_ptr_nonnull(bad);
+    ck_assert_str_eq(bad, OUT_OF_RANGE[_i][0]);
+    ck_assert_ptr_nonnull(why);
+}
+END_TEST
+
+/* A bad value among good ones is still found and named. */
+START_TEST(test_bad_among_good)
+{
+    const char *pairs[] = {
+        "SSE_DB", "/x/e.db", "SSE_KEEPALIVE_S", "20", "SSE_THREADS", "many",
+        "SSE_LOG_LEVEL", "warn", NULL,
+    };
+    struct config c;
+    const char *bad, *why;
+    ck_assert_int_eq(load(&c, pairs, &bad, &why), -1);
+    ck_assert_str_eq(bad, "SSE_THREADS");
+}
+END_TEST
+
+static const struct {
+    const char *probe;          /* SSE_PROBE_MS, or NULL */
+    const char *server_software;
+    bool is_cgi;
+    long expected;
+} PROBES[] = {
+    {NULL, "Apache/2.4.62 (Debian)", false, 500}, {NULL, "Apache", false, 500},
+    {NULL, "Apache/2.4.62 (Debian)", true, 500}, {NULL, "lighttpd/1.4.69", true, 500},
+    {NULL, NULL, true, 500}, {NULL, "lighttpd/1.4.69", false, 0}, {NULL, NULL, false, 0},
+    {NULL, "", false, 0}, {NULL, "nginx/1.22", false, 0},
+    {"200", "Apache/2.4.62", false, 200}, {"200", "lighttpd/1.4.69", false, 200},
+    {"0", "Apache/2.4.62", true, 0}, {"60000", NULL, false, 60000},
+};
+
+START_TEST(test_probe_ms)
+{
+    const char *pairs[] = {"SSE_PROBE_MS", PROBES[_i].probe, NULL};
+    struct config c;
+    const char *bad, *why;
+    ck_assert_int_eq(load(&c, PROBES[_i].probe ? pairs : NULL, &bad, &why), 0);
+    long got = config_probe_ms(&c, PROBES[_i].server_software, PROBES[_i].is_cgi);
+    ck_assert_msg(got == PROBES[_i].expected, "row %d: %ld", _i, got);
+}
+END_TEST
+
+static const struct {
+    const char *name;
+    int rc;
     enum log_level level;
-    ck_assert_int_eq(config_parse_log_level("warn", &level), 0);
-    ck_assert_int_eq(level, LOG_LEVEL_WARN);
-    ck_assert_int_eq(config_parse_log_level(NULL, &level), -1);
-    ck_assert_int_eq(config_parse_log_level("WARN", &level), -1);
+} LEVELS[] = {
+    {"error", 0, LOG_LEVEL_ERROR}, {"warn", 0, LOG_LEVEL_WARN}, {"info", 0, LOG_LEVEL_INFO},
+    {"debug", 0, LOG_LEVEL_DEBUG}, {NULL, -1, 0}, {"", -1, 0}, {"WARN", -1, 0},
+    {"warning", -1, 0}, {"info\n", -1, 0}, {" info", -1, 0}, {"deb", -1, 0}, {"2", -1, 0},
+};
+
+START_TEST(test_parse_log_level)
+{
+    enum log_level level = LOG_LEVEL_DEBUG + 1;
+    int rc = config_parse_log_level(LEVELS[_i].name, &level);
+    ck_assert_msg(rc == LEVELS[_i].rc, "\"%s\": %d", LEVELS[_i].name ? LEVELS[_i].name : "",
+                  rc);
+    if (rc == 0)
+        ck_assert_int_eq(level, LEVELS[_i].level);
 }
 END_TEST
 
@@ -105,10 +226,15 @@ suite_config(void)
 {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
+    tcase_set_timeout(tc, 10);
     tcase_add_test(tc, test_defaults);
-    tcase_add_test(tc, test_values);
-    tcase_add_loop_test(tc, test_bad_value_names_variable, 0, (int)(sizeof(BAD) / sizeof(BAD[0])));
-    tcase_add_test(tc, test_probe_default);
+    tcase_add_loop_test(tc, test_numeric_value, 0, COUNT(VALUES));
+    tcase_add_test(tc, test_string_values);
+    tcase_add_loop_test(tc, test_bad_number, 0, COUNT(NUMERIC_NAMES) * COUNT(BAD_NUMBERS));
+    tcase_add_loop_test(tc, test_out_of_range, 0, COUNT(OUT_OF_RANGE));
+    tcase_add_test(tc, test_bad_among_good);
+    tcase_add_loop_test(tc, test_probe_ms, 0, COUNT(PROBES));
+    tcase_add_loop_test(tc, test_parse_log_level, 0, COUNT(LEVELS));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -191,7 +191,8 @@ params_parse_event_id(const char *value, int64_t *id)
 }
 
 /* Splits a decoded list in place on ',' into list[], trimming spaces and dropping empty
- * entries. Returns the count, or -1 when there are more than PARAMS_LIST_MAX entries. */
+ * entries. Returns the count, or -1 when there are more than PARAMS_LIST_MAX entries or an
+ * entry is longer than PARAMS_NAME_MAX (no type or stream id can be: schema.sql). */
 static int
 split_list(char *value, const char **list)
 {
@@ -207,7 +208,7 @@ split_list(char *value, const char **list)
         while (len > 0 && p[len - 1] == ' ')
             p[--len] = '\0';
         if (len > 0) {
-            if (count == PARAMS_LIST_MAX)
+            if (count == PARAMS_LIST_MAX || len > PARAMS_NAME_MAX)
                 return -1;
             list[count++] = p;
         }
@@ -231,7 +232,7 @@ apply_types(struct query *q, char *value, const char **why)
 {
     int n = split_list(value, q->types);
     if (n < 0) {
-        *why = "too many entries in types=";
+        *why = "types=: too many entries, or one longer than 128 bytes";
         return PARAMS_MALFORMED;
     }
     q->types_count = 0;
@@ -249,7 +250,7 @@ apply_watch(struct query *q, char *value, const char **why)
 {
     int n = split_list(value, q->watch);
     if (n < 0) {
-        *why = "too many entries in watch=";
+        *why = "watch=: too many entries, or one longer than 128 bytes";
         return PARAMS_MALFORMED;
     }
     q->watch_count = 0;

@@ -452,6 +452,23 @@ START_TEST(test_event_id)
 }
 END_TEST
 
+/* PARAMS_NAME_MAX: a types= or watch= entry of 128 bytes is kept, 129 is refused. */
+START_TEST(test_query_entry_length)
+{
+    static char qs[PARAMS_QUERY_MAX];
+    struct query q;
+    const char *why = NULL;
+    strcpy(qs, "types=");
+    memset(qs + 6, 't', PARAMS_NAME_MAX);
+    qs[6 + PARAMS_NAME_MAX] = '\0';
+    ck_assert_int_eq(params_parse_query(qs, &q, &why), 0);
+    ck_assert_uint_eq(strlen(q.types[0]), PARAMS_NAME_MAX);
+    strcat(qs, "t");
+    ck_assert_int_eq(params_parse_query(qs, &q, &why), PARAMS_MALFORMED);
+    ck_assert_ptr_nonnull(why);
+}
+END_TEST
+
 Suite *suite_params(void);
 
 Suite *
@@ -460,6 +477,7 @@ suite_params(void)
     Suite *s = suite_create("params");
     TCase *tc = tcase_create("params");
     tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_query_entry_length);
     tcase_add_loop_test(tc, test_match_route, 0, COUNT(ROUTES));
     tcase_add_test(tc, test_id_length_limit);
     tcase_add_loop_test(tc, test_id_is_valid, 0, COUNT(IDS));

@@ -23,19 +23,6 @@
 
 enum { EXPLAIN_OUTPUT_MAX = 65536 };
 
-static struct testenv env;
-
-static void
-setup(void)
-{
-    testenv_open(&env);
-}
-
-static void
-teardown(void)
-{
-    testenv_close(&env);
-}
 
 /* Runs `sse-fcgi --explain` with SSE_DB set; its stdout goes into out. Returns the exit
  * status. */
@@ -43,14 +30,14 @@ static int
 run_explain(char *out, size_t size)
 {
     char out_path[TESTENV_PATH_MAX];
-    testenv_path(&env, "explain.out", out_path, sizeof(out_path));
+    testenv_path(&test_env, "explain.out", out_path, sizeof(out_path));
     const char *bin = testenv_require("SSE_FCGI_BIN");
     fflush(NULL);
     pid_t pid = fork();
     DIAG_CHECK(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
         int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || setenv("SSE_DB", env.db_path, 1) != 0)
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || setenv("SSE_DB", test_env.db_path, 1) != 0)
             _exit(126);
         execl(bin, bin, "--explain", (char *)NULL);
         _exit(127);
@@ -128,7 +115,6 @@ suite_explain(void)
 {
     Suite *s = suite_create("explain");
     TCase *tc = server_tcase_create("explain");
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, test_every_query_uses_an_index);
     suite_add_tcase(s, tc);

@@ -25,21 +25,6 @@
 
 enum { PRODUCER_ROWS = 10000 };
 
-static struct testenv env;
-static struct server srv;
-
-static void
-setup(void)
-{
-    testenv_open(&env);
-}
-
-static void
-teardown(void)
-{
-    server_stop(&srv);
-    testenv_close(&env);
-}
 
 /* PRODUCER_ROWS INSERT statements, each its own transaction. Owned by the caller (free). */
 static char *
@@ -59,17 +44,17 @@ producer_sql(void)
 
 START_TEST(test_live_order_under_fast_producer)
 {
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
     char *sql = producer_sql();
-    pid_t producer = publish_start(&env, sql);
+    pid_t producer = publish_start(&test_env, sql);
     free(sql);
     long long *ids = calloc(PRODUCER_ROWS + 64, sizeof(*ids));
     DIAG_CHECK(ids != NULL, "out of memory");
     size_t n = frames_read_until(&c, PRODUCER_ROWS, ids, PRODUCER_ROWS + 64, 10000);
     struct publish_result r;
-    int status = publish_wait(&env, producer, 30000, &r);
+    int status = publish_wait(&test_env, producer, 30000, &r);
     DIAG_CHECK(status == 0, "producer exited %d: %s", status, r.err);
     for (size_t i = 0; i < n; i++)
         DIAG_CHECK(ids[i] == (long long)i + 1, "event %zu has id %lld, expected %zu (of %zu)",
@@ -83,20 +68,20 @@ END_TEST
 
 START_TEST(test_closed_session_ends_stream_then_204)
 {
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
-    publish_ok(&env, "INSERT INTO events(session_id, type) VALUES ('s1', 'llm_text_delta'),"
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type) VALUES ('s1', 'llm_text_delta'),"
                " ('s1', 'execution_completed');\n"
                "UPDATE sessions SET closed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
                "WHERE id = 's1';\n");
     frames_expect_ids(&c, (const long long[]){1, 2}, 2, 5000);
     sse_client_expect_end(&c, 3000);
     sse_client_close(&c);
-    logwait_expect_line(srv.sse_log, "sse disconnected session=s1", "reason=session_closed",
+    logwait_expect_line(test_srv.sse_log, "sse disconnected session=s1", "reason=session_closed",
                         2000);
     const char *const headers[] = {"Last-Event-ID: 2", NULL};
-    sse_client_open(&c, srv.port, "GET", "/api/sessions/s1/events", headers);
+    sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", headers);
     DIAG_CHECK(c.status == 204, "reconnect after the last event of a closed session: status "
                "%d, expected 204", c.status);
     sse_client_close(&c);
@@ -105,13 +90,13 @@ END_TEST
 
 START_TEST(test_closed_session_with_events_left_streams_them)
 {
-    server_start(&srv, &env, NULL);
-    publish_ok(&env, "INSERT INTO events(session_id, type) VALUES ('s1', 'llm_text_delta'),"
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type) VALUES ('s1', 'llm_text_delta'),"
                " ('s1', 'llm_text_delta'), ('s1', 'llm_text_delta');\n"
                "UPDATE sessions SET closed_at = 'x' WHERE id = 's1';\n");
     const char *const headers[] = {"Last-Event-ID: 1", NULL};
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", headers);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", headers);
     frames_expect_ids(&c, (const long long[]){2, 3}, 2, 5000);
     sse_client_expect_end(&c, 3000);
     sse_client_close(&c);
@@ -142,14 +127,14 @@ collect_until_end(struct sse_client *c, long long *ids, size_t n, size_t cap, in
 START_TEST(test_max_stream_time_then_resume_loses_nothing)
 {
     const char *const settings[] = {"SSE_MAX_STREAM_S", "2", NULL};
-    server_start(&srv, &env, &(struct server_options){.env = settings});
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
     int64_t start_ms = testenv_now_ms();
-    publish_events(&env, "s1", "llm_text_delta", NULL, 3);
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 3);
     long long ids[32];
     size_t n = frames_read_until(&c, 3, ids, 32, 5000);
-    publish_events(&env, "s1", "llm_text_delta", NULL, 3);  /* 4..6: before or after the end */
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 3);  /* 4..6: before or after the end */
     n = collect_until_end(&c, ids, n, 32, 5000);
     int64_t lived_ms = testenv_now_ms() - start_ms;
     DIAG_CHECK(lived_ms >= 1500 && lived_ms <= 3500, "the stream lived %lld ms with "
@@ -157,12 +142,12 @@ START_TEST(test_max_stream_time_then_resume_loses_nothing)
     DIAG_CHECK(c.body_len >= 2 && memcmp(c.body + c.body_len - 2, "\n\n", 2) == 0,
                "the stream was cut mid-frame");
     sse_client_close(&c);
-    logwait_expect_line(srv.sse_log, "sse disconnected session=s1", "reason=max_stream_time",
+    logwait_expect_line(test_srv.sse_log, "sse disconnected session=s1", "reason=max_stream_time",
                         2000);
-    publish_events(&env, "s1", "llm_text_delta", NULL, 2);  /* 7, 8 */
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 2);  /* 7, 8 */
     char header[64];
     snprintf(header, sizeof(header), "Last-Event-ID: %lld", n > 0 ? ids[n - 1] : 0);
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events",
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events",
                        (const char *const[]){header, NULL});
     n += frames_read_until(&c, 8, ids + n, 32 - n, 5000);
     for (size_t i = 0; i < n; i++)
@@ -175,12 +160,12 @@ END_TEST
 
 START_TEST(test_client_disconnect_noticed)
 {
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
-    logwait_expect_line(srv.sse_log, "sse connected session=s1", NULL, 2000);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
+    logwait_expect_line(test_srv.sse_log, "sse connected session=s1", NULL, 2000);
     sse_client_close(&c);
-    int64_t waited_ms = logwait_for_line(srv.sse_log, "sse disconnected session=s1",
+    int64_t waited_ms = logwait_for_line(test_srv.sse_log, "sse disconnected session=s1",
                                          "reason=client_disconnected", 3000);
     DIAG_CHECK(waited_ms >= 0, "no 'sse disconnected ... reason=client_disconnected' line "
                "within 3 s of close()");
@@ -196,10 +181,10 @@ END_TEST
 static pid_t
 open_two_streams(struct sse_client *session, struct sse_client *global)
 {
-    frames_open_stream(session, srv.port, "/api/sessions/s1/events", NULL);
-    frames_open_stream(global, srv.port, "/api/events/global", NULL);
-    pid_t backend = server_find_backend(&srv, 2000);
-    DIAG_CHECK(backend > 0, "no backend process under lighttpd pid %ld", (long)srv.pid);
+    frames_open_stream(session, test_srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(global, test_srv.port, "/api/events/global", NULL);
+    pid_t backend = server_find_backend(&test_srv, 2000);
+    DIAG_CHECK(backend > 0, "no backend process under lighttpd pid %ld", (long)test_srv.pid);
     return backend;
 }
 
@@ -218,7 +203,7 @@ expect_pid_gone(pid_t pid, int64_t start_ms, int timeout_ms)
 /* SPEC §4.11 as the web server recycling a process does it: SIGTERM to the backend. */
 START_TEST(test_backend_sigterm_ends_streams_with_shutdown)
 {
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c, global;
     pid_t backend = open_two_streams(&c, &global);
     int64_t start_ms = testenv_now_ms();
@@ -226,8 +211,8 @@ START_TEST(test_backend_sigterm_ends_streams_with_shutdown)
     sse_client_expect_end(&c, 3000);
     sse_client_expect_end(&global, 3000);
     int64_t gone_ms = expect_pid_gone(backend, start_ms, 3000);
-    logwait_expect_line(srv.sse_log, "sse disconnected session=s1", "reason=shutdown", 2000);
-    logwait_expect_line(srv.sse_log, "sse disconnected channel=global", "reason=shutdown",
+    logwait_expect_line(test_srv.sse_log, "sse disconnected session=s1", "reason=shutdown", 2000);
+    logwait_expect_line(test_srv.sse_log, "sse disconnected channel=global", "reason=shutdown",
                         2000);
     DIAG_CHECK(gone_ms <= 1000, "sse-fcgi exited %lld ms after SIGTERM (SPEC: within 1 s)",
                (long long)gone_ms);
@@ -242,20 +227,20 @@ END_TEST
  * with reason=shutdown, the backend exits. */
 START_TEST(test_lighttpd_sigterm_stops_streams_and_backend)
 {
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c, global;
     pid_t backend = open_two_streams(&c, &global);
     int64_t start_ms = testenv_now_ms();
-    server_signal(&srv, SIGTERM);
-    DIAG_CHECK(server_wait_exit(&srv, 5000), "lighttpd still runs 5 s after SIGTERM");
+    server_signal(&test_srv, SIGTERM);
+    DIAG_CHECK(server_wait_exit(&test_srv, 5000), "lighttpd still runs 5 s after SIGTERM");
     int64_t lighttpd_ms = testenv_now_ms() - start_ms;
     sse_client_expect_end(&c, 3000);
     sse_client_expect_end(&global, 3000);
     int64_t gone_ms = expect_pid_gone(backend, start_ms, 3000);
-    logwait_expect_line(srv.sse_log, "sse disconnected session=s1", "reason=shutdown", 2000);
-    logwait_expect_line(srv.sse_log, "sse disconnected channel=global", "reason=shutdown",
+    logwait_expect_line(test_srv.sse_log, "sse disconnected session=s1", "reason=shutdown", 2000);
+    logwait_expect_line(test_srv.sse_log, "sse disconnected channel=global", "reason=shutdown",
                         2000);
-    int shutdown_lines = logwait_count_lines(srv.sse_log, "sse disconnected", "=shutdown");
+    int shutdown_lines = logwait_count_lines(test_srv.sse_log, "sse disconnected", "=shutdown");
     fprintf(stderr, "lighttpd SIGTERM: lighttpd exited after %lld ms, backend after %lld ms, "
             "%d of 2 streams logged reason=shutdown\n", (long long)lighttpd_ms,
             (long long)gone_ms, shutdown_lines);
@@ -273,7 +258,6 @@ suite_live(void)
 {
     Suite *s = suite_create("live");
     TCase *tc = server_tcase_create("live");
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_closed_session_ends_stream_then_204);
     tcase_add_test(tc, test_closed_session_with_events_left_streams_them);
@@ -283,7 +267,6 @@ suite_live(void)
     tcase_add_test(tc, test_lighttpd_sigterm_stops_streams_and_backend);
     suite_add_tcase(s, tc);
     TCase *bulk = server_tcase_create("live_bulk");
-    tcase_add_checked_fixture(bulk, setup, teardown);
     tcase_set_timeout(bulk, 60);
     tcase_add_test(bulk, test_live_order_under_fast_producer);
     suite_add_tcase(s, bulk);

@@ -25,30 +25,15 @@
 
 enum { LAG_ROWS = 2000, LAG_CRITICAL_EVERY = 10 };
 
-static struct testenv env;
-static struct server srv;
-
-static void
-setup(void)
-{
-    testenv_open(&env);
-}
-
-static void
-teardown(void)
-{
-    server_stop(&srv);
-    testenv_close(&env);
-}
 
 START_TEST(test_no_free_slot_answers_503_at_once)
 {
     const char *const settings[] = {"SSE_THREADS", "1", NULL};
-    server_start(&srv, &env, &(struct server_options){.env = settings});
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
     struct sse_client first, second;
-    frames_open_stream(&first, srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&first, test_srv.port, "/api/sessions/s1/events", NULL);
     int64_t start_ms = testenv_now_ms();
-    sse_client_open(&second, srv.port, "GET", "/api/sessions/s1/events", NULL);
+    sse_client_open(&second, test_srv.port, "GET", "/api/sessions/s1/events", NULL);
     int64_t waited_ms = testenv_now_ms() - start_ms;
     char value[64];
     DIAG_CHECK(second.status == 503, "second stream on a 1-thread process: status %d",
@@ -57,7 +42,7 @@ START_TEST(test_no_free_slot_answers_503_at_once)
                "503 without Retry-After");
     DIAG_CHECK(waited_ms < 1000, "the 503 took %lld ms", (long long)waited_ms);
     sse_client_close(&second);
-    publish_events(&env, "s1", "llm_text_delta", NULL, 1);  /* the first still streams */
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 1);  /* the first still streams */
     frames_expect_ids(&first, (const long long[]){1}, 1, 5000);
     sse_client_close(&first);
 }
@@ -65,12 +50,12 @@ END_TEST
 
 START_TEST(test_two_sessions_never_mix)
 {
-    server_start(&srv, &env, NULL);
-    publish_ok(&env, "INSERT INTO sessions(id) VALUES ('s2');\n");
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, "INSERT INTO sessions(id) VALUES ('s2');\n");
     struct sse_client one, two;
-    frames_open_stream(&one, srv.port, "/api/sessions/s1/events", NULL);
-    frames_open_stream(&two, srv.port, "/api/sessions/s2/events", NULL);
-    publish_ok(&env, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k "
+    frames_open_stream(&one, test_srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&two, test_srv.port, "/api/sessions/s2/events", NULL);
+    publish_ok(&test_env, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k "
                "WHERE i < 40)\nINSERT INTO events(session_id, type) SELECT "
                "CASE WHEN i % 2 THEN 's1' ELSE 's2' END, 'llm_text_delta' FROM k;\n");
     long long odd[20], even[20];
@@ -90,7 +75,7 @@ static void
 read_counts(long *sent, long *shed)
 {
     char text[65536];
-    testenv_read_file(srv.sse_log, text, sizeof(text));
+    testenv_read_file(test_srv.sse_log, text, sizeof(text));
     const char *line = strstr(text, "sse disconnected session=s1");
     const char *p = line ? strstr(line, "events_sent=") : NULL;
     const char *q = line ? strstr(line, "shed=") : NULL;
@@ -102,13 +87,13 @@ read_counts(long *sent, long *shed)
 START_TEST(test_lagging_client_keeps_critical_events)
 {
     const char *const settings[] = {"SSE_MAX_LAG", "10", NULL};
-    server_start(&srv, &env, &(struct server_options){.env = settings});
-    publish_okf(&env, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k "
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
+    publish_okf(&test_env, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k "
                 "WHERE i < %d)\nINSERT INTO events(session_id, type) SELECT 's1', "
                 "CASE WHEN i %% %d = 0 THEN 'execution_started' ELSE 'llm_text_delta' END "
                 "FROM k;\n", LAG_ROWS, LAG_CRITICAL_EVERY);
     struct sse_client c;  /* resumes from 0: LAG_ROWS behind the newest row */
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events",
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events",
                        (const char *const[]){"Last-Event-ID: 0", NULL});
     long long *ids = calloc(LAG_ROWS + 1, sizeof(*ids));
     DIAG_CHECK(ids != NULL, "out of memory");
@@ -122,7 +107,7 @@ START_TEST(test_lagging_client_keeps_critical_events)
     DIAG_CHECK(critical == LAG_ROWS / LAG_CRITICAL_EVERY, "%zu of %d critical events arrived",
                critical, LAG_ROWS / LAG_CRITICAL_EVERY);
     sse_client_close(&c);
-    logwait_expect_line(srv.sse_log, "sse disconnected session=s1", "shed=", 2000);
+    logwait_expect_line(test_srv.sse_log, "sse disconnected session=s1", "shed=", 2000);
     long sent = 0, shed = 0;
     read_counts(&sent, &shed);
     fprintf(stderr, "lagging client: events_sent=%ld shed=%ld\n", sent, shed);
@@ -134,9 +119,9 @@ END_TEST
 START_TEST(test_probe_writes_when_configured)
 {
     const char *const settings[] = {"SSE_PROBE_MS", "200", NULL};
-    server_start(&srv, &env, &(struct server_options){.env = settings});
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
     long waited_ms = sse_client_expect_bytes(&c, "\n:\n", c.body_len - 1, 700);
     DIAG_CHECK(waited_ms >= 100, "a probe %ld ms after the opening, SSE_PROBE_MS=200",
                waited_ms);
@@ -152,16 +137,16 @@ START_TEST(test_first_request_after_start_is_served)
     const char *const settings[] = {"SSE_THREADS", "1", NULL};
     struct server_options opt = {.env = settings, .is_port_ready_enough = true};
     for (int round = 0; round < 8; round++) {
-        server_start(&srv, &env, &opt);
+        server_start(&test_srv, &test_env, &opt);
         struct sse_client c;
-        sse_client_open(&c, srv.port, "GET", "/api/sessions/s1/events", NULL);
+        sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", NULL);
         int status = c.status;
         if (status != 200)
             sse_client_read_body(&c, 2000);
         DIAG_CHECK(status == 200, "round %d: the first request to a fresh process got %d: %s",
                    round + 1, status, c.body ? c.body : "");
         sse_client_close(&c);
-        server_stop(&srv);
+        server_stop(&test_srv);
     }
 }
 END_TEST
@@ -201,12 +186,12 @@ fd_flags_of(pid_t pid, const char *suffix)
  * descriptors, not by trusting the code), while streaming. */
 START_TEST(test_database_opened_read_only)
 {
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
-    publish_events(&env, "s1", "llm_text_delta", NULL, 1);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 1);
     frames_expect_ids(&c, (const long long[]){1}, 1, 5000);
-    pid_t backend = server_find_backend(&srv, 2000);
+    pid_t backend = server_find_backend(&test_srv, 2000);
     DIAG_CHECK(backend > 0, "no backend process under lighttpd");
     long db_flags = fd_flags_of(backend, "/events.db");
     long wal_flags = fd_flags_of(backend, "/events.db-wal");
@@ -216,10 +201,10 @@ START_TEST(test_database_opened_read_only)
     sse_client_close(&c);
     /* The responder held the last connection: had it checkpointed on close (a write to
      * events.db) the -wal would be gone; it must still hold the published row. */
-    server_stop(&srv);
+    server_stop(&test_srv);
     char wal[TESTENV_PATH_MAX];
     struct stat sb;
-    DIAG_CHECK(stat(testenv_path(&env, "events.db-wal", wal, sizeof(wal)), &sb) == 0
+    DIAG_CHECK(stat(testenv_path(&test_env, "events.db-wal", wal, sizeof(wal)), &sb) == 0
                && sb.st_size > 0, "events.db-wal was checkpointed away by the responder");
 }
 END_TEST
@@ -231,7 +216,6 @@ suite_load(void)
 {
     Suite *s = suite_create("load");
     TCase *tc = server_tcase_create("load");
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_first_request_after_start_is_served);
     tcase_add_test(tc, test_no_free_slot_answers_503_at_once);

@@ -19,21 +19,6 @@
 #include "tests/lib/sse_client.h"
 #include "tests/lib/testenv.h"
 
-static struct testenv env;
-static struct server srv;
-
-static void
-setup(void)
-{
-    testenv_open(&env);
-}
-
-static void
-teardown(void)
-{
-    server_stop(&srv);
-    testenv_close(&env);
-}
 
 /* History for resume tests: ids 1..10, odd client_output_delta (replayed), even
  * llm_text_delta (default, not replayed). */
@@ -45,22 +30,22 @@ static const char HISTORY_SQL[] =
 static void
 publish_live_event(void)
 {
-    publish_ok(&env, "INSERT INTO events(session_id, type) VALUES ('s1', 'llm_text_delta');\n");
+    publish_ok(&test_env, "INSERT INTO events(session_id, type) VALUES ('s1', 'llm_text_delta');\n");
 }
 
 START_TEST(test_replay_on_fresh_connect)
 {
-    server_start(&srv, &env, NULL);
-    publish_ok(&env, "INSERT INTO events(session_id, type) VALUES\n"
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type) VALUES\n"
                " ('s1', 'client_output_delta'), ('s1', 'llm_text_delta'),\n"
                " ('s1', 'execution_started'), ('s1', 'llm_reasoning_delta'),\n"
                " ('s1', 'trigger_available');\n");
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
     publish_live_event();  /* 6 */
     frames_expect_ids(&c, (const long long[]){1, 3, 5, 6}, 4, 5000);
-    logwait_expect_line(srv.sse_log, "sse replayed 3 session=s1", NULL, 2000);
-    logwait_expect_line(srv.sse_log, "sse first event session=s1", "type=client_output_delta",
+    logwait_expect_line(test_srv.sse_log, "sse replayed 3 session=s1", NULL, 2000);
+    logwait_expect_line(test_srv.sse_log, "sse first event session=s1", "type=client_output_delta",
                         2000);
     sse_client_close(&c);
 }
@@ -68,12 +53,12 @@ END_TEST
 
 START_TEST(test_replay_only_requested_types)
 {
-    server_start(&srv, &env, NULL);
-    publish_ok(&env, "INSERT INTO events(session_id, type) VALUES\n"
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type) VALUES\n"
                " ('s1', 'client_output_delta'), ('s1', 'execution_started'),\n"
                " ('s1', 'llm_text_delta');\n");
     struct sse_client c;
-    frames_open_stream(&c, srv.port,
+    frames_open_stream(&c, test_srv.port,
                        "/api/sessions/s1/events?types=llm_text_delta,client_output_delta", NULL);
     publish_live_event();  /* 4 */
     frames_expect_ids(&c, (const long long[]){1, 4}, 2, 5000);
@@ -84,10 +69,10 @@ END_TEST
 START_TEST(test_replay_limit)
 {
     const char *const settings[] = {"SSE_REPLAY_LIMIT", "3", NULL};
-    server_start(&srv, &env, &(struct server_options){.env = settings});
-    publish_events(&env, "s1", "client_output_delta", NULL, 10);
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
+    publish_events(&test_env, "s1", "client_output_delta", NULL, 10);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
     publish_live_event();  /* 11 */
     frames_expect_ids(&c, (const long long[]){8, 9, 10, 11}, 4, 5000);
     sse_client_close(&c);
@@ -109,11 +94,11 @@ static const struct {
 
 START_TEST(test_resume_exact)
 {
-    server_start(&srv, &env, NULL);
-    publish_ok(&env, HISTORY_SQL);
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, HISTORY_SQL);
     const char *const headers[] = {RESUME[_i].header, NULL};
     struct sse_client c;
-    frames_open_stream(&c, srv.port, RESUME[_i].path, headers);
+    frames_open_stream(&c, test_srv.port, RESUME[_i].path, headers);
     publish_live_event();  /* 11 */
     long long expected[11];
     size_t n = 0;
@@ -131,28 +116,28 @@ static const char *const MALFORMED_IDS[] = {
 
 START_TEST(test_malformed_last_event_id_means_fresh)
 {
-    server_start(&srv, &env, NULL);
-    publish_ok(&env, HISTORY_SQL);
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, HISTORY_SQL);
     char header[128];
     snprintf(header, sizeof(header), "Last-Event-ID: %s", MALFORMED_IDS[_i]);
     const char *const headers[] = {header, NULL};
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", headers);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", headers);
     publish_live_event();  /* 11 */
     frames_expect_ids(&c, (const long long[]){1, 3, 5, 7, 9, 11}, 6, 5000);  /* a replay */
-    logwait_expect_line(srv.sse_log, "Last-Event-ID", "session=s1", 2000);
+    logwait_expect_line(test_srv.sse_log, "Last-Event-ID", "session=s1", 2000);
     sse_client_close(&c);
 }
 END_TEST
 
 START_TEST(test_gap_after_prune)
 {
-    server_start(&srv, &env, NULL);
-    publish_events(&env, "s1", "client_output_delta", NULL, 10);
-    publish_ok(&env, "DELETE FROM events WHERE id <= 5;\n");
+    server_start(&test_srv, &test_env, NULL);
+    publish_events(&test_env, "s1", "client_output_delta", NULL, 10);
+    publish_ok(&test_env, "DELETE FROM events WHERE id <= 5;\n");
     const char *const headers[] = {"Last-Event-ID: 2", NULL};
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", headers);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", headers);
     struct sse_frame f;
     sse_client_expect_event(&c, &f, 5000);  /* before anything else */
     cJSON *gap = sse_frame_json(&f);
@@ -167,21 +152,21 @@ START_TEST(test_gap_after_prune)
                "{\"requested\":2,\"resumed_from\":6}");
     publish_live_event();  /* 11 */
     frames_expect_ids(&c, (const long long[]){6, 7, 8, 9, 10, 11}, 6, 5000);
-    logwait_expect_line(srv.sse_log, "gap", "session=s1", 2000);
+    logwait_expect_line(test_srv.sse_log, "gap", "session=s1", 2000);
     sse_client_close(&c);
 }
 END_TEST
 
 START_TEST(test_no_gap_at_prune_boundary)
 {
-    server_start(&srv, &env, NULL);
-    publish_events(&env, "s1", "client_output_delta", NULL, 10);
-    publish_ok(&env, "INSERT INTO sessions(id) VALUES ('s2');\n"
+    server_start(&test_srv, &test_env, NULL);
+    publish_events(&test_env, "s1", "client_output_delta", NULL, 10);
+    publish_ok(&test_env, "INSERT INTO sessions(id) VALUES ('s2');\n"
                "INSERT INTO events(session_id, type) VALUES ('s2', 'client_output_delta');\n"
                "DELETE FROM events WHERE id <= 5 OR session_id = 's2';\n");
     const char *const headers[] = {"Last-Event-ID: 5", NULL};
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", headers);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", headers);
     publish_live_event();  /* 12: the client saw 5, nothing of s1 after it was pruned */
     frames_expect_ids(&c, (const long long[]){6, 7, 8, 9, 10, 12}, 6, 5000);
     DIAG_CHECK(strstr(c.body, "event: gap") == NULL, "a gap, but nothing the client had "
@@ -197,7 +182,6 @@ suite_replay(void)
 {
     Suite *s = server_suite_create("replay");
     TCase *tc = server_tcase_create("replay");
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_replay_on_fresh_connect);
     tcase_add_test(tc, test_replay_only_requested_types);

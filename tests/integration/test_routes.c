@@ -18,21 +18,6 @@
 #include "tests/lib/sse_client.h"
 #include "tests/lib/testenv.h"
 
-static struct testenv env;
-static struct server srv;
-
-static void
-setup(void)
-{
-    testenv_open(&env);
-}
-
-static void
-teardown(void)
-{
-    server_stop(&srv);
-    testenv_close(&env);
-}
 
 enum db_mode { DB_OK, DB_MISSING, DB_NO_SCHEMA, DB_GARBAGE };
 
@@ -77,19 +62,19 @@ start_for(enum db_mode db)
     char path[TESTENV_PATH_MAX];
     struct server_options opt = {0};
     if (db == DB_MISSING)
-        opt.db_path = testenv_path(&env, "missing.db", path, sizeof(path));
+        opt.db_path = testenv_path(&test_env, "missing.db", path, sizeof(path));
     if (db == DB_GARBAGE) {
-        opt.db_path = testenv_path(&env, "garbage.db", path, sizeof(path));
+        opt.db_path = testenv_path(&test_env, "garbage.db", path, sizeof(path));
         static const char junk[] = "this is not an SQLite database, just 64 bytes of text....";
         testenv_write_file(path, junk, sizeof(junk) - 1);
     }
     if (db == DB_NO_SCHEMA) {
-        opt.db_path = testenv_path(&env, "plain.db", path, sizeof(path));
-        struct testenv plain = env;
+        opt.db_path = testenv_path(&test_env, "plain.db", path, sizeof(path));
+        struct testenv plain = test_env;
         snprintf(plain.db_path, sizeof(plain.db_path), "%s", path);
         publish_ok(&plain, "CREATE TABLE notes(x);\nINSERT INTO notes VALUES (1);\n");
     }
-    server_start(&srv, &env, &opt);
+    server_start(&test_srv, &test_env, &opt);
 }
 
 static cJSON *get_health(const char *prefix);
@@ -120,12 +105,12 @@ START_TEST(test_error_answers)
              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
              mark ? mark + 4 : "");
     start_for(e->db);
-    pid_t backend = server_find_backend(&srv, 2000);
+    pid_t backend = server_find_backend(&test_srv, 2000);
     snprintf(status_text, sizeof(status_text), "%d", e->status);
-    int logged = logwait_count_lines(srv.sse_log, status_text, NULL);
+    int logged = logwait_count_lines(test_srv.sse_log, status_text, NULL);
     const char *const headers[] = {"Content-Length: 0", NULL};
     struct sse_client c;
-    sse_client_open(&c, srv.port, e->method, path, headers);
+    sse_client_open(&c, test_srv.port, e->method, path, headers);
     DIAG_CHECK(c.status == e->status, "%s: status %d, expected %d", c.request, c.status,
                e->status);
     expect_json_error(&c);
@@ -135,12 +120,12 @@ START_TEST(test_error_answers)
     if (e->status == 405)
         DIAG_CHECK(strstr(value, "GET") != NULL, "%s: Allow: %s", c.request, value);
     /* SPEC §5: one log line; it names the status (the probe made the earlier ones). */
-    logwait_expect_count(srv.sse_log, status_text, NULL, logged + 1, 2000);
+    logwait_expect_count(test_srv.sse_log, status_text, NULL, logged + 1, 2000);
     sse_client_close(&c);
     /* SPEC §5: nothing a client sends crashes the process; the same one answers again. */
     cJSON_Delete(e->db == DB_OK ? get_health("/api") : NULL);
     DIAG_CHECK(backend > 0 && !server_is_pid_gone(backend)
-               && server_find_backend(&srv, 0) == backend, "the backend pid %ld did not "
+               && server_find_backend(&test_srv, 0) == backend, "the backend pid %ld did not "
                "survive %s", (long)backend, path);
 }
 END_TEST
@@ -152,7 +137,7 @@ get_health(const char *prefix)
     char path[256];
     snprintf(path, sizeof(path), "%s/health", prefix);
     struct sse_client c;
-    sse_client_open(&c, srv.port, "GET", path, NULL);
+    sse_client_open(&c, test_srv.port, "GET", path, NULL);
     DIAG_CHECK(c.status == 200, "%s: status %d", c.request, c.status);
     sse_client_read_body(&c, 5000);
     cJSON *json = cJSON_Parse(c.body);
@@ -176,8 +161,8 @@ number_field(const cJSON *json, const char *name)
 
 START_TEST(test_health_facts)
 {
-    server_start(&srv, &env, NULL);
-    publish_events(&env, "s1", "client_output_delta", NULL, 3);
+    server_start(&test_srv, &test_env, NULL);
+    publish_events(&test_env, "s1", "client_output_delta", NULL, 3);
     cJSON *health = get_health("/api");
     DIAG_CHECK(cJSON_GetObjectItemCaseSensitive(health, "database") != NULL,
                "health: no \"database\" field");
@@ -186,7 +171,7 @@ START_TEST(test_health_facts)
     DIAG_CHECK(number_field(health, "streams_open") == 0, "health: streams_open != 0");
     cJSON_Delete(health);
     struct sse_client stream;
-    frames_open_stream(&stream, srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&stream, test_srv.port, "/api/sessions/s1/events", NULL);
     health = get_health("/api");
     double open = number_field(health, "streams_open");
     cJSON_Delete(health);
@@ -206,17 +191,17 @@ static const struct { const char *mount, *api; } MOUNTS[] = {
 START_TEST(test_mount_point_independence)
 {
     struct server_options opt = {.mount = MOUNTS[_i].mount};
-    server_start(&srv, &env, &opt);
+    server_start(&test_srv, &test_env, &opt);
     cJSON_Delete(get_health(MOUNTS[_i].api));
-    publish_events(&env, "s1", "client_output_delta", NULL, 2);
+    publish_events(&test_env, "s1", "client_output_delta", NULL, 2);
     char path[256];
     snprintf(path, sizeof(path), "%s/sessions/s1/events", MOUNTS[_i].api);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, path, NULL);
+    frames_open_stream(&c, test_srv.port, path, NULL);
     frames_expect_ids(&c, (const long long[]){1, 2}, 2, 5000);  /* the replay */
     sse_client_close(&c);
     snprintf(path, sizeof(path), "%s/nope", MOUNTS[_i].api);
-    sse_client_open(&c, srv.port, "GET", path, NULL);
+    sse_client_open(&c, test_srv.port, "GET", path, NULL);
     DIAG_CHECK(c.status == 404, "%s: status %d", c.request, c.status);
     sse_client_close(&c);
 }
@@ -224,9 +209,9 @@ END_TEST
 
 START_TEST(test_head_of_stream)
 {
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
-    sse_client_open(&c, srv.port, "HEAD", "/api/sessions/s1/events", NULL);
+    sse_client_open(&c, test_srv.port, "HEAD", "/api/sessions/s1/events", NULL);
     char value[128];
     const char *type = sse_client_header(&c, "Content-Type", value, sizeof(value));
     DIAG_CHECK(c.status == 200 && type && strstr(type, "text/event-stream"),
@@ -242,7 +227,6 @@ suite_routes(void)
 {
     Suite *s = suite_create("routes");
     TCase *tc = server_tcase_create("routes");
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_error_answers, 0, (int)(sizeof(ERRORS) / sizeof(ERRORS[0])));
     tcase_add_test(tc, test_health_facts);

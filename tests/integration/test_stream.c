@@ -20,21 +20,6 @@
 #include "tests/lib/sse_client.h"
 #include "tests/lib/testenv.h"
 
-static struct testenv env;
-static struct server srv;
-
-static void
-setup(void)
-{
-    testenv_open(&env);
-}
-
-static void
-teardown(void)
-{
-    server_stop(&srv);
-    testenv_close(&env);
-}
 
 /* Inserts one event per type into s1, in order (ids 1..n on a fresh database). */
 static void
@@ -46,17 +31,17 @@ publish_types(const char *const *types)
         snprintf(sql + len, sizeof(sql) - len,
                  "INSERT INTO events(session_id, type) VALUES ('s1', '%s');\n", types[i]);
     }
-    publish_ok(&env, sql);
+    publish_ok(&test_env, sql);
 }
 
 START_TEST(test_stream_head_and_opening)
 {
     const char *const settings[] = {"SSE_RETRY_MS", "1234", "SSE_CORS_ORIGIN",
                                     "https://app.example", NULL};
-    server_start(&srv, &env, &(struct server_options){.env = settings});
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
     const char *const headers[] = {"Origin: https://app.example", NULL};
     struct sse_client c;
-    sse_client_open(&c, srv.port, "GET", "/api/sessions/s1/events", headers);
+    sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", headers);
     char value[256];
     DIAG_CHECK(c.status == 200, "status %d", c.status);
     const char *type = sse_client_header(&c, "Content-Type", value, sizeof(value));
@@ -76,7 +61,7 @@ START_TEST(test_stream_head_and_opening)
     DIAG_CHECK(f.has_retry && f.retry_ms == 1234 && f.comment_lines >= 1 && f.data == NULL,
                "the opening block is not retry + comment");
     sse_frame_release(&f);
-    logwait_expect_line(srv.sse_log, "sse connected session=s1", "types=", 2000);
+    logwait_expect_line(test_srv.sse_log, "sse connected session=s1", "types=", 2000);
     sse_client_close(&c);
 }
 END_TEST
@@ -87,17 +72,17 @@ START_TEST(test_cors_origin_not_allowed)
 {
     const char *const settings[] = {"SSE_CORS_ORIGIN", "https://a.example, https://app.example",
                                     NULL};
-    server_start(&srv, &env, &(struct server_options){.env = settings});
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
     const char *const evil[] = {"Origin: https://app.example.evil", NULL};
     struct sse_client c;
-    sse_client_open(&c, srv.port, "GET", "/api/sessions/s1/events", evil);
+    sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", evil);
     char value[256];
     DIAG_CHECK(c.status == 200, "status %d", c.status);
     DIAG_CHECK(sse_client_header(&c, "Access-Control-Allow-Origin", value, sizeof(value))
                == NULL, "CORS header for an origin not on the list: %s", value);
     sse_client_close(&c);
     const char *const good[] = {"Origin: https://a.example", NULL};
-    sse_client_open(&c, srv.port, "GET", "/api/health", good);
+    sse_client_open(&c, test_srv.port, "GET", "/api/health", good);
     const char *cors = sse_client_header(&c, "Access-Control-Allow-Origin", value,
                                          sizeof(value));
     DIAG_CHECK(cors && strcmp(cors, "https://a.example") == 0, "CORS: %s", cors ? cors : "-");
@@ -132,11 +117,11 @@ static const struct filter_case {
 START_TEST(test_type_filter)
 {
     const struct filter_case *fc = &FILTERS[_i];
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     char path[256];
     snprintf(path, sizeof(path), "/api/sessions/s1/events%s", fc->query);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, path, NULL);
+    frames_open_stream(&c, test_srv.port, path, NULL);
     publish_types(fc->types);
     size_t n = 0;
     while (n < 8 && fc->expected[n])
@@ -144,7 +129,7 @@ START_TEST(test_type_filter)
     frames_expect_ids(&c, fc->expected, n, 5000);
     DIAG_CHECK(strstr(c.body, "\nevent:") == NULL, "an event: line without named=1");
     if (fc->warning)
-        logwait_expect_line(srv.sse_log, "sse warning unknown event type filter",
+        logwait_expect_line(test_srv.sse_log, "sse warning unknown event type filter",
                             fc->warning, 2000);
     sse_client_close(&c);
 }
@@ -152,9 +137,9 @@ END_TEST
 
 START_TEST(test_named_events)
 {
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events?named=1", NULL);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events?named=1", NULL);
     publish_types((const char *const[]){"client_output_delta", "execution_started", NULL});
     const char *names[] = {"client_output_delta", "execution_started"};
     for (int i = 0; i < 2; i++) {
@@ -208,10 +193,10 @@ string_of(const cJSON *json, const char *key)
 
 START_TEST(test_frame_json_fields)
 {
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
-    publish_ok(&env, "INSERT INTO events(session_id, type, stream_id, node_id, execution_id, "
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type, stream_id, node_id, execution_id, "
                "data, correlation_id, colony_id, run_id) VALUES ('s1', 'client_output_delta', "
                "'queen', 'n1', 'e1', '{\"content\":\"hi\",\"k\":[1,2]}', 'c1', 'col1', 'r1');\n"
                "INSERT INTO events(session_id, type) VALUES ('s1', 'llm_text_delta');\n");
@@ -242,9 +227,9 @@ END_TEST
 
 START_TEST(test_keepalive_when_idle)
 {
-    server_start(&srv, &env, NULL);  /* SSE_KEEPALIVE_S=1 */
+    server_start(&test_srv, &test_env, NULL);  /* SSE_KEEPALIVE_S=1 */
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
     for (int i = 0; i < 2; i++) {
         int64_t start_ms = testenv_now_ms();
         struct sse_frame f;
@@ -293,11 +278,11 @@ static const char HOSTILE_SQL[] =
 
 START_TEST(test_hostile_rows_stay_wellformed)
 {
-    server_start(&srv, &env, NULL);
-    publish_ok(&env, HOSTILE_POLICY_SQL);
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, HOSTILE_POLICY_SQL);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/sessions/s1/events?named=1", NULL);
-    publish_ok(&env, HOSTILE_SQL);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events?named=1", NULL);
+    publish_ok(&test_env, HOSTILE_SQL);
     cJSON *json[10];
     for (int i = 0; i < 10; i++)
         json[i] = next_event_json(&c, i + 1);  /* one data line that parses as JSON */
@@ -323,7 +308,6 @@ suite_stream(void)
 {
     Suite *s = server_suite_create("stream");
     TCase *tc = server_tcase_create("stream");
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_stream_head_and_opening);
     tcase_add_test(tc, test_cors_origin_not_allowed);

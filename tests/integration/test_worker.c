@@ -16,21 +16,6 @@
 #include "tests/lib/sse_client.h"
 #include "tests/lib/testenv.h"
 
-static struct testenv env;
-static struct server srv;
-
-static void
-setup(void)
-{
-    testenv_open(&env);
-}
-
-static void
-teardown(void)
-{
-    server_stop(&srv);
-    testenv_close(&env);
-}
 
 /* Session s1 rows, ids 1..8: the worker rule's corner cases. */
 static const char WORKER_ROWS_SQL[] =
@@ -57,12 +42,12 @@ static const struct {
 
 START_TEST(test_worker_rule_and_watch)
 {
-    server_start(&srv, &env, NULL);
+    server_start(&test_srv, &test_env, NULL);
     char path[256];
     snprintf(path, sizeof(path), "/api/sessions/s1/events%s", WATCH[_i].query);
     struct sse_client c;
-    frames_open_stream(&c, srv.port, path, NULL);
-    publish_ok(&env, WORKER_ROWS_SQL);
+    frames_open_stream(&c, test_srv.port, path, NULL);
+    publish_ok(&test_env, WORKER_ROWS_SQL);
     frames_expect_ids(&c, WATCH[_i].expected, WATCH[_i].count, 5000);
     sse_client_close(&c);
 }
@@ -70,11 +55,11 @@ END_TEST
 
 START_TEST(test_worker_route_unfiltered_by_worker_rule)
 {
-    server_start(&srv, &env, NULL);
-    publish_ok(&env, "INSERT INTO sessions(id) VALUES ('s2');\n");
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, "INSERT INTO sessions(id) VALUES ('s2');\n");
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/workers/abc/events", NULL);
-    publish_ok(&env, "INSERT INTO events(session_id, type, stream_id) VALUES\n"
+    frames_open_stream(&c, test_srv.port, "/api/workers/abc/events", NULL);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type, stream_id) VALUES\n"
                " ('s1', 'client_output_delta', 'worker:abc'),\n"  /* 1 */
                " ('s1', 'client_output_delta', 'worker:xyz'),\n"  /* 2 another worker */
                " (NULL, 'llm_text_delta', 'worker:abc'),\n"       /* 3 any session */
@@ -89,12 +74,12 @@ END_TEST
 
 START_TEST(test_global_channel_no_replay)
 {
-    server_start(&srv, &env, NULL);
-    publish_ok(&env, "INSERT INTO events(session_id, type) VALUES (NULL, 'client_output_delta');"
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type) VALUES (NULL, 'client_output_delta');"
                "\n");  /* 1: history; the global channel does not replay it */
     struct sse_client c;
-    frames_open_stream(&c, srv.port, "/api/events/global", NULL);
-    publish_ok(&env, "INSERT INTO events(session_id, type, stream_id) VALUES\n"
+    frames_open_stream(&c, test_srv.port, "/api/events/global", NULL);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type, stream_id) VALUES\n"
                " ('s1', 'client_output_delta', NULL),\n"          /* 2 a session's */
                " (NULL, 'client_output_delta', NULL),\n"          /* 3 */
                " (NULL, 'client_output_delta', 'worker:abc'),\n"  /* 4 no worker rule */
@@ -112,7 +97,6 @@ suite_worker(void)
 {
     Suite *s = server_suite_create("worker");
     TCase *tc = server_tcase_create("worker");
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_worker_rule_and_watch, 0,
                         (int)(sizeof(WATCH) / sizeof(WATCH[0])));

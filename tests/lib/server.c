@@ -79,6 +79,24 @@ select_apache_cgi(void)
     server_front_end = SERVER_APACHE_CGI;
 }
 
+struct testenv test_env;
+struct server test_srv;
+
+static void
+open_test_env(void)
+{
+    memset(&test_srv, 0, sizeof(test_srv));
+    testenv_open(&test_env);
+}
+
+static void
+close_test_env(void)
+{
+    if (test_srv.conf_path[0] != '\0')  /* set by server_start */
+        server_stop(&test_srv);
+    testenv_close(&test_env);
+}
+
 TCase *
 server_tcase_create(const char *name)
 {
@@ -87,6 +105,7 @@ server_tcase_create(const char *name)
     };
     TCase *tc = tcase_create(name);
     tcase_add_unchecked_fixture(tc, SELECT[server_building_front_end], NULL);
+    tcase_add_checked_fixture(tc, open_test_env, close_test_env);
     return tc;
 }
 

@@ -38,8 +38,14 @@ extern enum server_front_end server_building_front_end;
  * CK_RUN_SUITE can pick one. */
 Suite *server_suite_create(const char *name);
 
-/* tcase_create(name) with an unchecked fixture that selects server_building_front_end for
- * every test of the case (it runs in the runner process, before the case's tests fork). */
+/* The per-test environment and server of every integration test. */
+extern struct testenv test_env;
+extern struct server test_srv;
+
+/* tcase_create(name) with two fixtures: an unchecked one that selects
+ * server_building_front_end for every test of the case (it runs in the runner process,
+ * before the tests fork), and a checked one that opens test_env before each test and, after
+ * it, stops test_srv (when it was started) and removes test_env. */
 TCase *server_tcase_create(const char *name);
 
 struct server_options {

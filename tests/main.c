@@ -15,20 +15,28 @@
 
 #define SUITE(name) Suite *suite_##name(void);
 #define FRONT_SUITE(name) SUITE(name)
+#define FCGID_SUITE(name) SUITE(name)
 #include "unit/suites.def"
 #include "integration/suites.def"
 #undef SUITE
 #undef FRONT_SUITE
+#undef FCGID_SUITE
+
+/* Builds one suite for one front end. */
+static void
+add_suite_for(SRunner *runner, Suite *(*make)(void), enum server_front_end front_end)
+{
+    server_building_front_end = front_end;
+    srunner_add_suite(runner, make());
+    server_building_front_end = SERVER_LIGHTTPD;
+}
 
 /* A FRONT_SUITE runs once per front end: lighttpd, Apache + mod_fcgid, Apache + CGI. */
 static void
 add_front_suites(SRunner *runner, Suite *(*make)(void))
 {
-    for (int fe = 0; fe < SERVER_FRONT_END_COUNT; fe++) {
-        server_building_front_end = (enum server_front_end)fe;
-        srunner_add_suite(runner, make());
-    }
-    server_building_front_end = SERVER_LIGHTTPD;
+    for (int fe = 0; fe < SERVER_FRONT_END_COUNT; fe++)
+        add_suite_for(runner, make, (enum server_front_end)fe);
 }
 
 int
@@ -37,10 +45,12 @@ main(void)
     SRunner *runner = srunner_create(NULL);
 #define SUITE(name) srunner_add_suite(runner, suite_##name());
 #define FRONT_SUITE(name) add_front_suites(runner, suite_##name);
+#define FCGID_SUITE(name) add_suite_for(runner, suite_##name, SERVER_APACHE_FCGID);
 #include "unit/suites.def"
 #include "integration/suites.def"
 #undef SUITE
 #undef FRONT_SUITE
+#undef FCGID_SUITE
     srunner_run_all(runner, CK_NORMAL);
     int run = srunner_ntests_run(runner);
     int failed = srunner_ntests_failed(runner);

@@ -87,11 +87,8 @@ Suite *suite_fcgid(void);
 Suite *
 suite_fcgid(void)
 {
-    enum server_front_end saved = server_building_front_end;
-    server_building_front_end = SERVER_APACHE_FCGID;
     Suite *s = server_suite_create("apache");
     TCase *tc = server_tcase_create("apache");
-    server_building_front_end = saved;
     tcase_set_timeout(tc, 40);
     tcase_add_test(tc, test_stream_outlives_io_timeout);
     tcase_add_test(tc, test_max_stream_time_then_resume);

@@ -84,15 +84,12 @@ END_TEST
 
 Suite *suite_perms(void);
 
-/* Runs behind Apache + mod_fcgid only: that is where the reader is www-data. */
+/* Listed as FCGID_SUITE: behind Apache + mod_fcgid only, where the reader is www-data. */
 Suite *
 suite_perms(void)
 {
-    enum server_front_end saved = server_building_front_end;
-    server_building_front_end = SERVER_APACHE_FCGID;
     Suite *s = server_suite_create("perms");
     TCase *tc = server_tcase_create("perms");
-    server_building_front_end = saved;
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_unwritable_directory_gives_503_and_log);
     tcase_add_test(tc, test_documented_permissions_stream);

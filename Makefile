@@ -12,7 +12,7 @@ CFLAGS  ?= -O2
 
 PKGS      := fcgi sqlite3 libcjson
 DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev check sqlite3 \
-             lighttpd apache2 libapache2-mod-fcgid curl
+             lighttpd apache2 libapache2-mod-fcgid spawn-fcgi curl
 
 # Lazily evaluated (=), so that `make test` on a fresh machine reads them after `deps`.
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS))

@@ -214,11 +214,12 @@ Suite *suite_load(void);
 Suite *
 suite_load(void)
 {
-    Suite *s = suite_create("load");
+    Suite *s = server_suite_create("load");
     TCase *tc = server_tcase_create("load");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_first_request_after_start_is_served);
-    tcase_add_test(tc, test_no_free_slot_answers_503_at_once);
+    if (server_building_front_end == SERVER_LIGHTTPD)  /* one request per process else */
+        tcase_add_test(tc, test_no_free_slot_answers_503_at_once);
     tcase_add_test(tc, test_two_sessions_never_mix);
     tcase_add_test(tc, test_lagging_client_keeps_critical_events);
     tcase_add_test(tc, test_probe_writes_when_configured);

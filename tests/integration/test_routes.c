@@ -1,12 +1,14 @@
 /*
- * test_routes.c - routes, errors and health through real lighttpd (SPEC §3, §5).
+ * test_routes.c - routes, errors and health through every front end (SPEC §3, §5).
  *
- * Each test gets its own temp dir, database and lighttpd on a free port (tests/lib). Errors
+ * Each test gets its own temp dir, database and web server on a free port (tests/lib). Errors
  * are checked end to end: status, JSON body {"error": "..."}, the Allow and Retry-After
  * headers, and a log line; health is checked for its facts, also while a stream is open.
- * The same binary must answer at any mount point, so lighttpd mounts it at several.
+ * The same binary must answer at any mount point, so lighttpd mounts it at several, and
+ * Apache reaches it through the rewrite and through the script's own URL.
  */
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,31 +30,32 @@ static const struct error_case {
     enum db_mode db;
     int status;
     const char *header;         /* a header the answer must have, or NULL */
+    bool is_apache_own;         /* Apache answers 404 itself (AllowEncodedSlashes Off) */
 } ERRORS[] = {
-    {"GET", "/api/nope", 0, DB_OK, 404, NULL},
-    {"GET", "/api/sessions/s1/other", 0, DB_OK, 404, NULL},
-    {"GET", "/api/sessions/s1", 0, DB_OK, 404, NULL},
-    {"GET", "/api/sessions/nosuch/events", 0, DB_OK, 404, NULL},
-    {"GET", "/api/sessions/{id}/events", 128, DB_OK, 404, NULL},  /* valid id, no session */
-    {"GET", "/api/sessions/{id}/events", 129, DB_OK, 400, NULL},
-    {"GET", "/api/workers/{id}/events", 129, DB_OK, 400, NULL},
-    {"GET", "/api/sessions/a%2Fb/events", 0, DB_OK, 400, NULL},
-    {"GET", "/api/sessions/a%20b/events", 0, DB_OK, 400, NULL},
-    {"GET", "/api/workers/a%2Fb/events", 0, DB_OK, 400, NULL},
-    {"GET", "/api/sessions/s1/events?watch=bogus", 0, DB_OK, 400, NULL},
-    {"GET", "/api/sessions/s1/events?watch=worker:a%2Fb", 0, DB_OK, 400, NULL},
-    {"GET", "/api/sessions/s1/events?types=client_output_delta%00x", 0, DB_OK, 400, NULL},
-    {"GET", "/api/sessions/s1/events?watch=worker:abc%00", 0, DB_OK, 400, NULL},
-    {"POST", "/api/sessions/s1/events", 0, DB_OK, 405, "Allow"},
-    {"DELETE", "/api/sessions/s1/events", 0, DB_OK, 405, "Allow"},
-    {"PUT", "/api/health", 0, DB_OK, 405, "Allow"},
-    {"GET", "/api/sessions/s1/events", 0, DB_MISSING, 503, "Retry-After"},
-    {"GET", "/api/health", 0, DB_MISSING, 503, "Retry-After"},
-    {"GET", "/api/events/global", 0, DB_MISSING, 503, "Retry-After"},
-    {"GET", "/api/sessions/s1/events", 0, DB_NO_SCHEMA, 503, "Retry-After"},
-    {"GET", "/api/health", 0, DB_NO_SCHEMA, 503, "Retry-After"},
-    {"GET", "/api/sessions/s1/events", 0, DB_GARBAGE, 503, "Retry-After"},
-    {"GET", "/api/workers/abc/events", 0, DB_GARBAGE, 503, "Retry-After"},
+    {"GET", "/api/nope", 0, DB_OK, 404, NULL, false},
+    {"GET", "/api/sessions/s1/other", 0, DB_OK, 404, NULL, false},
+    {"GET", "/api/sessions/s1", 0, DB_OK, 404, NULL, false},
+    {"GET", "/api/sessions/nosuch/events", 0, DB_OK, 404, NULL, false},
+    {"GET", "/api/sessions/{id}/events", 128, DB_OK, 404, NULL, false},  /* valid id, no session */
+    {"GET", "/api/sessions/{id}/events", 129, DB_OK, 400, NULL, false},
+    {"GET", "/api/workers/{id}/events", 129, DB_OK, 400, NULL, false},
+    {"GET", "/api/sessions/a%2Fb/events", 0, DB_OK, 400, NULL, true},
+    {"GET", "/api/sessions/a%20b/events", 0, DB_OK, 400, NULL, false},
+    {"GET", "/api/workers/a%2Fb/events", 0, DB_OK, 400, NULL, true},
+    {"GET", "/api/sessions/s1/events?watch=bogus", 0, DB_OK, 400, NULL, false},
+    {"GET", "/api/sessions/s1/events?watch=worker:a%2Fb", 0, DB_OK, 400, NULL, false},
+    {"GET", "/api/sessions/s1/events?types=client_output_delta%00x", 0, DB_OK, 400, NULL, false},
+    {"GET", "/api/sessions/s1/events?watch=worker:abc%00", 0, DB_OK, 400, NULL, false},
+    {"POST", "/api/sessions/s1/events", 0, DB_OK, 405, "Allow", false},
+    {"DELETE", "/api/sessions/s1/events", 0, DB_OK, 405, "Allow", false},
+    {"PUT", "/api/health", 0, DB_OK, 405, "Allow", false},
+    {"GET", "/api/sessions/s1/events", 0, DB_MISSING, 503, "Retry-After", false},
+    {"GET", "/api/health", 0, DB_MISSING, 503, "Retry-After", false},
+    {"GET", "/api/events/global", 0, DB_MISSING, 503, "Retry-After", false},
+    {"GET", "/api/sessions/s1/events", 0, DB_NO_SCHEMA, 503, "Retry-After", false},
+    {"GET", "/api/health", 0, DB_NO_SCHEMA, 503, "Retry-After", false},
+    {"GET", "/api/sessions/s1/events", 0, DB_GARBAGE, 503, "Retry-After", false},
+    {"GET", "/api/workers/abc/events", 0, DB_GARBAGE, 503, "Retry-After", false},
 };
 
 /* Starts lighttpd with SSE_DB as the case wants it. */
@@ -94,9 +97,24 @@ expect_json_error(struct sse_client *c)
     DIAG_CHECK(is_ok, "%s: body is not {\"error\": \"...\"}: %s", c->request, c->body);
 }
 
+/* A %2F in the path never reaches the responder under Apache: Apache refuses it with its
+ * own 404 page (AllowEncodedSlashes Off, the default). A refusal all the same. */
+static void
+expect_apache_refusal(const struct error_case *e, const char *path)
+{
+    struct sse_client c;
+    sse_client_open(&c, test_srv.port, e->method, path, NULL);
+    DIAG_CHECK(c.status == 404, "%s: status %d, expected Apache's own 404", c.request,
+               c.status);
+    sse_client_close(&c);
+    DIAG_CHECK(logwait_count_lines(test_srv.sse_log, "sse error", "a%2Fb") == 0,
+               "%s reached the responder", path);
+}
+
 START_TEST(test_error_answers)
 {
     const struct error_case *e = &ERRORS[_i];
+    bool is_lighttpd = server_front_end == SERVER_LIGHTTPD;
     char path[400], value[128], status_text[16];
     const char *mark = strstr(e->path, "{id}");
     size_t head_len = mark ? (size_t)(mark - e->path) : strlen(e->path);
@@ -105,7 +123,11 @@ START_TEST(test_error_answers)
              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
              mark ? mark + 4 : "");
     start_for(e->db);
-    pid_t backend = server_find_backend(&test_srv, 2000);
+    if (!is_lighttpd && e->is_apache_own) {
+        expect_apache_refusal(e, path);
+        return;
+    }
+    pid_t backend = server_find_backend(&test_srv, is_lighttpd ? 2000 : 0);
     snprintf(status_text, sizeof(status_text), "%d", e->status);
     int logged = logwait_count_lines(test_srv.sse_log, status_text, NULL);
     const char *const headers[] = {"Content-Length: 0", NULL};
@@ -122,11 +144,17 @@ START_TEST(test_error_answers)
     /* SPEC §5: one log line; it names the status (the probe made the earlier ones). */
     logwait_expect_count(test_srv.sse_log, status_text, NULL, logged + 1, 2000);
     sse_client_close(&c);
-    /* SPEC §5: nothing a client sends crashes the process; the same one answers again. */
+    /* SPEC §5: nothing a client sends crashes the process; the same one answers again.
+     * mod_fcgid picks any idle process and a CGI process exits after each request, so
+     * behind Apache a crash is what mod_fcgid logs about an exit by signal. */
     cJSON_Delete(e->db == DB_OK ? get_health("/api") : NULL);
-    DIAG_CHECK(backend > 0 && !server_is_pid_gone(backend)
-               && server_find_backend(&test_srv, 0) == backend, "the backend pid %ld did not "
-               "survive %s", (long)backend, path);
+    if (is_lighttpd)
+        DIAG_CHECK(backend > 0 && !server_is_pid_gone(backend)
+                   && server_find_backend(&test_srv, 0) == backend, "the backend pid %ld did "
+                   "not survive %s", (long)backend, path);
+    else
+        DIAG_CHECK(logwait_count_lines(test_srv.error_log, "signal", NULL) == 0,
+                   "a responder died by a signal after %s", path);
 }
 END_TEST
 
@@ -175,7 +203,11 @@ START_TEST(test_health_facts)
     health = get_health("/api");
     double open = number_field(health, "streams_open");
     cJSON_Delete(health);
-    DIAG_CHECK(open == 1, "health: streams_open %g with one stream open", open);
+    /* streams_open counts the answering process's streams (SPEC §3): mod_fcgid and CGI
+     * give the health request a process of its own. */
+    double expected = server_front_end == SERVER_LIGHTTPD ? 1 : 0;
+    DIAG_CHECK(open == expected, "health: streams_open %g with one stream open, expected %g",
+               open, expected);
     sse_client_close(&stream);
 }
 END_TEST
@@ -188,19 +220,33 @@ static const struct { const char *mount, *api; } MOUNTS[] = {
     {"/", "/api"},  /* with fix-root-scriptname: SCRIPT_NAME "" (DEPLOY-NOTES Q8) */
 };
 
+/* Apache's two ways in: /api/ rewritten onto the script, and the script URL itself with
+ * the route as PATH_INFO. */
+static void
+apache_mount(int i, char *api, size_t size)
+{
+    snprintf(api, size, "%s/api", i == 0 ? "" : server_script_url());
+}
+
 START_TEST(test_mount_point_independence)
 {
-    struct server_options opt = {.mount = MOUNTS[_i].mount};
-    server_start(&test_srv, &test_env, &opt);
-    cJSON_Delete(get_health(MOUNTS[_i].api));
+    char api[128];
+    if (server_front_end == SERVER_LIGHTTPD) {
+        server_start(&test_srv, &test_env, &(struct server_options){.mount = MOUNTS[_i].mount});
+        snprintf(api, sizeof(api), "%s", MOUNTS[_i].api);
+    } else {
+        server_start(&test_srv, &test_env, NULL);
+        apache_mount(_i, api, sizeof(api));
+    }
+    cJSON_Delete(get_health(api));
     publish_events(&test_env, "s1", "client_output_delta", NULL, 2);
     char path[256];
-    snprintf(path, sizeof(path), "%s/sessions/s1/events", MOUNTS[_i].api);
+    snprintf(path, sizeof(path), "%s/sessions/s1/events", api);
     struct sse_client c;
     frames_open_stream(&c, test_srv.port, path, NULL);
     frames_expect_ids(&c, (const long long[]){1, 2}, 2, 5000);  /* the replay */
     sse_client_close(&c);
-    snprintf(path, sizeof(path), "%s/nope", MOUNTS[_i].api);
+    snprintf(path, sizeof(path), "%s/nope", api);
     sse_client_open(&c, test_srv.port, "GET", path, NULL);
     DIAG_CHECK(c.status == 404, "%s: status %d", c.request, c.status);
     sse_client_close(&c);
@@ -225,14 +271,15 @@ Suite *suite_routes(void);
 Suite *
 suite_routes(void)
 {
-    Suite *s = suite_create("routes");
+    Suite *s = server_suite_create("routes");
     TCase *tc = server_tcase_create("routes");
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_error_answers, 0, (int)(sizeof(ERRORS) / sizeof(ERRORS[0])));
     tcase_add_test(tc, test_health_facts);
     tcase_add_test(tc, test_head_of_stream);
-    tcase_add_loop_test(tc, test_mount_point_independence, 0,
-                        (int)(sizeof(MOUNTS) / sizeof(MOUNTS[0])));
+    int mounts = server_building_front_end == SERVER_LIGHTTPD
+                     ? (int)(sizeof(MOUNTS) / sizeof(MOUNTS[0])) : 2;
+    tcase_add_loop_test(tc, test_mount_point_independence, 0, mounts);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,6 +114,12 @@ static bool
 is_apache(void)
 {
     return server_front_end != SERVER_LIGHTTPD;
+}
+
+const char *
+server_script_url(void)
+{
+    return FRONT_ENDS[server_front_end].script;
 }
 
 /* Asks the kernel for a free loopback port. */
@@ -210,7 +217,8 @@ write_conf(struct server *srv, const struct testenv *env, const struct server_op
     static char template[SERVER_CONF_MAX], conf[SERVER_CONF_MAX], env_lines[8192];
     char template_path[TESTENV_PATH_MAX], port[16];
     snprintf(template_path, sizeof(template_path), "%s/%s", testenv_require("SSE_TEST_CONF"),
-             FRONT_ENDS[server_front_end].template);
+             srv->is_backend_external ? "lighttpd-external.conf.in"
+                                      : FRONT_ENDS[server_front_end].template);
     DIAG_CHECK(testenv_read_file(template_path, template, sizeof(template)) > 0,
                "cannot read %s", template_path);
     const char *pairs[SERVER_ENV_MAX];
@@ -220,6 +228,7 @@ write_conf(struct server *srv, const struct testenv *env, const struct server_op
         "PORT", port, "DIR", env->dir, "DOCROOT", env->dir,
         "MOUNT", opt && opt->mount ? opt->mount : "/api/",
         "BIN", testenv_require("SSE_FCGI_BIN"), "BIN_ENV", env_lines, "ENV", env_lines,
+        "SOCKET", srv->backend_socket,
         "SCRIPT", is_apache() ? FRONT_ENDS[server_front_end].script : "",
         "APACHE_EXTRA", opt && opt->apache_directives ? opt->apache_directives : "", NULL,
     };
@@ -325,6 +334,8 @@ cleanup_hook(void *ctx)
     }
     if (srv->backend_pid > 0 && !server_is_pid_gone(srv->backend_pid))
         kill(srv->backend_pid, SIGKILL);
+    if (srv->backend_pid > 0 && srv->is_backend_external)
+        waitpid(srv->backend_pid, NULL, 0);
 }
 
 static void
@@ -339,6 +350,9 @@ set_paths(struct server *srv, const struct testenv *env)
     snprintf(file, sizeof(file), "%s-stdio.log", name);
     testenv_path(env, file, srv->stdio_log, sizeof(srv->stdio_log));
     testenv_path(env, "sse-fcgi.log", srv->sse_log, sizeof(srv->sse_log));
+    testenv_path(env, "external.sock", srv->backend_socket, sizeof(srv->backend_socket));
+    testenv_path(env, "backend-stdio.log", srv->backend_stdio_log,
+                 sizeof(srv->backend_stdio_log));
 }
 
 /* Apache runs the responder as www-data: it needs the temp dir (to create -wal, -shm and the
@@ -369,6 +383,9 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
     srv->pid = srv->backend_pid = -1;
     if (is_apache())
         prepare_apache_dir(env);
+    srv->is_backend_external = opt && opt->is_external_backend && !is_apache();
+    if (srv->is_backend_external)
+        server_start_backend(srv, env, opt);
     int status = 0;
     for (int attempt = 0; attempt < SERVER_START_TRIES; attempt++) {
         srv->port = pick_port();
@@ -390,6 +407,80 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
     server_dump(srv);
     DIAG_CHECK(false, "lighttpd exited during start-up (exit status %d), %d tries",
                WIFEXITED(status) ? WEXITSTATUS(status) : -1, SERVER_START_TRIES);
+}
+
+static bool
+is_unix_socket_accepting(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    bool is_up = fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return is_up;
+}
+
+void
+server_start_backend(struct server *srv, const struct testenv *env,
+                     const struct server_options *opt)
+{
+    const char *pairs[SERVER_ENV_MAX];
+    size_t count = collect_env(pairs, srv, env, opt);
+    unlink(srv->backend_socket);  /* spawn-fcgi refuses a socket path in use */
+    fflush(NULL);
+    pid_t pid = fork();
+    DIAG_CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(srv->backend_stdio_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+            _exit(126);
+        for (size_t i = 0; i < count; i += 2)
+            setenv(pairs[i], pairs[i + 1], 1);
+        /* -n: spawn-fcgi execs the responder in its own place (same PID, our child) */
+        execlp("spawn-fcgi", "spawn-fcgi", "-n", "-s", srv->backend_socket, "-M", "0600", "--",
+               testenv_require("SSE_FCGI_BIN"), (char *)NULL);
+        _exit(127);
+    }
+    srv->backend_pid = pid;
+    int64_t deadline = testenv_now_ms() + SERVER_READY_MS;
+    int status = 0;
+    while (!is_unix_socket_accepting(srv->backend_socket) && testenv_now_ms() < deadline) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            srv->backend_pid = -1;
+            diag_print_file("spawn-fcgi stdout/stderr", srv->backend_stdio_log, 8192);
+            DIAG_CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 127),
+                       "spawn-fcgi not found: run `make deps`");
+            DIAG_CHECK(false, "spawn-fcgi exited with status %d before its socket accepted",
+                       WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        }
+        testenv_poll_step();
+    }
+    if (!is_unix_socket_accepting(srv->backend_socket)) {
+        server_stop_backend(srv);
+        diag_print_file("spawn-fcgi stdout/stderr", srv->backend_stdio_log, 8192);
+        DIAG_CHECK(false, "the external backend never accepted on %s", srv->backend_socket);
+    }
+}
+
+int64_t
+server_stop_backend(struct server *srv)
+{
+    DIAG_CHECK(srv->is_backend_external, "server_stop_backend: no external backend");
+    if (srv->backend_pid <= 0)
+        return 0;
+    int64_t start_ms = testenv_now_ms();
+    kill(srv->backend_pid, SIGTERM);
+    while (waitpid(srv->backend_pid, NULL, WNOHANG) == 0) {
+        if (testenv_now_ms() - start_ms > SERVER_BACKEND_STOP_MS) {
+            kill(srv->backend_pid, SIGKILL);
+            waitpid(srv->backend_pid, NULL, 0);
+            break;
+        }
+        testenv_poll_step();
+    }
+    srv->backend_pid = -1;
+    return testenv_now_ms() - start_ms;
 }
 
 void
@@ -459,16 +550,32 @@ scan_children(pid_t parent)
     return found;
 }
 
+static int signal_apache_responders(const struct server *srv, int sig, pid_t *pids,
+                                    size_t cap);
+
+size_t
+server_list_backends(struct server *srv, pid_t *pids, size_t cap)
+{
+    if (is_apache())
+        return (size_t)signal_apache_responders(srv, 0, pids, cap);
+    if (srv->pid > 0 && !srv->is_backend_external
+        && (srv->backend_pid < 0 || server_is_pid_gone(srv->backend_pid)))
+        srv->backend_pid = scan_children(srv->pid);
+    if (srv->backend_pid < 0 || cap == 0)
+        return 0;
+    pids[0] = srv->backend_pid;
+    return 1;
+}
+
 pid_t
 server_find_backend(struct server *srv, int timeout_ms)
 {
-    if (is_apache())
-        return -1;  /* Apache's children are its workers; Apache stops the responders */
     int64_t deadline = testenv_now_ms() + timeout_ms;
-    while (srv->pid > 0 && (srv->backend_pid = scan_children(srv->pid)) < 0
+    pid_t pid = -1;
+    while (srv->pid > 0 && server_list_backends(srv, &pid, 1) == 0
            && testenv_now_ms() < deadline)
         testenv_poll_step();
-    return srv->backend_pid;
+    return pid;
 }
 
 /* Waits for a process we cannot reap (lighttpd's child) to go, then KILLs it. */
@@ -492,9 +599,10 @@ has_sanitizer_report(const char *path)
 }
 
 /* Sends sig to every responder Apache started for this test: the processes whose argv[0]
- * is under the test's bin/ directory. Returns how many were signalled. */
+ * is under the test's bin/ directory (sig 0 only lists them). Returns how many there were;
+ * the first cap PIDs go to pids (may be NULL when cap is 0). */
 static int
-signal_apache_responders(const struct server *srv, int sig)
+signal_apache_responders(const struct server *srv, int sig, pid_t *pids, size_t cap)
 {
     char prefix[TESTENV_PATH_MAX];
     snprintf(prefix, sizeof(prefix), "%s", srv->conf_path);
@@ -511,8 +619,12 @@ signal_apache_responders(const struct server *srv, int sig)
         snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
         if (pid <= 0 || testenv_read_file(path, argv0, sizeof(argv0)) <= 0)
             continue;
-        if (strncmp(argv0, prefix, strlen(prefix)) == 0 && kill((pid_t)pid, sig) == 0)
-            count++;
+        if (strncmp(argv0, prefix, strlen(prefix)) != 0 || server_is_pid_gone((pid_t)pid)
+            || kill((pid_t)pid, sig) != 0)
+            continue;
+        if ((size_t)count < cap)
+            pids[count] = (pid_t)pid;
+        count++;
     }
     closedir(proc);
     return count;
@@ -524,11 +636,11 @@ static void
 stop_apache_responders(const struct server *srv)
 {
     int64_t deadline = testenv_now_ms() + SERVER_BACKEND_STOP_MS;
-    if (signal_apache_responders(srv, SIGTERM) == 0)
+    if (signal_apache_responders(srv, SIGTERM, NULL, 0) == 0)
         return;
-    while (signal_apache_responders(srv, 0) > 0 && testenv_now_ms() < deadline)
+    while (signal_apache_responders(srv, 0, NULL, 0) > 0 && testenv_now_ms() < deadline)
         testenv_poll_step();
-    signal_apache_responders(srv, SIGKILL);
+    signal_apache_responders(srv, SIGKILL, NULL, 0);
 }
 
 void
@@ -536,17 +648,20 @@ server_stop(struct server *srv)
 {
     if (srv->pid > 0 && is_apache())
         stop_apache_responders(srv);
-    if (srv->pid > 0 && srv->backend_pid < 0)
+    if (srv->pid > 0 && srv->backend_pid < 0 && !is_apache() && !srv->is_backend_external)
         server_find_backend(srv, 0);
     if (srv->pid > 0 && kill(srv->pid, SIGTERM) == 0 && !server_wait_exit(srv, SERVER_STOP_MS)) {
         kill(srv->pid, SIGKILL);
         waitpid(srv->pid, NULL, 0);
         srv->pid = -1;
     }
-    if (srv->backend_pid > 0)
+    if (srv->is_backend_external)
+        server_stop_backend(srv);
+    else if (srv->backend_pid > 0)
         stop_backend(srv->backend_pid);
     bool is_clean = !has_sanitizer_report(srv->stdio_log) && !has_sanitizer_report(srv->sse_log)
-                    && !has_sanitizer_report(srv->error_log);
+                    && !has_sanitizer_report(srv->error_log)
+                    && !has_sanitizer_report(srv->backend_stdio_log);
     DIAG_CHECK(is_clean, "a sanitizer report is in the server logs (see above)");
     diag_unregister(srv);
 }
@@ -559,4 +674,6 @@ server_dump(const struct server *srv)
     diag_print_file("lighttpd error log", srv->error_log, 16384);
     diag_print_file("lighttpd stdout/stderr (backend stderr)", srv->stdio_log, 16384);
     diag_print_file("SSE_LOG", srv->sse_log, 32768);
+    if (srv->is_backend_external)
+        diag_print_file("spawn-fcgi stdout/stderr", srv->backend_stdio_log, 8192);
 }

@@ -55,6 +55,9 @@ struct server_options {
                                      * given here replaces the default of the same name */
     const char *apache_directives;  /* extra server-config lines under Apache, or NULL */
     bool is_port_ready_enough;      /* skip the 404 probe: ready once the port accepts */
+    bool is_external_backend;       /* lighttpd only: the responder is started apart, by
+                                     * spawn-fcgi on a unix socket (as systemd would),
+                                     * and lighttpd connects to it (no bin-path) */
 };
 
 struct server {
@@ -65,6 +68,9 @@ struct server {
     char error_log[TESTENV_PATH_MAX];       /* server.errorlog */
     char stdio_log[TESTENV_PATH_MAX];       /* lighttpd's stdout+stderr (backend stderr) */
     char sse_log[TESTENV_PATH_MAX];         /* SSE_LOG of the responder */
+    bool is_backend_external;               /* backend_pid is our child (spawn-fcgi -n) */
+    char backend_socket[TESTENV_PATH_MAX];  /* its listening socket */
+    char backend_stdio_log[TESTENV_PATH_MAX];
 };
 
 /* Starts lighttpd for env with the defaults SSE_DB=<env db>, SSE_LOG=<dir>/sse-fcgi.log,
@@ -77,14 +83,33 @@ void server_start(struct server *srv, const struct testenv *env,
  * log shows a sanitizer report. Accepts a stopped server. */
 void server_stop(struct server *srv);
 
+/* With is_external_backend: starts the responder under `spawn-fcgi -n` on srv's socket,
+ * with the same settings as server_start, and waits until the socket accepts. server_start
+ * calls it; a test calls it again to restart the backend after server_stop_backend. */
+void server_start_backend(struct server *srv, const struct testenv *env,
+                          const struct server_options *opt);
+
+/* Stops an external backend by PID (TERM, deadline, KILL) and reaps it. Returns the ms it
+ * took to exit after SIGTERM. */
+int64_t server_stop_backend(struct server *srv);
+
 /* Sends sig to lighttpd (for the shutdown test). */
 void server_signal(const struct server *srv, int sig);
 
 /* Waits up to timeout_ms for lighttpd to exit and reaps it. Returns true when it did. */
 bool server_wait_exit(struct server *srv, int timeout_ms);
 
-/* Polls /proc up to timeout_ms for lighttpd's backend child. Returns its PID or -1. */
+/* The responder processes serving this test, first cap of them into pids: lighttpd's
+ * backend child, or under Apache every process whose argv[0] is under the test's bin/
+ * (mod_fcgid's pool, or one CGI process per open request). Returns how many run. */
+size_t server_list_backends(struct server *srv, pid_t *pids, size_t cap);
+
+/* Polls up to timeout_ms for a responder process (see above). Returns the first or -1. */
 pid_t server_find_backend(struct server *srv, int timeout_ms);
+
+/* The URL of the responder script itself under Apache ("/fcgi/events.fcgi"), requests to
+ * which bypass the rewrite of /api/; NULL under lighttpd. */
+const char *server_script_url(void);
 
 /* True when pid no longer runs (no such process, or a zombie left for someone else). */
 bool server_is_pid_gone(pid_t pid);

@@ -4,11 +4,19 @@
  * Keepalives keep a stream alive past FcgidIOTimeout; SSE_MAX_STREAM_S below
  * FcgidBusyTimeout ends the stream cleanly and the client resumes without loss; a client
  * that leaves frees its fcgid process, so that at the process limit the next client is
- * served (the time it took is printed).
+ * served (the time it took is printed); the default output buffer holds everything back
+ * (the fact the deploy files are built on); deploy/apache/htaccess works as shipped.
  */
+#include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/lib/diag.h"
 #include "tests/lib/frames.h"
@@ -82,6 +90,103 @@ START_TEST(test_disconnect_frees_process_at_limit)
 }
 END_TEST
 
+/* Connects, sends a GET for path and returns how many bytes arrive within timeout_ms. */
+static size_t
+raw_bytes_within(int port, const char *path, int timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    DIAG_CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0,
+               "connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    char request[512];
+    int len = snprintf(request, sizeof(request), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                       path);
+    DIAG_CHECK(write(fd, request, (size_t)len) == len, "write: %s", strerror(errno));
+    size_t total = 0;
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    for (int64_t now = testenv_now_ms(); now < deadline; now = testenv_now_ms()) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(deadline - now)) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+    close(fd);
+    return total;
+}
+
+/* DEPLOY-NOTES §1, checked again here: with mod_fcgid's default 64 KiB output buffer not
+ * even the headers reach the client, events or not; the whole FRONT_SUITE set streams with
+ * FcgidOutputBufferSize 0. */
+START_TEST(test_default_output_buffer_holds_the_stream)
+{
+    server_start(&test_srv, &test_env, &(struct server_options){
+        .apache_directives = "FcgidOutputBufferSize 65536\n",
+        .is_port_ready_enough = true});
+    publish_events(&test_env, "s1", "execution_started", NULL, 3);
+    size_t received = raw_bytes_within(test_srv.port, "/api/sessions/s1/events", 2500);
+    DIAG_CHECK(received == 0, "with FcgidOutputBufferSize 65536 %zu bytes arrived within "
+               "2.5 s: DEPLOY-NOTES section 1 no longer holds, README must change", received);
+}
+END_TEST
+
+/* deploy/apache/htaccess as a shared-hosting user installs it: the binary copied into their
+ * directory as events.fcgi and events.cgi, the file as .htaccess with their database path,
+ * and the host's AllowOverride FileInfo Options=ExecCGI. Both the pretty URL (rewritten to
+ * events.fcgi) and the CGI script stream, uncompressed although the host compresses
+ * everything and the client accepts gzip (the file's SetEnv no-gzip 1). */
+START_TEST(test_shared_hosting_htaccess)
+{
+    char site[TESTENV_PATH_MAX], path[TESTENV_PATH_MAX], source[TESTENV_PATH_MAX];
+    testenv_path(&test_env, "site", site, sizeof(site));
+    DIAG_CHECK(mkdir(site, 0755) == 0, "mkdir %s: %s", site, strerror(errno));
+    static char htaccess[8192];
+    snprintf(source, sizeof(source), "%s/deploy/apache/htaccess", testenv_require("SSE_SRC_DIR"));
+    long len = testenv_read_file(source, htaccess, sizeof(htaccess) - 512);
+    DIAG_CHECK(len > 0, "cannot read %s", source);
+    char *db = strstr(htaccess, "/home/USER/data/events.db");
+    DIAG_CHECK(db != NULL, "%s no longer names /home/USER/data/events.db", source);
+    static char adapted[8192];
+    snprintf(adapted, sizeof(adapted), "%.*s%s%s", (int)(db - htaccess), htaccess,
+             test_env.db_path, db + strlen("/home/USER/data/events.db"));
+    testenv_write_file(testenv_path(&test_env, "site/.htaccess", path, sizeof(path)), adapted,
+                       strlen(adapted));
+    const char *names[] = {"site/events.fcgi", "site/events.cgi"};
+    for (int i = 0; i < 2; i++) {
+        testenv_path(&test_env, names[i], path, sizeof(path));
+        DIAG_CHECK(symlink(testenv_require("SSE_FCGI_BIN"), path) == 0, "symlink %s", path);
+    }
+    char directives[3 * TESTENV_PATH_MAX];
+    snprintf(directives, sizeof(directives),
+             "LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so\n"
+             "LoadModule deflate_module /usr/lib/apache2/modules/mod_deflate.so\n"
+             "TypesConfig /etc/mime.types\n"
+             "Alias /app/ \"%s/\"\n<Directory \"%s\">\n"
+             "    Options FollowSymLinks\n    AllowOverride FileInfo Options=ExecCGI\n"
+             "    SetOutputFilter DEFLATE\n"  /* a host compressing everything (Q5) */
+             "    Require all granted\n</Directory>\n", site, site);
+    server_start(&test_srv, &test_env, &(struct server_options){.apache_directives = directives});
+    publish_events(&test_env, "s1", "execution_started", NULL, 1);
+    const char *urls[] = {"/app/api/sessions/s1/events", "/app/events.cgi/api/sessions/s1/events"};
+    const char *const gzip[] = {"Accept-Encoding: gzip", NULL};
+    for (int i = 0; i < 2; i++) {
+        struct sse_client c;
+        frames_open_stream(&c, test_srv.port, urls[i], gzip);
+        frames_expect_ids(&c, (const long long[]){1, 2}, (size_t)i + 1, 3000);  /* replay */
+        publish_events(&test_env, "s1", "execution_started", NULL, 1);
+        frames_expect_ids(&c, (const long long[]){i + 2}, 1, 3000);
+        char value[64];
+        DIAG_CHECK(sse_client_header(&c, "Content-Encoding", value, sizeof(value)) == NULL,
+                   "%s: compressed (%s)", urls[i], value);
+        sse_client_close(&c);
+    }
+}
+END_TEST
+
 Suite *suite_fcgid(void);
 
 Suite *
@@ -93,6 +198,8 @@ suite_fcgid(void)
     tcase_add_test(tc, test_stream_outlives_io_timeout);
     tcase_add_test(tc, test_max_stream_time_then_resume);
     tcase_add_test(tc, test_disconnect_frees_process_at_limit);
+    tcase_add_test(tc, test_default_output_buffer_holds_the_stream);
+    tcase_add_test(tc, test_shared_hosting_htaccess);
     suite_add_tcase(s, tc);
     return s;
 }

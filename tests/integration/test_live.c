@@ -71,6 +71,11 @@ END_TEST
 
 enum { ONE_BY_ONE_ROUNDS = 20 };
 
+/* The row carries the wall-clock time of its INSERT, in ms (julianday has ms precision). */
+static const char INSERT_STAMPED_SQL[] =
+    "INSERT INTO events(session_id, type, data) VALUES ('s1', 'llm_text_delta', "
+    "json_object('t', (julianday('now') - 2440587.5) * 86400000.0));\n";
+
 /* Wall-clock milliseconds, the clock SQLite's julianday('now') reads. */
 static double
 wall_ms(void)
@@ -97,9 +102,8 @@ START_TEST(test_events_arrive_one_by_one)
     frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
     double delays[ONE_BY_ONE_ROUNDS];
     for (int i = 0; i < ONE_BY_ONE_ROUNDS; i++) {
-        publish_okf(&test_env, "INSERT INTO events(session_id, type, data) VALUES ('s1', "
-                    "'llm_text_delta', json_object('t', (julianday('now') - 2440587.5) * "
-                    "86400000.0));\n");
+        /* The CLI runs while the client waits, so the delay is the commit to the read. */
+        pid_t producer = publish_start(&test_env, INSERT_STAMPED_SQL);
         struct sse_frame f = {0};
         int64_t deadline = testenv_now_ms() + 2000;
         while (f.data == NULL && testenv_now_ms() < deadline) {
@@ -107,6 +111,9 @@ START_TEST(test_events_arrive_one_by_one)
             sse_client_expect_block(&c, &f, (int)(deadline - testenv_now_ms()));
         }
         double arrived_ms = wall_ms();
+        struct publish_result r;
+        int status = publish_wait(&test_env, producer, 5000, &r);
+        DIAG_CHECK(status == 0, "sqlite3 exited %d: %s", status, r.err);
         DIAG_CHECK(f.data != NULL && sse_frame_id(&f) == i + 1, "event %d did not arrive "
                    "within 2 s of its INSERT", i + 1);
         cJSON *event = cJSON_Parse(f.data);

@@ -30,7 +30,8 @@ SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 
 # Pure modules: no I/O, no clock, no environment (STYLE §1). Unit tests link only these.
 PURE_SRC   := fcgi/buf.c fcgi/params.c fcgi/filter.c fcgi/sse.c fcgi/http.c fcgi/config.c
-SRC        := $(PURE_SRC) fcgi/log.c fcgi/stream.c fcgi/main.c store/store.c store/wait.c
+SRC        := $(PURE_SRC) fcgi/log.c fcgi/stream.c fcgi/main.c store/store.c store/wait.c \
+              store/hub.c
 TEST_SRC   := tests/main.c $(wildcard tests/unit/*.c tests/integration/*.c tests/lib/*.c)
 
 OBJ        := $(SRC:%.c=$(BUILD)/obj/%.o)

@@ -19,10 +19,12 @@
  * comes back short: every event was committed before the session was closed (the schema
  * refuses later ones), so that read has them all.
  *
- * The stream sleeps in wait_for_change() (store/wait.c) with a deadline that is the earliest
- * of: the next keepalive (SPEC §4.7), the next probe write (§4.10), the end of
- * SSE_MAX_STREAM_S (§4.9). Writes go through stream_io.send, which flushes; a failed write
- * means the client is gone.
+ * Live, the stream does not watch the database itself: the process's hub (store/hub.c) does,
+ * reads each new row once and wakes the streams it is for; they copy their rows out of its
+ * memory (or read the database when it no longer holds them). The stream sleeps in
+ * wait_for_wake() (store/wait.c) with a deadline that is the earliest of: the next keepalive
+ * (SPEC §4.7), the next probe write (§4.10), the end of SSE_MAX_STREAM_S (§4.9). Writes go
+ * through stream_io.send, which flushes; a failed write means the client is gone.
  */
 #include "stream.h"
 
@@ -31,7 +33,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include "../store/hub.h"
 #include "../store/store.h"
 #include "../store/wait.h"
 #include "buf.h"
@@ -84,8 +89,12 @@ struct request {
 
 /* The live state of an open stream. */
 struct live {
-    struct store *st;               /* owned */
-    struct waiter *waiter;          /* owned */
+    struct store *st;               /* owned; the stream's own connection, until live */
+    struct hub *hub;                /* borrowed; the process's watcher of the database */
+    struct hub_sub sub;             /* registered with hub while is_subscribed */
+    bool is_subscribed;
+    int wake_fd;                    /* owned eventfd the hub writes to; -1 when none */
+    struct wait_options wait_opt;   /* the client's fd and the shutdown fd */
     struct filter filter;           /* owned */
     struct event_type_policy *policy; /* owned */
     size_t policy_count;
@@ -490,10 +499,12 @@ wait_for_rows(struct request *r, struct live *lv)
             int rc = send_now(r, lv, is_beat);
             if (rc < 0)
                 return rc;
+            if (is_beat)
+                return 0;  /* look again at the closed flag: see read_and_send */
             continue;
         }
-        switch (wait_for_change(lv->waiter, earliest(earliest(keepalive_due, probe_due),
-                                                      lv->end_ms))) {
+        switch (wait_for_wake(&lv->wait_opt, lv->wake_fd,
+                              earliest(earliest(keepalive_due, probe_due), lv->end_ms))) {
         case WAIT_CHANGED:
             return 0;
         case WAIT_DEADLINE:
@@ -519,29 +530,74 @@ log_replayed(const struct request *r, struct live *lv)
     }
 }
 
-/* One round of the live loop: closed flag, then rows after the cursor. Returns 0 to go on
- * reading at once, 1 when caught up, or -end_reason. */
+/* The session's closed flag, through the hub's shared connection. A commit that closes a
+ * session and adds none of its rows wakes every stream (store/hub.c), and every keepalive
+ * looks again, so a closed session is noticed. Returns 0 or -end_reason. */
+static int
+check_session_closed(struct request *r, struct live *lv)
+{
+    if (r->route.kind != ROUTE_SESSION_EVENTS || lv->is_session_closed)
+        return 0;
+    char err[256];
+    struct store *st = hub_query_begin(lv->hub, err, sizeof(err));
+    if (st == NULL)
+        return -END_ERROR_STORE;
+    int rc = store_session_lookup(st, r->route.id, &lv->is_session_closed);
+    hub_query_end(lv->hub);
+    if (rc == STORE_ERR_NOT_FOUND)
+        lv->is_session_closed = true;  /* deleted: nothing more can come */
+    else if (rc < 0 && rc != STORE_ERR_BUSY)
+        return -END_ERROR_STORE;
+    return 0;
+}
+
+/* Rows after the cursor from the database itself, when the hub's memory does not have them
+ * all: the stream fell behind, or the session is closed and its last rows must come from a
+ * read that began after the closed flag was seen. Returns 0 or a store error. */
+static int
+read_from_database(struct request *r, struct live *lv, int64_t *newest_id)
+{
+    char err[256];
+    struct store *st = hub_query_begin(lv->hub, err, sizeof(err));
+    if (st == NULL)
+        return STORE_ERR_UNREADABLE;
+    int rc = store_events_after(st, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
+                                STREAM_BATCH_BYTES, &lv->batch);
+    if (rc == 0 && lv->filter.max_lag > 0 && lv->batch.count > 0
+        && store_newest_id(st, newest_id) < 0)
+        *newest_id = 0;
+    hub_query_end(lv->hub);
+    return rc;
+}
+
+/* One round of the live loop: closed flag, then rows after the cursor, from the hub's
+ * memory when it has them, else from the database. Returns 0 to go on reading at once, 1
+ * when caught up, or -end_reason. */
 static int
 read_and_send(struct request *r, struct live *lv)
 {
-    if (r->route.kind == ROUTE_SESSION_EVENTS && !lv->is_session_closed) {
-        int rc = store_session_lookup(lv->st, r->route.id, &lv->is_session_closed);
-        if (rc == STORE_ERR_NOT_FOUND)
-            lv->is_session_closed = true;  /* deleted: nothing more can come */
-        else if (rc < 0 && rc != STORE_ERR_BUSY)
+    int rc = check_session_closed(r, lv);
+    if (rc < 0)
+        return rc;
+    int64_t newest_id = 0, scanned_through = lv->cursor;
+    int in_memory = lv->is_session_closed
+                        ? 0
+                        : hub_copy_after(lv->hub, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
+                                         STREAM_BATCH_BYTES, &lv->batch, &scanned_through,
+                                         &newest_id);
+    if (in_memory < 0)
+        return -END_ERROR_OOM;
+    if (in_memory == 0) {
+        rc = read_from_database(r, lv, &newest_id);
+        if (rc == STORE_ERR_BUSY)
+            return 1;  /* a writer holds a lock: keep the stream, try at the next wakeup */
+        if (rc < 0)
             return -END_ERROR_STORE;
     }
-    int rc = store_events_after(lv->st, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
-                                STREAM_BATCH_BYTES, &lv->batch);
-    if (rc == STORE_ERR_BUSY)
-        return 1;  /* a writer holds a lock: keep the stream, try at the next wakeup */
-    if (rc < 0)
-        return -END_ERROR_STORE;
-    int64_t newest_id = 0;
-    if (lv->filter.max_lag > 0 && lv->batch.count > 0 && store_newest_id(lv->st, &newest_id))
-        newest_id = 0;
     if ((rc = send_batch(r, lv, newest_id)) < 0 || (rc = send_now(r, lv, true)) < 0)
         return rc;
+    if (!lv->batch.is_full && scanned_through > lv->cursor)
+        lv->cursor = scanned_through;  /* rows of other channels, dealt with */
     log_replayed(r, lv);
     if (lv->batch.is_full)
         return 0;
@@ -592,7 +648,10 @@ run_stream(struct request *r, struct live *lv, const struct start *s)
 static void
 live_release(struct live *lv)
 {
-    wait_close(lv->waiter);
+    if (lv->is_subscribed)
+        hub_unsubscribe(lv->hub, &lv->sub);
+    if (lv->wake_fd >= 0)
+        close(lv->wake_fd);
     filter_release(&lv->filter);
     store_policy_free(lv->policy, lv->policy_count);
     store_batch_release(&lv->batch);
@@ -622,27 +681,38 @@ prepare_stream(struct request *r, struct live *lv, struct start *s)
     return 0;
 }
 
+/* Subscribes the stream to the process's watcher of its database; the stream's own
+ * connection is closed, the hub's memory and shared connection serve it from now on. */
 static int
-open_waiter(struct request *r, struct live *lv)
+join_hub(struct request *r, struct live *lv)
 {
-    struct wait_options opt = {
+    lv->hub = hub_get(r->cfg.db_path, r->cfg.poll_ms, r->shared->shutdown_fd);
+    lv->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (lv->hub == NULL || lv->wake_fd < 0) {
+        log_line(LOG_LEVEL_ERROR, "error status=503 %s reason=\"no thread or descriptor for "
+                 "the watcher\"", r->log_subject);
+        respond_error(r, 503, "out of resources");
+        return -1;
+    }
+    lv->sub = (struct hub_sub){.scope = r->channel.scope, .key = r->channel.key,
+                               .wake_fd = lv->wake_fd};
+    hub_subscribe(lv->hub, &lv->sub);
+    lv->is_subscribed = true;
+    lv->wait_opt = (struct wait_options){
         .poll_ms = r->cfg.poll_ms,
         .client_fd = r->io->client_fd,
         .is_client_socket = r->io->is_client_socket,
         .shutdown_fd = r->shared->shutdown_fd,
     };
-    int rc = wait_open(lv->st, r->cfg.db_path, &opt, &lv->waiter);
-    if (rc < 0) {
-        respond_store_error(r, rc, store_errmsg(lv->st));
-        return -1;
-    }
+    store_close(lv->st);
+    lv->st = NULL;
     return 0;
 }
 
 static void
 serve_stream(struct request *r)
 {
-    struct live lv = {.end_ms = INT64_MAX};
+    struct live lv = {.end_ms = INT64_MAX, .wake_fd = -1};
     struct start s = {0};
     store_batch_init(&lv.batch);
     if (prepare_stream(r, &lv, &s) < 0)
@@ -658,7 +728,7 @@ serve_stream(struct request *r)
             flush_out(r);
         goto out;
     }
-    if (open_waiter(r, &lv) < 0)
+    if (join_hub(r, &lv) < 0)
         goto out;
     lv.probe_ms = config_probe_ms(&r->cfg, param(r, "SERVER_SOFTWARE"), r->io->is_cgi);
     lv.last_write_ms = lv.last_beat_ms = wait_now_ms();

@@ -26,6 +26,7 @@ enum query_id {
     Q_AFTER_SESSION,
     Q_AFTER_WORKER,
     Q_AFTER_GLOBAL,
+    Q_AFTER_ALL,
     Q_REPLAY_SESSION,
     Q_REPLAY_WORKER,
     Q_NEWEST_ID,
@@ -56,6 +57,8 @@ static const struct {
                         "stream_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3", true},
     [Q_AFTER_GLOBAL] = {"after_global", "SELECT " EVENT_COLUMNS " FROM events WHERE "
                         "session_id IS NULL AND id > ?2 ORDER BY id LIMIT ?3", true},
+    [Q_AFTER_ALL] = {"after_all", "SELECT " EVENT_COLUMNS " FROM events WHERE id > ?2 "
+                     "ORDER BY id LIMIT ?3", true},
     [Q_REPLAY_SESSION] = {"replay_session", "SELECT min(id) FROM (SELECT id FROM events "
                           "WHERE session_id = ?1 ORDER BY id DESC LIMIT ?3)", true},
     [Q_REPLAY_WORKER] = {"replay_worker", "SELECT min(id) FROM (SELECT id FROM events "
@@ -350,6 +353,19 @@ batch_clear(struct store_batch *b)
 }
 
 void
+store_batch_clear(struct store_batch *b)
+{
+    batch_clear(b);
+}
+
+void
+store_batch_forget_rows(struct store_batch *b)
+{
+    b->count = 0;
+    b->is_full = false;
+}
+
+void
 store_batch_release(struct store_batch *b)
 {
     if (b == NULL)
@@ -486,11 +502,63 @@ run_batch(struct store *st, enum query_id q, size_t max_bytes, size_t max_rows,
     return 0;
 }
 
+/* Copies len bytes of text (NULL stays NULL) into block at *used; returns the copy. */
+static const char *
+copy_field(const char *text, size_t len, char *block, size_t *used)
+{
+    if (text == NULL)
+        return NULL;
+    char *copy = block + *used;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    *used += len + 1;
+    return copy;
+}
+
+long
+store_batch_add_copy(struct store_batch *b, const struct event *e)
+{
+    if (batch_reserve(b, b->count + 1) < 0)
+        return -1;
+    size_t session_len = e->session_id ? strlen(e->session_id) : 0;
+    size_t stamp_len = e->timestamp.kind == EVENT_VALUE_TEXT ? e->timestamp.text_len : 0;
+    size_t total = session_len + e->type_len + e->stream_id_len + e->node_id_len
+                   + e->execution_id_len + e->data_len + e->correlation_id_len
+                   + e->colony_id_len + e->run_id_len + stamp_len + 10;
+    char *block = malloc(total);
+    if (block == NULL)
+        return -1;
+    struct event *c = &b->events[b->count];
+    *c = *e;
+    size_t used = 0;
+    c->session_id = copy_field(e->session_id, session_len, block, &used);
+    c->type = copy_field(e->type, e->type_len, block, &used);
+    c->stream_id = copy_field(e->stream_id, e->stream_id_len, block, &used);
+    c->node_id = copy_field(e->node_id, e->node_id_len, block, &used);
+    c->execution_id = copy_field(e->execution_id, e->execution_id_len, block, &used);
+    c->data = copy_field(e->data, e->data_len, block, &used);
+    c->correlation_id = copy_field(e->correlation_id, e->correlation_id_len, block, &used);
+    c->colony_id = copy_field(e->colony_id, e->colony_id_len, block, &used);
+    c->run_id = copy_field(e->run_id, e->run_id_len, block, &used);
+    if (e->timestamp.kind == EVENT_VALUE_TEXT)
+        c->timestamp.text = copy_field(e->timestamp.text, stamp_len, block, &used);
+    b->row_blocks[b->count++] = block;
+    return (long)total;
+}
+
 static enum query_id
 after_query(enum store_scope scope)
 {
-    return scope == STORE_SCOPE_SESSION ? Q_AFTER_SESSION
-           : scope == STORE_SCOPE_WORKER ? Q_AFTER_WORKER : Q_AFTER_GLOBAL;
+    switch (scope) {
+    case STORE_SCOPE_SESSION:
+        return Q_AFTER_SESSION;
+    case STORE_SCOPE_WORKER:
+        return Q_AFTER_WORKER;
+    case STORE_SCOPE_GLOBAL:
+        return Q_AFTER_GLOBAL;
+    default:
+        return Q_AFTER_ALL;
+    }
 }
 
 int
@@ -502,7 +570,7 @@ store_events_after(struct store *st, const struct store_channel *ch, int64_t aft
     sqlite3_stmt *s = statement(st, q);
     if (s == NULL)
         return STORE_ERR_SCHEMA;
-    if (ch->scope != STORE_SCOPE_GLOBAL)
+    if (ch->scope == STORE_SCOPE_SESSION || ch->scope == STORE_SCOPE_WORKER)
         sqlite3_bind_text(s, 1, ch->key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, after_id);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)max_rows);

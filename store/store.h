@@ -32,6 +32,7 @@ enum store_scope {
     STORE_SCOPE_SESSION,        /* session_id = key */
     STORE_SCOPE_WORKER,         /* stream_id = key ("worker:<id>") */
     STORE_SCOPE_GLOBAL,         /* session_id IS NULL; key unused */
+    STORE_SCOPE_ALL,            /* every row (the process's watcher, store/hub.c) */
 };
 
 struct store_channel {
@@ -109,5 +110,16 @@ void store_batch_init(struct store_batch *b);
 
 /* Frees a batch's memory and leaves it empty. NULL is safe. */
 void store_batch_release(struct store_batch *b);
+
+/* Frees the rows but keeps the arrays for the next fill. */
+void store_batch_clear(struct store_batch *b);
+
+/* Empties the batch without freeing its row blocks: the caller has taken row_blocks[i]
+ * (and the events that point into them). */
+void store_batch_forget_rows(struct store_batch *b);
+
+/* Appends a deep copy of e (its strings in one new row block). Returns the bytes copied,
+ * or -1 when out of memory. */
+long store_batch_add_copy(struct store_batch *b, const struct event *e);
 
 #endif

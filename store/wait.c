@@ -156,23 +156,23 @@ drain_inotify(struct waiter *w)
 }
 
 static bool
-client_revents_mean_gone(const struct waiter *w, short revents)
+client_revents_mean_gone(const struct wait_options *opt, short revents)
 {
     if (revents & (POLLHUP | POLLERR | POLLNVAL | POLLRDHUP))
         return true;
-    if (!(revents & POLLIN) || !w->opt.is_client_socket)
+    if (!(revents & POLLIN) || !opt->is_client_socket)
         return false;
     /* After stdin's EOF the web server sends nothing more for this request but an abort:
      * EOF (recv 0) or any record both mean the client is gone (DEPLOY-NOTES Q4, Q9). */
     char byte;
-    ssize_t n = recv(w->opt.client_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = recv(opt->client_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 static short
-client_events(const struct waiter *w)
+client_events(const struct wait_options *opt)
 {
-    return w->opt.is_client_socket ? (POLLIN | POLLRDHUP) : 0;
+    return opt->is_client_socket ? (POLLIN | POLLRDHUP) : 0;
 }
 
 bool
@@ -180,8 +180,55 @@ wait_client_is_gone(const struct waiter *w)
 {
     if (w->opt.client_fd < 0)
         return false;
-    struct pollfd p = {.fd = w->opt.client_fd, .events = client_events(w)};
-    return poll(&p, 1, 0) > 0 && client_revents_mean_gone(w, p.revents);
+    struct pollfd p = {.fd = w->opt.client_fd, .events = client_events(&w->opt)};
+    return poll(&p, 1, 0) > 0 && client_revents_mean_gone(&w->opt, p.revents);
+}
+
+/* One poll() of the shutdown fd, the client's fd and extra_fd. Returns WAIT_SHUTDOWN,
+ * WAIT_CLIENT_GONE or WAIT_ERROR, else WAIT_CHANGED with *is_extra_ready set when extra_fd
+ * is readable (nothing happened at all when it is false). */
+static enum wait_result
+poll_once(const struct wait_options *opt, int extra_fd, int timeout_ms, bool *is_extra_ready)
+{
+    struct pollfd fds[3] = {
+        {.fd = opt->shutdown_fd, .events = POLLIN},
+        {.fd = opt->client_fd, .events = client_events(opt)},
+        {.fd = extra_fd, .events = POLLIN},
+    };
+    *is_extra_ready = false;
+    int n = poll(fds, 3, timeout_ms);
+    if (n < 0 && errno != EINTR)
+        return WAIT_ERROR;
+    if (n <= 0)
+        return WAIT_CHANGED;
+    if (fds[0].revents)
+        return WAIT_SHUTDOWN;
+    if (fds[1].revents && client_revents_mean_gone(opt, fds[1].revents))
+        return WAIT_CLIENT_GONE;
+    *is_extra_ready = fds[2].revents != 0;
+    return WAIT_CHANGED;
+}
+
+enum wait_result
+wait_for_wake(const struct wait_options *opt, int wake_fd, int64_t deadline_ms)
+{
+    for (;;) {
+        int64_t now = wait_now_ms();
+        if (now >= deadline_ms)
+            return WAIT_DEADLINE;
+        int64_t timeout = deadline_ms - now;
+        bool is_woken = false;
+        enum wait_result r = poll_once(opt, wake_fd, timeout > INT_MAX ? INT_MAX : (int)timeout,
+                                       &is_woken);
+        if (r != WAIT_CHANGED)
+            return r;
+        if (is_woken) {
+            uint64_t count;
+            if (read(wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+                return WAIT_ERROR;
+            return WAIT_CHANGED;
+        }
+    }
 }
 
 /* Step 1: has another connection committed since the last WAIT_CHANGED? */
@@ -220,21 +267,12 @@ wait_for_change(struct waiter *w, int64_t deadline_ms)
         int64_t now = wait_now_ms();
         if (now >= deadline_ms)
             return WAIT_DEADLINE;
-        struct pollfd fds[3] = {
-            {.fd = w->opt.shutdown_fd, .events = POLLIN},
-            {.fd = w->opt.client_fd, .events = client_events(w)},
-            {.fd = w->inotify_fd, .events = POLLIN},
-        };
-        int n = poll(fds, 3, poll_timeout_ms(w, now, deadline_ms));
-        if (n < 0 && errno != EINTR)
-            return WAIT_ERROR;
-        if (n <= 0)
-            continue;
-        if (fds[0].revents)
-            return WAIT_SHUTDOWN;
-        if (fds[1].revents && client_revents_mean_gone(w, fds[1].revents))
-            return WAIT_CLIENT_GONE;
-        if (fds[2].revents) {
+        bool is_hinted = false;
+        enum wait_result r = poll_once(&w->opt, w->inotify_fd,
+                                       poll_timeout_ms(w, now, deadline_ms), &is_hinted);
+        if (r != WAIT_CHANGED)
+            return r;
+        if (is_hinted) {
             drain_inotify(w);
             w->recheck_until_ms = wait_now_ms() + WAIT_RECHECK_MS;
         }

@@ -47,6 +47,11 @@ void wait_close(struct waiter *w);
  * Returns WAIT_CHANGED at once when data_version moved since the last WAIT_CHANGED. */
 enum wait_result wait_for_change(struct waiter *w, int64_t deadline_ms);
 
+/* A stream's sleep when the process's watcher (store/hub.c) reads the database for it:
+ * until wake_fd (an eventfd, drained here) is readable (WAIT_CHANGED), the client leaves,
+ * shutdown, or deadline_ms. opt->poll_ms is unused. */
+enum wait_result wait_for_wake(const struct wait_options *opt, int wake_fd, int64_t deadline_ms);
+
 /* Checks, without blocking, whether the client has gone. */
 bool wait_client_is_gone(const struct waiter *w);
 

@@ -209,6 +209,67 @@ START_TEST(test_database_opened_read_only)
 }
 END_TEST
 
+/* Counts pid's descriptors whose link target ends with suffix. */
+static int
+count_fds_of(pid_t pid, const char *suffix)
+{
+    int count = 0;
+    for (int fd = 0; fd < 4096; fd++) {
+        char link[96], target[TESTENV_PATH_MAX];
+        snprintf(link, sizeof(link), "/proc/%ld/fd/%d", (long)pid, fd);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        size_t len = strlen(suffix);
+        count += (size_t)n >= len && strcmp(target + n - len, suffix) == 0;
+    }
+    return count;
+}
+
+enum { WATCHED_STREAMS = 24, WATCHED_SESSIONS = 8 };
+
+/* Issue 4: change detection happens once per process, not once per stream. 24 streams on
+ * 8 sessions each get exactly their session's events, while the process holds one inotify
+ * instance and two connections to the database (the watcher's and the shared one; each
+ * stream's own, for its start, is closed once it is live). */
+START_TEST(test_one_watcher_serves_many_streams)
+{
+    const char *const settings[] = {"SSE_THREADS", "32", NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
+    for (int i = 1; i < WATCHED_SESSIONS; i++)
+        publish_okf(&test_env, "INSERT INTO sessions(id) VALUES ('s%d');\n", i + 1);
+    struct sse_client c[WATCHED_STREAMS];
+    for (int i = 0; i < WATCHED_STREAMS; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/api/sessions/s%d/events", i % WATCHED_SESSIONS + 1);
+        frames_open_stream(&c[i], test_srv.port, path, NULL);
+    }
+    /* One row per session, in session order: ids 1..8 for s1..s8. */
+    publish_ok(&test_env, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k "
+               "WHERE i < 8)\nINSERT INTO events(session_id, type) SELECT 's' || i, "
+               "'llm_text_delta' FROM k;\n");
+    for (int i = 0; i < WATCHED_STREAMS; i++) {
+        long long id = i % WATCHED_SESSIONS + 1;
+        frames_expect_ids(&c[i], &id, 1, 5000);
+    }
+    pid_t backend = server_find_backend(&test_srv, 2000);
+    DIAG_CHECK(backend > 0, "no backend process");
+    int watchers = count_fds_of(backend, "anon_inode:inotify");
+    int connections = count_fds_of(backend, "/events.db");
+    DIAG_CHECK(watchers == 1, "%d inotify instances for %d streams, expected 1", watchers,
+               WATCHED_STREAMS);
+    /* SQLite defers closing a descriptor while another connection of the process holds a
+     * lock on the file, so a stream's start-up connection may linger briefly. */
+    DIAG_CHECK(connections <= 4, "%d descriptors on events.db for %d streams, expected at "
+               "most 4", connections, WATCHED_STREAMS);
+    fprintf(stderr, "%d streams: %d inotify instance, %d descriptors on events.db\n",
+            WATCHED_STREAMS, watchers, connections);
+    for (int i = 0; i < WATCHED_STREAMS; i++)
+        sse_client_close(&c[i]);
+}
+END_TEST
+
 Suite *suite_load(void);
 
 Suite *
@@ -224,6 +285,8 @@ suite_load(void)
     tcase_add_test(tc, test_lagging_client_keeps_critical_events);
     tcase_add_test(tc, test_probe_writes_when_configured);
     tcase_add_test(tc, test_database_opened_read_only);
+    if (server_building_front_end == SERVER_LIGHTTPD)  /* many streams in one process */
+        tcase_add_test(tc, test_one_watcher_serves_many_streams);
     suite_add_tcase(s, tc);
     return s;
 }

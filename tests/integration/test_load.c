@@ -7,8 +7,12 @@
  * the log so that sent + shed is every row; two streams of one process never see each
  * other's events; SSE_PROBE_MS writes bare ':' lines.
  */
+#include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +71,57 @@ START_TEST(test_two_sessions_never_mix)
     frames_expect_ids(&two, even, 20, 5000);
     sse_client_close(&one);
     sse_client_close(&two);
+}
+END_TEST
+
+enum { STALL_ROWS = 1000, STALL_ROW_BYTES = 8192 };
+
+/* A client that sends its request and never reads: a 4 KiB receive buffer, so the
+ * server's writes to it block soon (loopback would otherwise buffer megabytes). */
+static int
+open_stalled_client(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    DIAG_CHECK(fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0
+               && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0,
+               "stalled client: %s", strerror(errno));
+    char request[256];
+    int len = snprintf(request, sizeof(request), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                       path);
+    DIAG_CHECK(write(fd, request, (size_t)len) == len, "write: %s", strerror(errno));
+    return fd;
+}
+
+/* Issue 4: writes to one slow client never delay another. One client of the process stops
+ * reading while 8 MiB of events are published: its socket and the web server's buffers
+ * fill and its stream blocks in write (its log line shows it sent fewer events); a second
+ * stream of the same process, on the same session, still gets every event. */
+START_TEST(test_stalled_client_delays_no_other)
+{
+    server_start(&test_srv, &test_env, NULL);
+    int stalled = open_stalled_client(test_srv.port, "/api/sessions/s1/events");
+    logwait_expect_line(test_srv.sse_log, "sse connected session=s1", NULL, 2000);
+    struct sse_client reader;
+    frames_open_stream(&reader, test_srv.port, "/api/sessions/s1/events", NULL);
+    publish_okf(&test_env, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k "
+                "WHERE i < %d)\nINSERT INTO events(session_id, type, data) SELECT 's1', "
+                "'llm_text_delta', json_object('pad', hex(zeroblob(%d))) FROM k;\n",
+                STALL_ROWS, STALL_ROW_BYTES / 2);
+    long long *ids = calloc(STALL_ROWS + 1, sizeof(*ids));
+    DIAG_CHECK(ids != NULL, "out of memory");
+    size_t n = frames_read_until(&reader, STALL_ROWS, ids, STALL_ROWS + 1, 15000);
+    free(ids);
+    DIAG_CHECK(n == STALL_ROWS, "the reading client got %zu of %d events", n, STALL_ROWS);
+    sse_client_close(&reader);
+    close(stalled);
+    logwait_expect_count(test_srv.sse_log, "sse disconnected session=s1", NULL, 2, 5000);
+    int full_streams = logwait_count_lines(test_srv.sse_log, "sse disconnected session=s1",
+                                           "events_sent=1000 ");
+    DIAG_CHECK(full_streams == 1, "%d streams sent every event: the stalled client did not "
+               "stall its stream, the test proves nothing", full_streams);
 }
 END_TEST
 
@@ -282,6 +337,7 @@ suite_load(void)
     if (server_building_front_end == SERVER_LIGHTTPD)  /* one request per process else */
         tcase_add_test(tc, test_no_free_slot_answers_503_at_once);
     tcase_add_test(tc, test_two_sessions_never_mix);
+    tcase_add_test(tc, test_stalled_client_delays_no_other);
     tcase_add_test(tc, test_lagging_client_keeps_critical_events);
     tcase_add_test(tc, test_probe_writes_when_configured);
     tcase_add_test(tc, test_database_opened_read_only);

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,14 +42,16 @@ static const char USAGE[] =
 /* Process-wide, written once before threads start, except where noted. */
 static struct stream_shared shared = {.shutdown_fd = -1};
 static int shutdown_write_fd = -1;
-static volatile sig_atomic_t is_shutting_down;  /* set by the signal handler */
+/* Set by the signal handler, read by every thread: a lock-free atomic is both
+ * async-signal-safe and race-free (volatile sig_atomic_t is only the former). */
+static atomic_int is_shutting_down;
 
 static void
 on_shutdown_signal(int signo)
 {
     (void)signo;
     int saved_errno = errno;
-    is_shutting_down = 1;
+    atomic_store(&is_shutting_down, 1);
     ssize_t n = write(shutdown_write_fd, "x", 1);
     (void)n;
     FCGX_ShutdownPending();  /* makes libfcgi's accept() loop give up instead of retrying */
@@ -159,7 +162,7 @@ static FCGX_Request *
 pool_take(void)
 {
     pthread_mutex_lock(&pool.lock);
-    while (pool.handed_count == 0 && !is_shutting_down)
+    while (pool.handed_count == 0 && !atomic_load(&is_shutting_down))
         pthread_cond_wait(&pool.changed, &pool.lock);
     FCGX_Request *req = pool.handed_count > 0 ? pool.handed[--pool.handed_count] : NULL;
     pthread_mutex_unlock(&pool.lock);
@@ -199,7 +202,7 @@ pool_hand_off(FCGX_Request *req)
     until.tv_sec += until.tv_nsec / 1000000000L;
     until.tv_nsec %= 1000000000L;
     pthread_mutex_lock(&pool.lock);
-    while (pool.busy_threads >= pool.threads && !is_shutting_down
+    while (pool.busy_threads >= pool.threads && !atomic_load(&is_shutting_down)
            && pthread_cond_timedwait(&pool.changed, &pool.lock, &until) == 0) {
     }
     bool is_taken = pool.busy_threads < pool.threads;
@@ -284,11 +287,11 @@ serve_fastcgi(long threads)
     }
     log_line(LOG_LEVEL_INFO, "started mode=fastcgi threads=%ld pid=%ld", threads,
              (long)getpid());
-    while (!is_shutting_down) {
+    while (!atomic_load(&is_shutting_down)) {
         FCGX_Request *req = pool_get_free();  /* never NULL: threads + 1 requests */
         if (FCGX_Accept_r(req) < 0) {
             pool_put_free(req, false);
-            if (!is_shutting_down)
+            if (!atomic_load(&is_shutting_down))
                 log_line(LOG_LEVEL_ERROR, "error accept failed; exiting");
             break;
         }

@@ -1,0 +1,203 @@
+/*
+ * test_faults.c - faults that must lose nothing and duplicate nothing (issue 5).
+ *
+ * Real processes, real files: the responder SIGKILLed mid-stream (what a web server does to
+ * a busy fcgid process), a producer SIGKILLed inside a multi-row transaction, checkpoint,
+ * VACUUM and a pruning DELETE while streams run, a writer that locks the database
+ * exclusively for 5 s. Each test reads ids and compares them with the exact list expected.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/lib/diag.h"
+#include "tests/lib/frames.h"
+#include "tests/lib/logwait.h"
+#include "tests/lib/publish.h"
+#include "tests/lib/server.h"
+#include "tests/lib/sse_client.h"
+#include "tests/lib/testenv.h"
+
+/* A statement that runs until killed (it would take hours), keeping its transaction open. */
+#define BURN_SQL "SELECT count(*) FROM (WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL " \
+                 "SELECT i + 1 FROM k WHERE i < 100000000000) SELECT i FROM k);\n"
+
+/* Opens a stream resuming after last_id, retrying while the web server answers 503 or
+ * cannot reach a backend yet (as EventSource retries), for up to timeout_ms. */
+static void
+reconnect(struct sse_client *c, long long last_id, int timeout_ms)
+{
+    char header[64];
+    snprintf(header, sizeof(header), "Last-Event-ID: %lld", last_id);
+    const char *const headers[] = {header, NULL};
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    for (;;) {
+        sse_client_open(c, test_srv.port, "GET", "/api/sessions/s1/events", headers);
+        if (c->status == 200 || testenv_now_ms() >= deadline)
+            break;
+        sse_client_close(c);
+        testenv_poll_step();
+    }
+    DIAG_CHECK(c->status == 200, "resume after %lld: status %d", last_id, c->status);
+}
+
+/* The CPU time (ticks) pid has used, from /proc/<pid>/stat; -1 when it is gone. */
+static long
+cpu_ticks(pid_t pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    if (testenv_read_file(path, line, sizeof(line)) <= 0)
+        return -1;
+    const char *p = strrchr(line, ')');
+    long utime = 0, stime = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld",
+                            &utime, &stime) != 2)
+        return -1;
+    return utime + stime;
+}
+
+/* Waits until the producer pid is past its INSERTs and inside BURN_SQL: it has used
+ * 100 ms of CPU (the INSERTs take well under that). */
+static void
+wait_until_burning(pid_t pid)
+{
+    int64_t deadline = testenv_now_ms() + 10000;
+    while (cpu_ticks(pid) >= 0 && cpu_ticks(pid) < 10 && testenv_now_ms() < deadline)
+        testenv_poll_step();
+    if (cpu_ticks(pid) >= 10)
+        return;
+    struct publish_result r;
+    int status = publish_wait(&test_env, pid, 100, &r);
+    DIAG_CHECK(false, "the producer never got to its long statement (exit %d): %s", status,
+               r.err);
+}
+
+/* The web server SIGKILLs a busy process: the stream dies without a last word; the client
+ * reconnects with Last-Event-ID and gets every later event exactly once. */
+START_TEST(test_responder_sigkill_then_exact_resume)
+{
+    server_start(&test_srv, &test_env, NULL);
+    struct sse_client c;
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 5);
+    frames_expect_ids(&c, (const long long[]){1, 2, 3, 4, 5}, 5, 5000);
+    pid_t backend = server_find_backend(&test_srv, 2000);
+    DIAG_CHECK(backend > 0 && kill(backend, SIGKILL) == 0, "cannot SIGKILL the backend");
+    sse_client_expect_end(&c, 5000);
+    sse_client_close(&c);
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 5);  /* 6..10 while it is dead */
+    reconnect(&c, 5, 10000);  /* lighttpd starts a new backend */
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 2);  /* 11, 12 live */
+    frames_expect_ids(&c, (const long long[]){6, 7, 8, 9, 10, 11, 12}, 7, 5000);
+    sse_client_close(&c);
+}
+END_TEST
+
+/* A producer killed inside a multi-row transaction: no stream ever shows its rows. The
+ * next committed row is the next event, with the next id. */
+START_TEST(test_killed_producer_rows_never_show)
+{
+    server_start(&test_srv, &test_env, NULL);
+    struct sse_client c;
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
+    pid_t producer = publish_start(&test_env,
+        "BEGIN;\n"
+        "INSERT INTO events(session_id, type, data) VALUES ('s1', 'llm_text_delta', "
+        "'{\"uncommitted\":1}'), ('s1', 'llm_text_delta', '{\"uncommitted\":2}');\n"
+        BURN_SQL "COMMIT;\n");
+    wait_until_burning(producer);
+    DIAG_CHECK(kill(producer, SIGKILL) == 0, "cannot SIGKILL the producer");
+    publish_wait(&test_env, producer, 5000, NULL);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type, data) VALUES ('s1', "
+               "'llm_text_delta', '{\"committed\":1}');\n");
+    frames_expect_ids(&c, (const long long[]){1}, 1, 5000);
+    DIAG_CHECK(strstr(c.body, "uncommitted") == NULL, "a killed transaction's row was sent");
+    sse_client_close(&c);
+}
+END_TEST
+
+enum { MAINTENANCE_ROUNDS = 30 };
+
+/* Checkpoint (TRUNCATE), VACUUM and a pruning DELETE of rows already sent, between the
+ * commits of a live stream: it goes on, in order, without gap or repeat. */
+START_TEST(test_maintenance_while_streaming)
+{
+    server_start(&test_srv, &test_env, NULL);
+    struct sse_client c;
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
+    static const char *const MAINTENANCE[] = {
+        "PRAGMA wal_checkpoint(TRUNCATE);\n",
+        "VACUUM;\n",
+        "DELETE FROM events WHERE id <= (SELECT max(id) - 3 FROM events);\n",
+    };
+    long long expected[MAINTENANCE_ROUNDS * 2];
+    for (int i = 0; i < MAINTENANCE_ROUNDS; i++) {
+        publish_events(&test_env, "s1", "llm_text_delta", NULL, 2);
+        expected[2 * i] = 2 * i + 1;
+        expected[2 * i + 1] = 2 * i + 2;
+        frames_expect_ids(&c, expected + 2 * i, 2, 5000);
+        publish_ok(&test_env, MAINTENANCE[i % 3]);
+    }
+    frames_expect_clean_body(&c);
+    sse_client_close(&c);
+}
+END_TEST
+
+/* A writer holds the exclusive (write) lock for 5 s, then dies: the stream stalls but keeps
+ * sending keepalives; a producer queued behind the lock commits once the writer is gone,
+ * and the stream catches up. (locking_mode=EXCLUSIVE, which would lock readers out too,
+ * cannot even be had while a reader is connected: in WAL mode every open connection holds
+ * a shared lock on the file, so that writer gets "database is locked".) */
+START_TEST(test_exclusive_lock_stalls_then_catches_up)
+{
+    server_start(&test_srv, &test_env, NULL);
+    struct sse_client c;
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 1);
+    frames_expect_ids(&c, (const long long[]){1}, 1, 5000);
+    pid_t locker = publish_start(&test_env,
+        "BEGIN EXCLUSIVE;\n"
+        "INSERT INTO events(session_id, type, data) VALUES ('s1', 'llm_text_delta', "
+        "'{\"uncommitted\":1}');\n" BURN_SQL "COMMIT;\n");
+    wait_until_burning(locker);
+    pid_t queued = publish_start(&test_env, ".timeout 20000\nINSERT INTO events(session_id, "
+                                 "type) VALUES ('s1', 'execution_started');\n");
+    int64_t start_ms = testenv_now_ms();
+    int keepalives = 0;
+    while (testenv_now_ms() - start_ms < 5000) {
+        struct sse_frame f;
+        sse_client_expect_block(&c, &f, 2500);  /* SSE_KEEPALIVE_S=1 */
+        DIAG_CHECK(f.data == NULL, "an event arrived while the database was locked");
+        keepalives += f.comment_lines > 0;
+        sse_frame_release(&f);
+    }
+    DIAG_CHECK(keepalives >= 3, "%d keepalives in 5 s of lock", keepalives);
+    DIAG_CHECK(kill(locker, SIGKILL) == 0, "cannot SIGKILL the locking writer");
+    publish_wait(&test_env, locker, 5000, NULL);
+    struct publish_result r;
+    DIAG_CHECK(publish_wait(&test_env, queued, 20000, &r) == 0, "the queued producer failed: "
+               "%s", r.err);
+    frames_expect_ids(&c, (const long long[]){2}, 1, 5000);
+    DIAG_CHECK(strstr(c.body, "uncommitted") == NULL, "the killed writer's row was sent");
+    sse_client_close(&c);
+}
+END_TEST
+
+Suite *suite_faults(void);
+
+Suite *
+suite_faults(void)
+{
+    Suite *s = suite_create("faults");
+    TCase *tc = server_tcase_create("faults");
+    tcase_set_timeout(tc, 40);
+    tcase_add_test(tc, test_responder_sigkill_then_exact_resume);
+    tcase_add_test(tc, test_killed_producer_rows_never_show);
+    tcase_add_test(tc, test_maintenance_while_streaming);
+    tcase_add_test(tc, test_exclusive_lock_stalls_then_catches_up);
+    suite_add_tcase(s, tc);
+    return s;
+}

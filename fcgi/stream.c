@@ -61,6 +61,7 @@ enum end_reason {
     END_SHUTDOWN,
     END_ERROR_STORE,
     END_ERROR_OOM,
+    END_ERROR_DATABASE_GONE,
 };
 
 static const char *const END_REASONS[] = {
@@ -70,6 +71,7 @@ static const char *const END_REASONS[] = {
     [END_SHUTDOWN] = "shutdown",
     [END_ERROR_STORE] = "error:store",
     [END_ERROR_OOM] = "error:oom",
+    [END_ERROR_DATABASE_GONE] = "error:database_gone",
 };
 
 /* Everything one request owns. */
@@ -93,6 +95,7 @@ struct live {
     struct hub *hub;                /* borrowed; the process's watcher of the database */
     struct hub_sub sub;             /* registered with hub while is_subscribed */
     bool is_subscribed;
+    unsigned long hub_generation;   /* the hub's at join: a change means a new file */
     int wake_fd;                    /* owned eventfd the hub writes to; -1 when none */
     struct wait_options wait_opt;   /* the client's fd and the shutdown fd */
     struct filter filter;           /* owned */
@@ -576,6 +579,8 @@ read_from_database(struct request *r, struct live *lv, int64_t *newest_id)
 static int
 read_and_send(struct request *r, struct live *lv)
 {
+    if (hub_generation(lv->hub) != lv->hub_generation)
+        return -END_ERROR_DATABASE_GONE;  /* removed or replaced: its ids mean nothing now */
     int rc = check_session_closed(r, lv);
     if (rc < 0)
         return rc;
@@ -696,6 +701,7 @@ join_hub(struct request *r, struct live *lv)
     }
     lv->sub = (struct hub_sub){.scope = r->channel.scope, .key = r->channel.key,
                                .wake_fd = lv->wake_fd};
+    lv->hub_generation = hub_generation(lv->hub);
     hub_subscribe(lv->hub, &lv->sub);
     lv->is_subscribed = true;
     lv->wait_opt = (struct wait_options){

@@ -13,8 +13,10 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "wait.h"
@@ -30,6 +32,9 @@ struct hub {
     char *db_path;                  /* owned */
     long poll_ms;
     int shutdown_fd;
+    dev_t db_dev;                   /* the file the watcher opened: a different one at */
+    ino_t db_ino;                   /* db_path means the database was replaced */
+    atomic_ulong generation;        /* +1 each time the file is found gone or replaced */
 
     pthread_rwlock_t ring_lock;
     struct event *ring;             /* HUB_RING_ROWS slots, oldest at ring_head */
@@ -219,12 +224,49 @@ read_new_rows(struct hub *h, struct store *st, struct store_batch *batch)
     }
 }
 
+/* True while db_path still names the file the watcher opened. */
+static bool
+is_same_file(const struct hub *h)
+{
+    struct stat sb;
+    return stat(h->db_path, &sb) == 0 && sb.st_dev == h->db_dev && sb.st_ino == h->db_ino;
+}
+
+/* The database file was removed or replaced: forget its rows and connections, and wake
+ * every stream, which ends (its rows may not be the new file's rows). */
+static void
+forget_database(struct hub *h)
+{
+    pthread_rwlock_wrlock(&h->ring_lock);
+    while (h->ring_count > 0)
+        evict_oldest(h);
+    h->base = h->newest = 0;
+    h->is_reading = false;
+    pthread_rwlock_unlock(&h->ring_lock);
+    pthread_mutex_lock(&h->query_lock);
+    store_close(h->query_store);
+    h->query_store = NULL;
+    pthread_mutex_unlock(&h->query_lock);
+    atomic_fetch_add(&h->generation, 1);
+    struct store_batch none;
+    store_batch_init(&none);
+    wake_for(h, &none);
+}
+
 /* Opens the watcher's connection and learns where the table ends. */
 static int
 open_watcher(struct hub *h, struct store **st, struct waiter **w)
 {
     char err[256];
+    struct stat before, after;
+    if (stat(h->db_path, &before) < 0)
+        return STORE_ERR_MISSING;
     int rc = store_open(h->db_path, HUB_BUSY_TIMEOUT_MS, st, err, sizeof(err));
+    if (rc == 0 && (stat(h->db_path, &after) < 0 || after.st_ino != before.st_ino
+                    || after.st_dev != before.st_dev))
+        rc = STORE_ERR_MISSING;  /* replaced while we opened it: try again */
+    h->db_dev = before.st_dev;
+    h->db_ino = before.st_ino;
     int64_t newest = 0;
     if (rc == 0)
         rc = store_newest_id(*st, &newest);
@@ -233,6 +275,8 @@ open_watcher(struct hub *h, struct store **st, struct waiter **w)
     if (rc == 0)
         rc = wait_open(*st, h->db_path, &opt, w);
     if (rc < 0) {
+        wait_close(*w);
+        *w = NULL;
         store_close(*st);
         *st = NULL;
         return rc;
@@ -262,17 +306,21 @@ hub_main(void *arg)
                 break;
             continue;
         }
-        enum wait_result r = wait_for_change(w, INT64_MAX);
+        /* The deadline: every poll_ms, check that the file is still the one we read. */
+        enum wait_result r = wait_for_change(w, wait_now_ms() + h->poll_ms);
         if (r == WAIT_SHUTDOWN)
             break;
-        if (r == WAIT_CHANGED && read_new_rows(h, st, &batch) == 0)
+        bool is_gone = !is_same_file(h);
+        if (!is_gone && r == WAIT_CHANGED && read_new_rows(h, st, &batch) == 0)
             continue;
-        if (r == WAIT_CHANGED || r == WAIT_ERROR) {  /* reopen after a pause */
+        if (is_gone || r == WAIT_CHANGED || r == WAIT_ERROR) {  /* reopen after a pause */
             wait_close(w);
             store_close(st);
             w = NULL;
             st = NULL;
         }
+        if (is_gone)
+            forget_database(h);
     }
     wait_close(w);
     store_close(st);
@@ -390,6 +438,12 @@ hub_copy_after(struct hub *h, const struct store_channel *ch, int64_t after_id,
     }
     pthread_rwlock_unlock(&h->ring_lock);
     return rc;
+}
+
+unsigned long
+hub_generation(struct hub *h)
+{
+    return atomic_load(&h->generation);
 }
 
 struct store *

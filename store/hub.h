@@ -63,6 +63,11 @@ int hub_copy_after(struct hub *h, const struct store_channel *ch, int64_t after_
                    size_t max_rows, size_t max_bytes, struct store_batch *out,
                    int64_t *scanned_through, int64_t *newest_id);
 
+/* Changes each time the hub finds the database file removed or replaced by another file
+ * (a different inode at the path; checked every poll_ms). A stream that sees it change
+ * must end: the rows it has sent may not be in the new file. */
+unsigned long hub_generation(struct hub *h);
+
 /* The connection streams share for their occasional queries, locked for the caller until
  * hub_query_end. Returns NULL (lock not held) when the database cannot be opened, with the
  * reason in errbuf. */

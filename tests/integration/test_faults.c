@@ -7,10 +7,12 @@
  * exclusively for 5 s. Each test reads ids and compares them with the exact list expected.
  */
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/lib/diag.h"
 #include "tests/lib/frames.h"
@@ -75,15 +77,23 @@ wait_until_burning(pid_t pid)
                r.err);
 }
 
+/* Starts the server, opens a stream on s1 and has ids 1..n published and received. */
+static void
+start_streaming(struct sse_client *c, int n)
+{
+    static const long long IDS[] = {1, 2, 3, 4, 5};
+    server_start(&test_srv, &test_env, NULL);
+    frames_open_stream(c, test_srv.port, "/api/sessions/s1/events", NULL);
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, n);
+    frames_expect_ids(c, IDS, (size_t)n, 5000);
+}
+
 /* The web server SIGKILLs a busy process: the stream dies without a last word; the client
  * reconnects with Last-Event-ID and gets every later event exactly once. */
 START_TEST(test_responder_sigkill_then_exact_resume)
 {
-    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
-    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
-    publish_events(&test_env, "s1", "llm_text_delta", NULL, 5);
-    frames_expect_ids(&c, (const long long[]){1, 2, 3, 4, 5}, 5, 5000);
+    start_streaming(&c, 5);
     pid_t backend = server_find_backend(&test_srv, 2000);
     DIAG_CHECK(backend > 0 && kill(backend, SIGKILL) == 0, "cannot SIGKILL the backend");
     sse_client_expect_end(&c, 5000);
@@ -153,11 +163,8 @@ END_TEST
  * a shared lock on the file, so that writer gets "database is locked".) */
 START_TEST(test_exclusive_lock_stalls_then_catches_up)
 {
-    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
-    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
-    publish_events(&test_env, "s1", "llm_text_delta", NULL, 1);
-    frames_expect_ids(&c, (const long long[]){1}, 1, 5000);
+    start_streaming(&c, 1);
     pid_t locker = publish_start(&test_env,
         "BEGIN EXCLUSIVE;\n"
         "INSERT INTO events(session_id, type, data) VALUES ('s1', 'llm_text_delta', "
@@ -186,6 +193,93 @@ START_TEST(test_exclusive_lock_stalls_then_catches_up)
 }
 END_TEST
 
+/* Renames the database and its -wal and -shm from one suffix to another ("" is the
+ * database's own name), as `mv` would. */
+static void
+move_database(const char *from_suffix, const char *to_suffix)
+{
+    static const char *const PARTS[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char from[TESTENV_PATH_MAX + 16], to[TESTENV_PATH_MAX + 16];
+        snprintf(from, sizeof(from), "%s%s%s", test_env.db_path, from_suffix, PARTS[i]);
+        snprintf(to, sizeof(to), "%s%s%s", test_env.db_path, to_suffix, PARTS[i]);
+        DIAG_CHECK(rename(from, to) == 0 || (i > 0 && errno == ENOENT), "rename %s: %s", from,
+                   strerror(errno));
+    }
+}
+
+/* Waits up to timeout_ms until a new stream request gets want_status. */
+static void
+expect_stream_status(int want_status, int timeout_ms)
+{
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    int status = 0;
+    for (;;) {
+        struct sse_client c;
+        sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", NULL);
+        status = c.status;
+        sse_client_close(&c);
+        if (status == want_status || testenv_now_ms() >= deadline)
+            break;
+        testenv_poll_step();
+    }
+    DIAG_CHECK(status == want_status, "a new stream got %d, expected %d", status, want_status);
+}
+
+/* The database file is moved away: streams end with reason=error:database_gone, new ones
+ * get 503 while it is missing, and once it is back a client resumes where it was. */
+START_TEST(test_database_removed_then_back)
+{
+    struct sse_client c;
+    start_streaming(&c, 3);
+    move_database("", ".away");
+    sse_client_expect_end(&c, 3000);
+    sse_client_close(&c);
+    logwait_expect_line(test_srv.sse_log, "sse disconnected session=s1",
+                        "reason=error:database_gone", 2000);
+    expect_stream_status(503, 3000);
+    logwait_expect_line(test_srv.sse_log, "status=503", "database missing", 2000);
+    move_database(".away", "");
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 2);  /* 4, 5 */
+    reconnect(&c, 3, 5000);
+    frames_expect_ids(&c, (const long long[]){4, 5}, 2, 5000);
+    sse_client_close(&c);
+}
+END_TEST
+
+/* The database is replaced by another file (a restored copy: new inode, same rows and
+ * more): streams end, and a client resumes from the new file without gap or repeat. */
+START_TEST(test_database_replaced_by_new_file)
+{
+    struct sse_client c;
+    start_streaming(&c, 3);
+    char copy[TESTENV_PATH_MAX];
+    testenv_path(&test_env, "restored.db", copy, sizeof(copy));
+    publish_okf(&test_env, "VACUUM INTO '%s';\n", copy);  /* a copy: a new inode */
+    struct testenv restored = test_env;
+    snprintf(restored.db_path, sizeof(restored.db_path), "%s", copy);
+    publish_events(&restored, "s1", "llm_text_delta", NULL, 2);  /* 4, 5 in the new file */
+    publish_ok(&restored, "PRAGMA wal_checkpoint(TRUNCATE);\n");
+    /* The old -wal and -shm go first: SQLite would apply the old WAL to the new file
+     * ("database disk image is malformed"; README, Reliability). */
+    const char *const stale[] = {"events.db-wal", "events.db-shm", "restored.db-wal",
+                                 "restored.db-shm"};
+    for (int i = 0; i < 4; i++) {
+        char path[TESTENV_PATH_MAX];
+        unlink(testenv_path(&test_env, stale[i], path, sizeof(path)));
+    }
+    DIAG_CHECK(rename(copy, test_env.db_path) == 0, "rename: %s", strerror(errno));
+    sse_client_expect_end(&c, 3000);
+    sse_client_close(&c);
+    logwait_expect_line(test_srv.sse_log, "sse disconnected session=s1",
+                        "reason=error:database_gone", 2000);
+    reconnect(&c, 3, 5000);
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 1);  /* 6, live */
+    frames_expect_ids(&c, (const long long[]){4, 5, 6}, 3, 5000);
+    sse_client_close(&c);
+}
+END_TEST
+
 Suite *suite_faults(void);
 
 Suite *
@@ -198,6 +292,8 @@ suite_faults(void)
     tcase_add_test(tc, test_killed_producer_rows_never_show);
     tcase_add_test(tc, test_maintenance_while_streaming);
     tcase_add_test(tc, test_exclusive_lock_stalls_then_catches_up);
+    tcase_add_test(tc, test_database_removed_then_back);
+    tcase_add_test(tc, test_database_replaced_by_new_file);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -193,6 +193,25 @@ START_TEST(test_exclusive_lock_stalls_then_catches_up)
 }
 END_TEST
 
+/* The web server restarts while streams are open (an upgrade, a crash): the clients
+ * resume on the same port, nothing lost, nothing twice. */
+START_TEST(test_web_server_restart_then_resume)
+{
+    struct sse_client c;
+    start_streaming(&c, 3);
+    int port = test_srv.port;
+    server_stop(&test_srv);
+    sse_client_expect_end(&c, 3000);
+    sse_client_close(&c);
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 2);  /* 4, 5 while it is down */
+    server_start(&test_srv, &test_env, &(struct server_options){.port = port});
+    reconnect(&c, 3, 5000);
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 1);  /* 6 */
+    frames_expect_ids(&c, (const long long[]){4, 5, 6}, 3, 5000);
+    sse_client_close(&c);
+}
+END_TEST
+
 /* Renames the database and its -wal and -shm from one suffix to another ("" is the
  * database's own name), as `mv` would. */
 static void
@@ -292,6 +311,7 @@ suite_faults(void)
     tcase_add_test(tc, test_killed_producer_rows_never_show);
     tcase_add_test(tc, test_maintenance_while_streaming);
     tcase_add_test(tc, test_exclusive_lock_stalls_then_catches_up);
+    tcase_add_test(tc, test_web_server_restart_then_resume);
     tcase_add_test(tc, test_database_removed_then_back);
     tcase_add_test(tc, test_database_replaced_by_new_file);
     suite_add_tcase(s, tc);

@@ -388,7 +388,7 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
         server_start_backend(srv, env, opt);
     int status = 0;
     for (int attempt = 0; attempt < SERVER_START_TRIES; attempt++) {
-        srv->port = pick_port();
+        srv->port = opt && opt->port > 0 ? opt->port : pick_port();
         write_conf(srv, env, opt);
         srv->pid = spawn_lighttpd(srv);
         diag_register(srv, dump_hook, cleanup_hook);

@@ -10,8 +10,8 @@ BUILD   ?= build
 CC      ?= cc
 CFLAGS  ?= -O2
 
-PKGS      := fcgi sqlite3 libcjson
-DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev check sqlite3 \
+PKGS      := fcgi sqlite3 libcjson libcrypto
+DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev libssl-dev check sqlite3 \
              lighttpd apache2 libapache2-mod-fcgid spawn-fcgi curl
 
 # Lazily evaluated (=), so that `make test` on a fresh machine reads them after `deps`.
@@ -29,7 +29,8 @@ SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
                   -fno-omit-frame-pointer -O1 -g
 
 # Pure modules: no I/O, no clock, no environment (STYLE §1). Unit tests link only these.
-PURE_SRC   := fcgi/buf.c fcgi/params.c fcgi/filter.c fcgi/sse.c fcgi/http.c fcgi/config.c
+PURE_SRC   := fcgi/buf.c fcgi/params.c fcgi/filter.c fcgi/sse.c fcgi/http.c fcgi/config.c \
+              fcgi/auth.c
 SRC        := $(PURE_SRC) fcgi/log.c fcgi/stream.c fcgi/main.c store/store.c store/wait.c \
               store/hub.c
 TEST_SRC   := tests/main.c $(wildcard tests/unit/*.c tests/integration/*.c tests/lib/*.c)

@@ -58,6 +58,18 @@ CREATE TABLE IF NOT EXISTS pruned (
     through_id INTEGER NOT NULL
 );
 
+-- Read tokens, for SSE_AUTH=token. The producer stores a random salt and the lower-case
+-- hex SHA-256 of salt || token, never the token itself. scope is what the token opens: a
+-- session id, 'worker:<id>', or '' for the global channel. A scope may have several tokens
+-- (rotation: add the new one, delete the old one later).
+CREATE TABLE IF NOT EXISTS read_tokens (
+    scope      TEXT NOT NULL,
+    salt       TEXT NOT NULL CHECK (length(salt) BETWEEN 16 AND 128),
+    hash       TEXT NOT NULL CHECK (length(hash) = 64 AND hash NOT GLOB '*[^0-9a-f]*'),
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS read_tokens_scope ON read_tokens(scope);
+
 -- ---------------------------------------------------------------------------------------
 -- INSERT-time refusal of bad rows, each with a message that names the column and the rule.
 -- char(1,...,31,127) is the set of ASCII control characters.

@@ -95,6 +95,19 @@ load_strings(struct config *c, config_lookup_fn lookup, void *ctx, const char **
         *why = "must be stderr, syslog or a file path";
         return -1;
     }
+    if (auth_parse_mode(lookup(ctx, "SSE_AUTH"), &c->auth_mode) < 0) {
+        *bad_name = "SSE_AUTH";
+        *why = "must be none, token or jwt";
+        return -1;
+    }
+    c->jwt_secret = lookup(ctx, "SSE_JWT_SECRET");
+    c->jwt_secret_file = lookup(ctx, "SSE_JWT_SECRET_FILE");
+    if (c->auth_mode == AUTH_MODE_JWT && (c->jwt_secret == NULL || c->jwt_secret[0] == '\0')
+        && (c->jwt_secret_file == NULL || c->jwt_secret_file[0] == '\0')) {
+        *bad_name = "SSE_JWT_SECRET";
+        *why = "SSE_AUTH=jwt needs SSE_JWT_SECRET or SSE_JWT_SECRET_FILE";
+        return -1;
+    }
     const char *level = lookup(ctx, "SSE_LOG_LEVEL");
     c->log_level = LOG_LEVEL_INFO;
     if (level != NULL && config_parse_log_level(level, &c->log_level) < 0) {

@@ -10,6 +10,8 @@
 
 #include <stdbool.h>
 
+#include "auth.h"
+
 
 /* SSE_LOG_LEVEL values; log.h filters on them. */
 enum log_level {
@@ -33,6 +35,9 @@ struct config {
     long threads;              /* SSE_THREADS, 1..4096, default 1 */
     long probe_ms;             /* SSE_PROBE_MS, 0..60000; -1 = not set (pick by server) */
     const char *cors_origin;   /* SSE_CORS_ORIGIN; NULL = no CORS headers */
+    enum auth_mode auth_mode;  /* SSE_AUTH: none (default), token or jwt */
+    const char *jwt_secret;    /* SSE_JWT_SECRET: the HS256 key, or NULL */
+    const char *jwt_secret_file; /* SSE_JWT_SECRET_FILE: a file holding it, or NULL */
     enum log_level log_level;  /* SSE_LOG_LEVEL, default info */
     const char *log_target;    /* SSE_LOG: stderr (default), syslog or a file path */
 };

@@ -112,6 +112,9 @@ append_error_headers(struct buf *b, int status, int retry_after_s)
 {
     if (status == 405 && buf_append_str(b, "Allow: GET, HEAD\r\n") < 0)
         return -1;
+    /* RFC 9110: a 401 names the scheme (SSE_AUTH also takes ?token= and a cookie) */
+    if (status == 401 && buf_append_str(b, "WWW-Authenticate: Bearer\r\n") < 0)
+        return -1;
     if (retry_after_s > 0 && buf_appendf(b, "Retry-After: %d\r\n", retry_after_s) < 0)
         return -1;
     return 0;

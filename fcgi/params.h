@@ -71,6 +71,7 @@ struct query {
     bool is_last_event_id_malformed;        /* present but not a decimal id: log, ignore */
     int64_t last_event_id;
     bool is_named;                          /* named=1: add an `event: <type>` line */
+    const char *token;                      /* token= (SSE_AUTH), decoded; NULL if absent */
     char storage[PARAMS_QUERY_MAX + 2 * PARAMS_LIST_MAX];
 };
 

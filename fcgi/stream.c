@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../store/hub.h"
@@ -663,12 +664,84 @@ live_release(struct live *lv)
     store_close(lv->st);
 }
 
+enum { AUTH_TOKENS_MAX = 16, JWT_SECRET_MAX = 4096 };
+
+/* The HS256 key: SSE_JWT_SECRET, else the contents of SSE_JWT_SECRET_FILE without a final
+ * newline. Returns its length, or -1 when the file cannot be read or is empty. */
+static long
+jwt_secret(const struct request *r, unsigned char *out, size_t size)
+{
+    if (r->cfg.jwt_secret != NULL && r->cfg.jwt_secret[0] != '\0') {
+        size_t len = strlen(r->cfg.jwt_secret);
+        if (len > size)
+            return -1;
+        memcpy(out, r->cfg.jwt_secret, len);
+        return (long)len;
+    }
+    FILE *f = fopen(r->cfg.jwt_secret_file, "re");
+    if (f == NULL)
+        return -1;
+    size_t len = fread(out, 1, size, f);
+    fclose(f);
+    while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r'))
+        len--;
+    return len > 0 ? (long)len : -1;
+}
+
+/* SSE_AUTH (auth.h). It runs before anything that could tell whether the session exists,
+ * so an unknown session and a wrong token get the same answer through the same work. No
+ * credential or secret ever reaches a log line. Returns 0, or -1 after answering. */
+static int
+authorize(struct request *r, struct store *st)
+{
+    if (r->cfg.auth_mode == AUTH_MODE_NONE)
+        return 0;
+    char credential[AUTH_CREDENTIAL_MAX];
+    const char *token = auth_credential(r->query.token, param(r, "HTTP_COOKIE"),
+                                        param(r, "HTTP_AUTHORIZATION"), credential,
+                                        sizeof(credential));
+    enum auth_verdict v;
+    if (r->cfg.auth_mode == AUTH_MODE_TOKEN) {
+        struct stored_token stored[AUTH_TOKENS_MAX];
+        size_t count = 0;
+        const char *scope = r->channel.scope == STORE_SCOPE_GLOBAL ? "" : r->channel.key;
+        int rc = token != NULL ? store_read_tokens(st, scope, stored, AUTH_TOKENS_MAX, &count)
+                               : 0;
+        if (rc < 0) {
+            respond_store_error(r, rc, store_errmsg(st));
+            return -1;
+        }
+        v = auth_check_token(token, stored, count);
+    } else {
+        unsigned char secret[JWT_SECRET_MAX];
+        long secret_len = jwt_secret(r, secret, sizeof(secret));
+        if (secret_len < 0) {
+            log_line(LOG_LEVEL_ERROR, "error status=503 %s reason=\"SSE_JWT_SECRET_FILE "
+                     "unreadable or empty\"", r->log_subject);
+            respond_error(r, 503, "authentication is not configured");
+            return -1;
+        }
+        enum auth_channel channel = r->route.kind == ROUTE_SESSION_EVENTS ? AUTH_CHANNEL_SESSION
+                                    : r->route.kind == ROUTE_WORKER_EVENTS ? AUTH_CHANNEL_WORKER
+                                                                           : AUTH_CHANNEL_GLOBAL;
+        v = auth_check_jwt(token, secret, (size_t)secret_len, (int64_t)time(NULL), channel,
+                           r->route.id);
+        auth_wipe(secret, sizeof(secret));
+    }
+    if (v == AUTH_ALLOW)
+        return 0;
+    log_line(LOG_LEVEL_WARN, "denied status=%d %s reason=\"%s\"", auth_status(v),
+             r->log_subject, auth_reason(v));
+    respond_error(r, auth_status(v), auth_reason(v));
+    return -1;
+}
+
 /* Opens the store, checks the session, loads the policy and the first rows. Returns 0, or
  * -1 after answering the request. */
 static int
 prepare_stream(struct request *r, struct live *lv, struct start *s)
 {
-    if (open_store(r, &lv->st) < 0)
+    if (open_store(r, &lv->st) < 0 || authorize(r, lv->st) < 0)
         return -1;
     int rc = 0;
     if (r->route.kind == ROUTE_SESSION_EVENTS)

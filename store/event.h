@@ -61,4 +61,11 @@ struct event_type_policy {
     bool is_worker_fanin;
 };
 
+/* One `read_tokens` row (SSE_AUTH=token): salt as stored, and the lower-case hex SHA-256
+ * of salt || token. */
+struct stored_token {
+    char salt[129];
+    char hash_hex[65];
+};
+
 #endif

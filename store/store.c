@@ -38,6 +38,7 @@ enum query_id {
     Q_DATA_VERSION,
     Q_USER_VERSION,
     Q_JOURNAL_MODE,
+    Q_READ_TOKENS,
     Q_COUNT
 };
 
@@ -75,6 +76,8 @@ static const struct {
     [Q_DATA_VERSION] = {"data_version", "PRAGMA data_version", false},
     [Q_USER_VERSION] = {"user_version", "PRAGMA user_version", false},
     [Q_JOURNAL_MODE] = {"journal_mode", "PRAGMA journal_mode", false},
+    [Q_READ_TOKENS] = {"read_tokens", "SELECT salt, hash FROM read_tokens WHERE scope = ?1 "
+                       "LIMIT ?3", true},
 };
 
 struct store {
@@ -235,6 +238,30 @@ const char *
 store_errmsg(const struct store *st)
 {
     return st ? st->errmsg : "no store";
+}
+
+int
+store_read_tokens(struct store *st, const char *scope, struct stored_token *out,
+                  size_t cap, size_t *count)
+{
+    *count = 0;
+    sqlite3_stmt *s = statement(st, Q_READ_TOKENS);
+    if (s == NULL)
+        return STORE_ERR_SCHEMA;
+    sqlite3_bind_text(s, 1, scope, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)cap);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *count < cap) {
+        const unsigned char *salt = sqlite3_column_text(s, 0);
+        const unsigned char *hash = sqlite3_column_text(s, 1);
+        snprintf(out[*count].salt, sizeof(out[*count].salt), "%s", salt ? (const char *)salt : "");
+        snprintf(out[*count].hash_hex, sizeof(out[*count].hash_hex), "%s",
+                 hash ? (const char *)hash : "");
+        (*count)++;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sqlite_failure(st, rc, "read_tokens");
 }
 
 int

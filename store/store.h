@@ -63,6 +63,12 @@ void store_close(struct store *st);
 /* Message of the last failure; borrowed, valid until the next call on st. */
 const char *store_errmsg(const struct store *st);
 
+/* The stored read tokens of scope (SSE_AUTH=token): at most cap into out, *count of them.
+ * Returns 0, or STORE_ERR_SCHEMA when the database has no read_tokens table (an older
+ * schema.sql: apply the current one, it only adds). */
+int store_read_tokens(struct store *st, const char *scope, struct stored_token *out,
+                      size_t cap, size_t *count);
+
 /* Looks up a session. Returns 0 with *is_closed set, STORE_ERR_NOT_FOUND, or an error. */
 int store_session_lookup(struct store *st, const char *session_id, bool *is_closed);
 

@@ -219,6 +219,26 @@ START_TEST(test_parse_log_level)
 }
 END_TEST
 
+/* SSE_AUTH and the JWT secret it needs. */
+START_TEST(test_auth_settings)
+{
+    struct config c;
+    const char *bad, *why;
+    const char *const jwt[] = {"SSE_AUTH", "jwt", "SSE_JWT_SECRET_FILE", "/etc/key", NULL};
+    ck_assert_int_eq(load(&c, jwt, &bad, &why), 0);
+    ck_assert_int_eq(c.auth_mode, AUTH_MODE_JWT);
+    ck_assert_str_eq(c.jwt_secret_file, "/etc/key");
+    const char *const no_secret[] = {"SSE_AUTH", "jwt", "SSE_JWT_SECRET", "", NULL};
+    ck_assert_int_eq(load(&c, no_secret, &bad, &why), -1);
+    ck_assert_str_eq(bad, "SSE_JWT_SECRET");
+    const char *const bogus[] = {"SSE_AUTH", "basic", NULL};
+    ck_assert_int_eq(load(&c, bogus, &bad, &why), -1);
+    ck_assert_str_eq(bad, "SSE_AUTH");
+    ck_assert_int_eq(load(&c, NULL, &bad, &why), 0);
+    ck_assert_int_eq(c.auth_mode, AUTH_MODE_NONE);
+}
+END_TEST
+
 Suite *suite_config(void);
 
 Suite *
@@ -233,6 +253,7 @@ suite_config(void)
     tcase_add_loop_test(tc, test_bad_number, 0, COUNT(NUMERIC_NAMES) * COUNT(BAD_NUMBERS));
     tcase_add_loop_test(tc, test_out_of_range, 0, COUNT(OUT_OF_RANGE));
     tcase_add_test(tc, test_bad_among_good);
+    tcase_add_test(tc, test_auth_settings);
     tcase_add_loop_test(tc, test_probe_ms, 0, COUNT(PROBES));
     tcase_add_loop_test(tc, test_parse_log_level, 0, COUNT(LEVELS));
     suite_add_tcase(s, tc);

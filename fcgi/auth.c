@@ -1,0 +1,266 @@
+/*
+ * auth.c - read tokens and HS256 JWTs (see auth.h).
+ *
+ * Every comparison of secret-derived bytes is CRYPTO_memcmp (constant time). A JWT is
+ * refused unless its header says HS256: "none" and every other algorithm are malformed
+ * here, so a token cannot choose how it is checked.
+ */
+#include "auth.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum { JWT_PART_MAX = 3072 };   /* decoded bytes of one JWT part we accept */
+
+int
+auth_parse_mode(const char *text, enum auth_mode *out)
+{
+    if (text == NULL || text[0] == '\0' || strcmp(text, "none") == 0)
+        *out = AUTH_MODE_NONE;
+    else if (strcmp(text, "token") == 0)
+        *out = AUTH_MODE_TOKEN;
+    else if (strcmp(text, "jwt") == 0)
+        *out = AUTH_MODE_JWT;
+    else
+        return -1;
+    return 0;
+}
+
+int
+auth_status(enum auth_verdict v)
+{
+    return v == AUTH_ALLOW ? 200 : v == AUTH_DENIED ? 403 : 401;
+}
+
+const char *
+auth_reason(enum auth_verdict v)
+{
+    switch (v) {
+    case AUTH_ALLOW:
+        return "allowed";
+    case AUTH_NO_CREDENTIAL:
+        return "credential required";
+    case AUTH_BAD_CREDENTIAL:
+        return "invalid credential";
+    default:
+        return "access denied";
+    }
+}
+
+/* Copies len bytes of text into out as a string; NULL when empty or too long. */
+static const char *
+copy_credential(const char *text, size_t len, char *out, size_t size)
+{
+    if (len == 0 || len >= size)
+        return NULL;
+    memcpy(out, text, len);
+    out[len] = '\0';
+    return out;
+}
+
+/* The value of cookie name in a Cookie header ("a=1; name=value; b=2"), or NULL. */
+static const char *
+cookie_value(const char *header, const char *name, size_t *len)
+{
+    size_t name_len = strlen(name);
+    for (const char *p = header; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == ';')
+            p++;
+        size_t pair_len = strcspn(p, ";");
+        if (pair_len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
+            *len = pair_len - name_len - 1;
+            return p + name_len + 1;
+        }
+        p += pair_len;
+    }
+    return NULL;
+}
+
+const char *
+auth_credential(const char *query_token, const char *cookie_header, const char *authorization,
+                char *out, size_t size)
+{
+    if (query_token != NULL && query_token[0] != '\0')
+        return copy_credential(query_token, strlen(query_token), out, size);
+    size_t len = 0;
+    const char *cookie = cookie_value(cookie_header, "sse_token", &len);
+    if (cookie != NULL && len > 0)
+        return copy_credential(cookie, len, out, size);
+    if (authorization != NULL && strncasecmp(authorization, "Bearer ", 7) == 0) {
+        const char *token = authorization + 7;
+        while (*token == ' ')
+            token++;
+        return copy_credential(token, strcspn(token, " "), out, size);
+    }
+    return NULL;
+}
+
+void
+auth_wipe(void *p, size_t n)
+{
+    OPENSSL_cleanse(p, n);
+}
+
+void
+auth_hash_token(const char *salt, const char *token, char out[65])
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    unsigned int digest_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool is_ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)
+                 && EVP_DigestUpdate(ctx, salt, strlen(salt))
+                 && EVP_DigestUpdate(ctx, token, strlen(token))
+                 && EVP_DigestFinal_ex(ctx, digest, &digest_len);
+    EVP_MD_CTX_free(ctx);
+    if (!is_ok)
+        memset(digest, 0, sizeof(digest));  /* then it matches no stored hash */
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+enum auth_verdict
+auth_check_token(const char *token, const struct stored_token *stored, size_t count)
+{
+    if (token == NULL)
+        return AUTH_NO_CREDENTIAL;
+    static const struct stored_token DUMMY = {
+        .salt = "00000000000000000000000000000000",
+        .hash_hex = "0000000000000000000000000000000000000000000000000000000000000000",
+    };
+    bool is_match = false;
+    for (size_t i = 0; i < (count > 0 ? count : 1); i++) {
+        const struct stored_token *t = count > 0 ? &stored[i] : &DUMMY;
+        char hash[65];
+        auth_hash_token(t->salt, token, hash);
+        /* | not ||: every stored token is compared, whichever matches */
+        is_match |= count > 0 && strlen(t->hash_hex) == 64
+                    && CRYPTO_memcmp(hash, t->hash_hex, 64) == 0;
+    }
+    return is_match ? AUTH_ALLOW : AUTH_DENIED;
+}
+
+/* Decodes base64url (no padding) text[0..len) into out (size bytes). Returns the decoded
+ * length, or -1 when it is not base64url or does not fit. */
+static long
+base64url_decode(const char *text, size_t len, unsigned char *out, size_t size)
+{
+    if (len == 0 || len % 4 == 1 || len + 3 > JWT_PART_MAX * 4 / 3 || (len + 3) / 4 * 3 > size)
+        return -1;
+    char std[JWT_PART_MAX * 4 / 3 + 4];
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '-')
+            c = '+';
+        else if (c == '_')
+            c = '/';
+        else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
+            return -1;
+        std[i] = c;
+    }
+    size_t padding = (4 - len % 4) % 4;
+    memset(std + len, '=', padding);
+    int n = EVP_DecodeBlock(out, (const unsigned char *)std, (int)(len + padding));
+    return n < 0 ? -1 : n - (long)padding;
+}
+
+/* Decodes one JWT part as a JSON object (cJSON_Delete it), or NULL. */
+static cJSON *
+decode_json_part(const char *text, size_t len)
+{
+    unsigned char decoded[JWT_PART_MAX + 1];
+    long n = base64url_decode(text, len, decoded, JWT_PART_MAX);
+    if (n <= 0)
+        return NULL;
+    cJSON *json = cJSON_ParseWithLength((const char *)decoded, (size_t)n);
+    if (!cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        return NULL;
+    }
+    return json;
+}
+
+/* True when array (of strings) holds id or "*". */
+static bool
+list_grants(const cJSON *array, const char *id)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, array) {
+        if (cJSON_IsString(item)
+            && (strcmp(item->valuestring, "*") == 0 || strcmp(item->valuestring, id) == 0))
+            return true;
+    }
+    return false;
+}
+
+static bool
+claims_grant(const cJSON *sse, enum auth_channel channel, const char *id)
+{
+    if (!cJSON_IsObject(sse))
+        return false;
+    switch (channel) {
+    case AUTH_CHANNEL_SESSION:
+        return list_grants(cJSON_GetObjectItemCaseSensitive(sse, "sessions"), id);
+    case AUTH_CHANNEL_WORKER:
+        return list_grants(cJSON_GetObjectItemCaseSensitive(sse, "workers"), id);
+    default:
+        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sse, "global"));
+    }
+}
+
+static bool
+is_signature_valid(const char *jwt, size_t signed_len, const char *signature, size_t sig_len,
+                   const unsigned char *secret, size_t secret_len)
+{
+    unsigned char given[64], expected[EVP_MAX_MD_SIZE];
+    unsigned int expected_len = 0;
+    long n = base64url_decode(signature, sig_len, given, sizeof(given));
+    if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)jwt, signed_len,
+             expected, &expected_len) == NULL)
+        return false;
+    return n == (long)expected_len && CRYPTO_memcmp(given, expected, expected_len) == 0;
+}
+
+/* The header must say HS256; anything else (notably "none") is refused. */
+static bool
+is_header_hs256(const char *text, size_t len)
+{
+    cJSON *header = decode_json_part(text, len);
+    const cJSON *alg = cJSON_GetObjectItemCaseSensitive(header, "alg");
+    bool is_ok = cJSON_IsString(alg) && strcmp(alg->valuestring, "HS256") == 0;
+    cJSON_Delete(header);
+    return is_ok;
+}
+
+enum auth_verdict
+auth_check_jwt(const char *jwt, const unsigned char *secret, size_t secret_len, int64_t now_s,
+               enum auth_channel channel, const char *id)
+{
+    if (jwt == NULL)
+        return AUTH_NO_CREDENTIAL;
+    const char *dot1 = strchr(jwt, '.');
+    const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+    if (dot2 == NULL || strchr(dot2 + 1, '.') != NULL || secret_len == 0)
+        return AUTH_BAD_CREDENTIAL;
+    if (!is_header_hs256(jwt, (size_t)(dot1 - jwt))
+        || !is_signature_valid(jwt, (size_t)(dot2 - jwt), dot2 + 1, strlen(dot2 + 1), secret,
+                               secret_len))
+        return AUTH_BAD_CREDENTIAL;
+    cJSON *claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
+    const cJSON *nbf = cJSON_GetObjectItemCaseSensitive(claims, "nbf");
+    enum auth_verdict v = AUTH_DENIED;
+    if (!cJSON_IsNumber(exp) || exp->valuedouble <= (double)now_s
+        || (nbf != NULL && (!cJSON_IsNumber(nbf) || nbf->valuedouble > (double)now_s)))
+        v = AUTH_BAD_CREDENTIAL;
+    else if (claims_grant(cJSON_GetObjectItemCaseSensitive(claims, "sse"), channel, id))
+        v = AUTH_ALLOW;
+    cJSON_Delete(claims);
+    return v;
+}

@@ -1,0 +1,146 @@
+/*
+ * test_access.c - access control end to end (SSE_AUTH, issue 5), behind every front end.
+ *
+ * Token mode: the producer stores salt and SHA-256(salt || token) with the sqlite3 CLI; a
+ * stream needs the token as ?token=, as the sse_token cookie or as a Bearer header; no
+ * credential is 401, a wrong token and an unknown session are the same 403. JWT mode: an
+ * HS256 token signed with the secret from SSE_JWT_SECRET_FILE opens the sessions its "sse"
+ * claim lists until "exp". Denials are JSON with one log line; no token or secret is ever
+ * logged. /api/health needs no credential.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "tests/lib/diag.h"
+#include "tests/lib/frames.h"
+#include "tests/lib/jwt.h"
+#include "tests/lib/logwait.h"
+#include "tests/lib/publish.h"
+#include "tests/lib/server.h"
+#include "tests/lib/sse_client.h"
+#include "tests/lib/testenv.h"
+
+static const char TOKEN[] = "tok-7f3a9c1e5b2d4068a1c3e5f7091b2d4f";
+static const char JWT_SECRET[] = "jwt-secret-0123456789abcdef0123456789";
+
+/* GET path with one extra header (or none) and returns the status; the body of a denial
+ * must be JSON {"error": ...}, copied into error (size bytes) when not NULL. */
+static int
+get_status(const char *path, const char *header, char *error, size_t size)
+{
+    const char *const headers[] = {header, NULL};
+    struct sse_client c;
+    sse_client_open(&c, test_srv.port, "GET", path, header ? headers : NULL);
+    int status = c.status;
+    if (status != 200) {
+        sse_client_read_body(&c, 3000);
+        DIAG_CHECK(strstr(c.body, "\"error\"") != NULL, "%s: no JSON error: %s", c.request,
+                   c.body);
+        if (error != NULL)
+            snprintf(error, size, "%s", c.body);
+        char value[64];
+        DIAG_CHECK(status != 401 || sse_client_header(&c, "WWW-Authenticate", value,
+                                                       sizeof(value)) != NULL,
+                   "%s: 401 without WWW-Authenticate", c.request);
+    }
+    sse_client_close(&c);
+    return status;
+}
+
+static void
+expect_no_secret_in_log(const char *secret)
+{
+    static char log[1 << 20];
+    testenv_read_file(test_srv.sse_log, log, sizeof(log));
+    DIAG_CHECK(strstr(log, secret) == NULL, "a credential or secret is in the log");
+}
+
+START_TEST(test_read_tokens)
+{
+    const char *const settings[] = {"SSE_AUTH", "token", NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
+    char hash[65];
+    token_hash_hex("5a1f0c3e9b7d2468", TOKEN, hash);
+    publish_okf(&test_env, "INSERT INTO read_tokens(scope, salt, hash) VALUES ('s1', "
+                "'5a1f0c3e9b7d2468', '%s');\n", hash);
+    publish_events(&test_env, "s1", "execution_started", NULL, 1);  /* replayed */
+    char wrong[512], unknown[512], query[256], cookie[128], bearer[128];
+    DIAG_CHECK(get_status("/api/sessions/s1/events", NULL, NULL, 0) == 401,
+               "no credential: not 401");
+    DIAG_CHECK(get_status("/api/sessions/s1/events?token=nope", NULL, wrong, sizeof(wrong))
+               == 403, "a wrong token: not 403");
+    snprintf(query, sizeof(query), "/api/sessions/s9/events?token=%s", TOKEN);
+    DIAG_CHECK(get_status(query, NULL, unknown, sizeof(unknown)) == 403,
+               "an unknown session: not 403");
+    DIAG_CHECK(strcmp(wrong, unknown) == 0, "a wrong token and an unknown session answer "
+               "differently: %s / %s", wrong, unknown);
+    snprintf(query, sizeof(query), "/api/sessions/s1/events?token=%s", TOKEN);
+    snprintf(cookie, sizeof(cookie), "Cookie: theme=dark; sse_token=%s", TOKEN);
+    snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s", TOKEN);
+    const char *const ways[][2] = {{query, NULL}, {"/api/sessions/s1/events", cookie},
+                                   {"/api/sessions/s1/events", bearer}};
+    for (int i = 0; i < 3; i++) {
+        struct sse_client c;
+        frames_open_stream(&c, test_srv.port, ways[i][0],
+                           ways[i][1] ? (const char *const[]){ways[i][1], NULL} : NULL);
+        frames_expect_ids(&c, (const long long[]){1}, 1, 5000);  /* the replay */
+        sse_client_close(&c);
+    }
+    logwait_expect_count(test_srv.sse_log, "sse denied status=", NULL, 3, 2000);
+    expect_no_secret_in_log(TOKEN);
+    DIAG_CHECK(get_status("/api/health", NULL, NULL, 0) == 200, "health needs no token");
+}
+END_TEST
+
+START_TEST(test_jwt)
+{
+    char secret_path[TESTENV_PATH_MAX];
+    testenv_path(&test_env, "jwt.key", secret_path, sizeof(secret_path));
+    char key_file[sizeof(JWT_SECRET) + 1];
+    snprintf(key_file, sizeof(key_file), "%s\n", JWT_SECRET);  /* as `echo` writes it */
+    testenv_write_file(secret_path, key_file, strlen(key_file));
+    const char *const settings[] = {"SSE_AUTH", "jwt", "SSE_JWT_SECRET_FILE", secret_path, NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
+    publish_ok(&test_env, "INSERT INTO sessions(id) VALUES ('s2');\n");
+    publish_events(&test_env, "s1", "execution_started", NULL, 1);  /* replayed */
+    char claims[256], jwt[1024], expired[1024], path[1400];
+    long long now = (long long)time(NULL);
+    snprintf(claims, sizeof(claims), "{\"exp\":%lld,\"sse\":{\"sessions\":[\"s1\"]}}",
+             now + 600);
+    jwt_hs256(JWT_SECRET, claims, jwt, sizeof(jwt));
+    snprintf(claims, sizeof(claims), "{\"exp\":%lld,\"sse\":{\"sessions\":[\"s1\"]}}", now - 1);
+    jwt_hs256(JWT_SECRET, claims, expired, sizeof(expired));
+    snprintf(path, sizeof(path), "/api/sessions/s1/events?token=%s", jwt);
+    struct sse_client c;
+    frames_open_stream(&c, test_srv.port, path, NULL);
+    frames_expect_ids(&c, (const long long[]){1}, 1, 5000);
+    publish_events(&test_env, "s1", "llm_text_delta", NULL, 1);
+    frames_expect_ids(&c, (const long long[]){2}, 1, 5000);
+    sse_client_close(&c);
+    snprintf(path, sizeof(path), "/api/sessions/s2/events?token=%s", jwt);
+    DIAG_CHECK(get_status(path, NULL, NULL, 0) == 403, "a JWT for s1 opened s2");
+    snprintf(path, sizeof(path), "/api/sessions/s1/events?token=%s", expired);
+    DIAG_CHECK(get_status(path, NULL, NULL, 0) == 401, "an expired JWT was not 401");
+    jwt_hs256("not-the-secret", claims, expired, sizeof(expired));
+    snprintf(path, sizeof(path), "/api/sessions/s1/events?token=%s", expired);
+    DIAG_CHECK(get_status(path, NULL, NULL, 0) == 401, "a JWT with a wrong key was not 401");
+    expect_no_secret_in_log(JWT_SECRET);
+    expect_no_secret_in_log(jwt);
+}
+END_TEST
+
+Suite *suite_access(void);
+
+Suite *
+suite_access(void)
+{
+    Suite *s = server_suite_create("access");
+    TCase *tc = server_tcase_create("access");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_read_tokens);
+    tcase_add_test(tc, test_jwt);
+    suite_add_tcase(s, tc);
+    return s;
+}

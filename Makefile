@@ -43,7 +43,7 @@ TESTED_OBJ := $(filter-out $(BUILD)/obj/fcgi/main.o,$(OBJ))
 BIN        := $(BUILD)/sse-fcgi
 TEST_BIN   := $(BUILD)/tests/run-tests
 
-.PHONY: all deps test test-suite sanitize run bench install clean lint
+.PHONY: all deps test test-suite sanitize soak run bench install clean lint
 
 all: $(BIN)
 
@@ -84,6 +84,12 @@ test: deps
 test-suite: $(BIN) $(TEST_BIN)
 	SSE_FCGI_BIN=$(abspath $(BIN)) SSE_SCHEMA=$(abspath schema.sql) \
 	SSE_TEST_CONF=$(abspath tests/conf) SSE_SRC_DIR=$(abspath .) $(TEST_BIN)
+
+# The long soak (issue 5): 200 streams, 1,000,000 events, random drops and resumes; it
+# prints its figures. `make test` runs the same test with 20,000 events.
+soak: deps
+	@SOAK_EVENTS=$${SOAK_EVENTS:-1000000} SOAK_TIMEOUT_S=$${SOAK_TIMEOUT_S:-900} \
+	    CK_RUN_SUITE=soak $(MAKE) --no-print-directory test-suite
 
 # The responder's sanitizer reports go to stderr, which the integration tests capture in
 # each server's log and fail on (STYLE §8).

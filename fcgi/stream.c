@@ -92,7 +92,8 @@ struct request {
 
 /* The live state of an open stream. */
 struct live {
-    struct store *st;               /* owned; the stream's own connection, until live */
+    struct store *st;               /* owned; the stream's own connection: for its start,
+                                     * and while it is behind the hub's memory */
     struct hub *hub;                /* borrowed; the process's watcher of the database */
     struct hub_sub sub;             /* registered with hub while is_subscribed */
     bool is_subscribed;
@@ -503,8 +504,6 @@ wait_for_rows(struct request *r, struct live *lv)
             int rc = send_now(r, lv, is_beat);
             if (rc < 0)
                 return rc;
-            if (is_beat)
-                return 0;  /* look again at the closed flag: see read_and_send */
             continue;
         }
         switch (wait_for_wake(&lv->wait_opt, lv->wake_fd,
@@ -534,43 +533,36 @@ log_replayed(const struct request *r, struct live *lv)
     }
 }
 
-/* The session's closed flag, through the hub's shared connection. A commit that closes a
- * session and adds none of its rows wakes every stream (store/hub.c), and every keepalive
- * looks again, so a closed session is noticed. Returns 0 or -end_reason. */
-static int
+/* The session's closed flag, as the hub read it before it woke this stream (store/hub.c:
+ * after every commit that has rows of the session, and after every commit that has no rows
+ * at all). */
+static void
 check_session_closed(struct request *r, struct live *lv)
 {
-    if (r->route.kind != ROUTE_SESSION_EVENTS || lv->is_session_closed)
-        return 0;
-    char err[256];
-    struct store *st = hub_query_begin(lv->hub, err, sizeof(err));
-    if (st == NULL)
-        return -END_ERROR_STORE;
-    int rc = store_session_lookup(st, r->route.id, &lv->is_session_closed);
-    hub_query_end(lv->hub);
-    if (rc == STORE_ERR_NOT_FOUND)
-        lv->is_session_closed = true;  /* deleted: nothing more can come */
-    else if (rc < 0 && rc != STORE_ERR_BUSY)
-        return -END_ERROR_STORE;
-    return 0;
+    if (r->route.kind == ROUTE_SESSION_EVENTS && atomic_load(&lv->sub.is_session_closed))
+        lv->is_session_closed = true;
 }
 
 /* Rows after the cursor from the database itself, when the hub's memory does not have them
  * all: the stream fell behind, or the session is closed and its last rows must come from a
- * read that began after the closed flag was seen. Returns 0 or a store error. */
+ * read that began after the closed flag was seen. A stream that is behind reads through a
+ * connection of its own (opened here, closed once it is back in the hub's memory), so that
+ * many catching-up streams do not queue on the one the hub shares. Returns 0 or a store
+ * error. */
 static int
 read_from_database(struct request *r, struct live *lv, int64_t *newest_id)
 {
     char err[256];
-    struct store *st = hub_query_begin(lv->hub, err, sizeof(err));
-    if (st == NULL)
-        return STORE_ERR_UNREADABLE;
-    int rc = store_events_after(st, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
+    if (lv->st == NULL) {
+        int rc = store_open(r->cfg.db_path, STREAM_BUSY_TIMEOUT_MS, &lv->st, err, sizeof(err));
+        if (rc < 0)
+            return rc;
+    }
+    int rc = store_events_after(lv->st, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
                                 STREAM_BATCH_BYTES, &lv->batch);
     if (rc == 0 && lv->filter.max_lag > 0 && lv->batch.count > 0
-        && store_newest_id(st, newest_id) < 0)
+        && store_newest_id(lv->st, newest_id) < 0)
         *newest_id = 0;
-    hub_query_end(lv->hub);
     return rc;
 }
 
@@ -582,9 +574,8 @@ read_and_send(struct request *r, struct live *lv)
 {
     if (hub_generation(lv->hub) != lv->hub_generation)
         return -END_ERROR_DATABASE_GONE;  /* removed or replaced: its ids mean nothing now */
-    int rc = check_session_closed(r, lv);
-    if (rc < 0)
-        return rc;
+    check_session_closed(r, lv);
+    int rc;
     int64_t newest_id = 0, scanned_through = lv->cursor;
     int in_memory = lv->is_session_closed
                         ? 0
@@ -593,6 +584,10 @@ read_and_send(struct request *r, struct live *lv)
                                          &newest_id);
     if (in_memory < 0)
         return -END_ERROR_OOM;
+    if (in_memory == 1 && lv->st != NULL) {
+        store_close(lv->st);  /* caught up: the hub's memory serves it again */
+        lv->st = NULL;
+    }
     if (in_memory == 0) {
         rc = read_from_database(r, lv, &newest_id);
         if (rc == STORE_ERR_BUSY)

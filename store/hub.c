@@ -2,9 +2,8 @@
  * hub.c - one watcher per process and database (see hub.h).
  *
  * Locks: ring_lock (a rwlock) guards the ring and newest/base; subs_lock guards the
- * subscription table; query_lock the shared query connection. The watcher never holds two
- * of them at once, and streams hold ring_lock only while they copy rows, never while they
- * write to a client.
+ * subscription table. The watcher never holds both at once, and streams hold ring_lock only
+ * while they copy rows, never while they write to a client.
  */
 #define _GNU_SOURCE  /* pthread_rwlock_t under -std=c11 */
 
@@ -25,6 +24,7 @@ enum {
     HUB_BUCKETS = 1024,             /* subscription hash table */
     HUB_BUSY_TIMEOUT_MS = 2000,     /* SQLite busy timeout of the hub's connections */
     HUB_BUSY_RETRY_MS = 10,         /* a writer held a lock past it: read again this soon */
+    HUB_SWEEP_MS = 10000,           /* every session's closed flag read again this often */
 };
 
 struct hub {
@@ -39,6 +39,8 @@ struct hub {
     pthread_rwlock_t ring_lock;
     struct event *ring;             /* HUB_RING_ROWS slots, oldest at ring_head */
     char **ring_blocks;             /* the row block each slot's strings live in */
+    uint32_t *ring_session_hash;    /* key_hash of each row's session_id and stream_id: */
+    uint32_t *ring_stream_hash;     /* a stream skips other channels' rows without strcmp */
     size_t ring_head, ring_count, ring_bytes;
     int64_t base;                   /* every row with base < id <= newest is in the ring */
     int64_t newest;
@@ -48,22 +50,29 @@ struct hub {
     struct hub_sub *buckets[HUB_BUCKETS]; /* SESSION and WORKER subscriptions by key */
     struct hub_sub *global_subs;    /* GLOBAL subscriptions */
     unsigned long round;            /* read rounds; one wakeup per subscription each */
-
-    pthread_mutex_t query_lock;
-    struct store *query_store;      /* the streams' shared connection; opened on demand */
+    struct hub_sub **marked;        /* the subscriptions this round wakes */
+    size_t marked_count, marked_cap;
 };
 
 static pthread_mutex_t hubs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hub *hubs;
 
-/* FNV-1a: keys are short ids. */
-static size_t
-bucket_of(const char *key, size_t len)
+/* FNV-1a: keys are short ids. 0 stands for NULL. */
+static uint32_t
+key_hash(const char *key, size_t len)
 {
+    if (key == NULL)
+        return 0;
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)key[i]) * 16777619u;
-    return h % HUB_BUCKETS;
+    return h != 0 ? h : 1;
+}
+
+static size_t
+bucket_of(const char *key, size_t len)
+{
+    return key_hash(key, len) % HUB_BUCKETS;
 }
 
 /* The chain a subscription belongs in. */
@@ -79,7 +88,8 @@ hub_subscribe(struct hub *h, struct hub_sub *sub)
 {
     pthread_mutex_lock(&h->subs_lock);
     struct hub_sub **head = chain_of(h, sub);
-    sub->woken_round = 0;
+    sub->woken_round = sub->checked_round = 0;
+    atomic_init(&sub->is_session_closed, false);
     sub->next = *head;
     *head = sub;
     pthread_mutex_unlock(&h->subs_lock);
@@ -97,55 +107,114 @@ hub_unsubscribe(struct hub *h, struct hub_sub *sub)
     pthread_mutex_unlock(&h->subs_lock);
 }
 
+/* Marks sub to be woken this round (once). */
 static void
-wake(struct hub *h, struct hub_sub *sub)
+mark(struct hub *h, struct hub_sub *sub)
 {
     if (sub->woken_round == h->round)
         return;
+    if (h->marked_count == h->marked_cap) {
+        size_t cap = h->marked_cap ? 2 * h->marked_cap : 64;
+        struct hub_sub **grown = realloc(h->marked, cap * sizeof(*grown));
+        if (grown == NULL)
+            return;  /* that stream wakes at its next keepalive instead */
+        h->marked = grown;
+        h->marked_cap = cap;
+    }
     sub->woken_round = h->round;
-    uint64_t one = 1;
-    ssize_t n = write(sub->wake_fd, &one, sizeof(one));
-    (void)n;  /* EAGAIN: the counter is full, so the stream is awake anyway */
+    h->marked[h->marked_count++] = sub;
 }
 
-/* Wakes the subscriptions of chain whose scope is scope and key is text[0..len). */
+/* Marks the subscriptions of chain whose scope is scope and key is text[0..len). */
 static void
-wake_matching(struct hub *h, struct hub_sub *chain, enum store_scope scope, const char *text,
+mark_matching(struct hub *h, struct hub_sub *chain, enum store_scope scope, const char *text,
               size_t len)
 {
     for (struct hub_sub *s = chain; s != NULL; s = s->next) {
         if (s->scope == scope && strlen(s->key) == len && memcmp(s->key, text, len) == 0)
-            wake(h, s);
+            mark(h, s);
     }
 }
 
-/* Wakes the streams that have a row in batch; every stream when it is empty. */
+/* Reads the closed flag of sub's session (once per session and round) into every
+ * subscription of that session. A session that is gone counts as closed. */
 static void
-wake_for(struct hub *h, const struct store_batch *batch)
+check_closed(struct hub *h, struct store *st, struct hub_sub *sub)
+{
+    if (st == NULL || sub->scope != STORE_SCOPE_SESSION || sub->checked_round == h->round
+        || atomic_load(&sub->is_session_closed))
+        return;
+    bool is_closed = false;
+    int rc = store_session_lookup(st, sub->key, &is_closed);
+    is_closed = is_closed || rc == STORE_ERR_NOT_FOUND;
+    for (struct hub_sub *s = h->buckets[bucket_of(sub->key, strlen(sub->key))]; s; s = s->next) {
+        if (s->scope == STORE_SCOPE_SESSION && strcmp(s->key, sub->key) == 0) {
+            s->checked_round = h->round;
+            if (is_closed)
+                atomic_store(&s->is_session_closed, true);
+        }
+    }
+}
+
+/* Wakes the streams that have a row in batch; every stream when it is empty (a commit
+ * without rows may have closed sessions). Session flags are read before any eventfd is
+ * written, so a woken stream sees them. */
+static void
+wake_for(struct hub *h, struct store *st, const struct store_batch *batch)
 {
     pthread_mutex_lock(&h->subs_lock);
     h->round++;
+    h->marked_count = 0;
     if (batch->count == 0) {
         for (size_t b = 0; b < HUB_BUCKETS; b++) {
             for (struct hub_sub *s = h->buckets[b]; s != NULL; s = s->next)
-                wake(h, s);
+                mark(h, s);
         }
     }
     bool has_global_row = batch->count == 0;
     for (size_t i = 0; i < batch->count && !has_global_row; i++)
         has_global_row = batch->events[i].session_id == NULL;
     for (struct hub_sub *s = h->global_subs; s != NULL && has_global_row; s = s->next)
-        wake(h, s);
+        mark(h, s);
     for (size_t i = 0; i < batch->count; i++) {
         const struct event *e = &batch->events[i];
         if (e->session_id != NULL) {
             size_t len = strlen(e->session_id);
-            wake_matching(h, h->buckets[bucket_of(e->session_id, len)], STORE_SCOPE_SESSION,
+            mark_matching(h, h->buckets[bucket_of(e->session_id, len)], STORE_SCOPE_SESSION,
                           e->session_id, len);
         }
         if (e->stream_id != NULL)
-            wake_matching(h, h->buckets[bucket_of(e->stream_id, e->stream_id_len)],
+            mark_matching(h, h->buckets[bucket_of(e->stream_id, e->stream_id_len)],
                           STORE_SCOPE_WORKER, e->stream_id, e->stream_id_len);
+    }
+    for (size_t i = 0; i < h->marked_count; i++)
+        check_closed(h, st, h->marked[i]);
+    uint64_t one = 1;
+    for (size_t i = 0; i < h->marked_count; i++) {
+        ssize_t n = write(h->marked[i]->wake_fd, &one, sizeof(one));
+        (void)n;  /* EAGAIN: the counter is full, so the stream is awake anyway */
+    }
+    pthread_mutex_unlock(&h->subs_lock);
+}
+
+/* A transaction that closes a session and adds rows only to other sessions wakes nobody
+ * of that session: every HUB_SWEEP_MS the closed flag of every open session stream is read
+ * again, and the streams whose session closed are woken. */
+static void
+sweep_closed(struct hub *h, struct store *st)
+{
+    pthread_mutex_lock(&h->subs_lock);
+    h->round++;
+    uint64_t one = 1;
+    for (size_t b = 0; b < HUB_BUCKETS; b++) {
+        for (struct hub_sub *s = h->buckets[b]; s != NULL; s = s->next) {
+            bool was_closed = atomic_load(&s->is_session_closed);
+            check_closed(h, st, s);
+            if (!was_closed && atomic_load(&s->is_session_closed)) {
+                ssize_t n = write(s->wake_fd, &one, sizeof(one));
+                (void)n;
+            }
+        }
     }
     pthread_mutex_unlock(&h->subs_lock);
 }
@@ -180,8 +249,12 @@ append_rows(struct hub *h, struct store_batch *batch)
                && (h->ring_count == HUB_RING_ROWS || h->ring_bytes + bytes > HUB_RING_BYTES))
             evict_oldest(h);
         size_t slot = (h->ring_head + h->ring_count) % HUB_RING_ROWS;
-        h->ring[slot] = batch->events[i];
+        const struct event *e = &batch->events[i];
+        h->ring[slot] = *e;
         h->ring_blocks[slot] = batch->row_blocks[i];
+        h->ring_session_hash[slot] = key_hash(e->session_id,
+                                              e->session_id ? strlen(e->session_id) : 0);
+        h->ring_stream_hash[slot] = key_hash(e->stream_id, e->stream_id_len);
         h->ring_count++;
         h->ring_bytes += bytes;
         h->newest = batch->events[i].id;
@@ -216,7 +289,7 @@ read_new_rows(struct hub *h, struct store *st, struct store_batch *batch)
         bool is_full = batch->is_full;
         append_rows(h, batch);  /* in the ring before anyone is woken to copy them */
         if (batch->count > 0 || !has_rows)
-            wake_for(h, batch);
+            wake_for(h, st, batch);
         has_rows = has_rows || batch->count > 0;
         store_batch_forget_rows(batch);
         if (!is_full)
@@ -243,14 +316,10 @@ forget_database(struct hub *h)
     h->base = h->newest = 0;
     h->is_reading = false;
     pthread_rwlock_unlock(&h->ring_lock);
-    pthread_mutex_lock(&h->query_lock);
-    store_close(h->query_store);
-    h->query_store = NULL;
-    pthread_mutex_unlock(&h->query_lock);
     atomic_fetch_add(&h->generation, 1);
     struct store_batch none;
     store_batch_init(&none);
-    wake_for(h, &none);
+    wake_for(h, NULL, &none);
 }
 
 /* Opens the watcher's connection and learns where the table ends. */
@@ -300,6 +369,7 @@ hub_main(void *arg)
     struct waiter *w = NULL;
     struct store_batch batch;
     store_batch_init(&batch);
+    int64_t next_sweep_ms = wait_now_ms() + HUB_SWEEP_MS;
     for (;;) {
         if (st == NULL && open_watcher(h, &st, &w) < 0) {
             if (pause_or_shutdown(h, h->poll_ms))
@@ -310,6 +380,10 @@ hub_main(void *arg)
         enum wait_result r = wait_for_change(w, wait_now_ms() + h->poll_ms);
         if (r == WAIT_SHUTDOWN)
             break;
+        if (wait_now_ms() >= next_sweep_ms) {
+            sweep_closed(h, st);
+            next_sweep_ms = wait_now_ms() + HUB_SWEEP_MS;
+        }
         bool is_gone = !is_same_file(h);
         if (!is_gone && r == WAIT_CHANGED && read_new_rows(h, st, &batch) == 0)
             continue;
@@ -337,22 +411,25 @@ hub_create(const char *db_path, long poll_ms, int shutdown_fd)
     h->db_path = strdup(db_path);
     h->ring = calloc(HUB_RING_ROWS, sizeof(*h->ring));
     h->ring_blocks = calloc(HUB_RING_ROWS, sizeof(*h->ring_blocks));
+    h->ring_session_hash = calloc(HUB_RING_ROWS, sizeof(*h->ring_session_hash));
+    h->ring_stream_hash = calloc(HUB_RING_ROWS, sizeof(*h->ring_stream_hash));
     h->poll_ms = poll_ms;
     h->shutdown_fd = shutdown_fd;
     pthread_rwlock_init(&h->ring_lock, NULL);
     pthread_mutex_init(&h->subs_lock, NULL);
-    pthread_mutex_init(&h->query_lock, NULL);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t thread;
-    bool is_ok = h->db_path && h->ring && h->ring_blocks
-                 && pthread_create(&thread, &attr, hub_main, h) == 0;
+    bool is_ok = h->db_path && h->ring && h->ring_blocks && h->ring_session_hash
+                 && h->ring_stream_hash && pthread_create(&thread, &attr, hub_main, h) == 0;
     pthread_attr_destroy(&attr);
     if (!is_ok) {
         free(h->db_path);
         free(h->ring);
         free(h->ring_blocks);
+        free(h->ring_session_hash);
+        free(h->ring_stream_hash);
         free(h);
         return NULL;
     }
@@ -374,14 +451,19 @@ hub_get(const char *db_path, long poll_ms, int shutdown_fd)
     return h;
 }
 
+/* Whether ring slot's row belongs to ch; channel_hash is key_hash of ch->key. */
 static bool
-is_in_channel(const struct event *e, const struct store_channel *ch)
+is_in_channel(const struct hub *h, size_t slot, const struct store_channel *ch,
+              uint32_t channel_hash)
 {
+    const struct event *e = &h->ring[slot];
     switch (ch->scope) {
     case STORE_SCOPE_SESSION:
-        return e->session_id != NULL && strcmp(e->session_id, ch->key) == 0;
+        return h->ring_session_hash[slot] == channel_hash && e->session_id != NULL
+               && strcmp(e->session_id, ch->key) == 0;
     case STORE_SCOPE_WORKER:
-        return e->stream_id != NULL && e->stream_id_len == strlen(ch->key)
+        return h->ring_stream_hash[slot] == channel_hash && e->stream_id != NULL
+               && e->stream_id_len == strlen(ch->key)
                && memcmp(e->stream_id, ch->key, e->stream_id_len) == 0;
     case STORE_SCOPE_GLOBAL:
         return e->session_id == NULL;
@@ -420,14 +502,16 @@ hub_copy_after(struct hub *h, const struct store_channel *ch, int64_t after_id,
     }
     size_t bytes = 0;
     int rc = 1;
+    uint32_t channel_hash = ch->key ? key_hash(ch->key, strlen(ch->key)) : 0;
     for (size_t i = first_after(h, after_id); i < h->ring_count; i++) {
-        const struct event *e = &h->ring[(h->ring_head + i) % HUB_RING_ROWS];
+        size_t slot = (h->ring_head + i) % HUB_RING_ROWS;
+        const struct event *e = &h->ring[slot];
         if (out->count >= max_rows || bytes >= max_bytes) {
             out->is_full = true;
             break;
         }
         *scanned_through = e->id;
-        if (!is_in_channel(e, ch))
+        if (!is_in_channel(h, slot, ch, channel_hash))
             continue;
         long n = store_batch_add_copy(out, e);
         if (n < 0) {
@@ -444,23 +528,4 @@ unsigned long
 hub_generation(struct hub *h)
 {
     return atomic_load(&h->generation);
-}
-
-struct store *
-hub_query_begin(struct hub *h, char *errbuf, size_t errbuf_size)
-{
-    pthread_mutex_lock(&h->query_lock);
-    if (h->query_store == NULL
-        && store_open(h->db_path, HUB_BUSY_TIMEOUT_MS, &h->query_store, errbuf,
-                      errbuf_size) < 0) {
-        pthread_mutex_unlock(&h->query_lock);
-        return NULL;
-    }
-    return h->query_store;
-}
-
-void
-hub_query_end(struct hub *h)
-{
-    pthread_mutex_unlock(&h->query_lock);
 }

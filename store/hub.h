@@ -6,14 +6,15 @@
  * confirmed by data_version, store/wait.c). Each time another connection commits it reads
  * every new row of the table in one query per batch, appends them to a ring of recent rows
  * and wakes, through their eventfd, only the streams whose channel has a new row (all of
- * them after a commit that added no row: a session closed, rows pruned). A woken stream
+ * them after a commit that added no row: a session closed, rows pruned). Before it wakes a
+ * session stream it reads that session's closed flag (once per session and round) into the
+ * subscription, so streams never query for it. A woken stream
  * copies its channel's rows after its cursor out of the ring (hub_copy_after) and writes
  * them without holding any lock, so a slow client delays nobody.
  *
  * The ring keeps every row with id in (base, newest]. A stream whose cursor is older than
  * base (it fell behind, or started from an old resume point) reads the database instead,
- * through the one connection the streams share for such queries (hub_query_begin/_end),
- * until it has caught up. Rows become visible in id order (AUTOINCREMENT, one writer), so a
+ * on a connection of its own, until it has caught up. Rows become visible in id order (AUTOINCREMENT, one writer), so a
  * stream's cursor may pass rows of other channels: they were dealt with.
  *
  * All functions are thread-safe. Hubs live until the process exits.
@@ -21,6 +22,7 @@
 #ifndef SSE_HUB_H
 #define SSE_HUB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,7 +43,9 @@ struct hub_sub {
     enum store_scope scope;             /* SESSION, WORKER or GLOBAL */
     const char *key;                    /* session id or "worker:<id>"; NULL for GLOBAL */
     int wake_fd;                        /* eventfd the hub writes 1 to */
+    atomic_bool is_session_closed;      /* SESSION scope: set by the hub before it wakes */
     unsigned long woken_round;          /* the hub's: one write per read round */
+    unsigned long checked_round;        /* the hub's: closed flag read in this round */
     struct hub_sub *next;               /* the hub's: bucket chain */
 };
 
@@ -67,11 +71,5 @@ int hub_copy_after(struct hub *h, const struct store_channel *ch, int64_t after_
  * (a different inode at the path; checked every poll_ms). A stream that sees it change
  * must end: the rows it has sent may not be in the new file. */
 unsigned long hub_generation(struct hub *h);
-
-/* The connection streams share for their occasional queries, locked for the caller until
- * hub_query_end. Returns NULL (lock not held) when the database cannot be opened, with the
- * reason in errbuf. */
-struct store *hub_query_begin(struct hub *h, char *errbuf, size_t errbuf_size);
-void hub_query_end(struct hub *h);
 
 #endif

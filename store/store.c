@@ -212,6 +212,9 @@ store_open(const char *path, int busy_timeout_ms, struct store **out, char *errb
         rc = sqlite_failure(st, rc, "open");
     else {
         sqlite3_busy_timeout(st->db, busy_timeout_ms);
+        /* Reads are short index range scans the OS page cache serves well; SQLite's
+         * default cache (2 MB per connection) would only multiply memory per stream. */
+        sqlite3_exec(st->db, "PRAGMA cache_size = -256", NULL, NULL, NULL);
         rc = check_schema(st);
     }
     if (rc < 0) {

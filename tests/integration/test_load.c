@@ -81,7 +81,7 @@ enum { STALL_ROWS = 1000, STALL_ROW_BYTES = 8192 };
 static int
 open_stalled_client(int port, const char *path)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int small = 4096;
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -315,9 +315,10 @@ START_TEST(test_one_watcher_serves_many_streams)
     DIAG_CHECK(watchers == 1, "%d inotify instances for %d streams, expected 1", watchers,
                WATCHED_STREAMS);
     /* SQLite defers closing a descriptor while another connection of the process holds a
-     * lock on the file, so a stream's start-up connection may linger briefly. */
-    DIAG_CHECK(connections <= 4, "%d descriptors on events.db for %d streams, expected at "
-               "most 4", connections, WATCHED_STREAMS);
+     * lock on the file (and reuses it for the next open), so the start-up connections of
+     * streams may leave a few behind; one per stream is what this rules out. */
+    DIAG_CHECK(connections <= 8, "%d descriptors on events.db for %d streams, expected at "
+               "most 8", connections, WATCHED_STREAMS);
     fprintf(stderr, "%d streams: %d inotify instance, %d descriptors on events.db\n",
             WATCHED_STREAMS, watchers, connections);
     for (int i = 0; i < WATCHED_STREAMS; i++)

@@ -126,7 +126,7 @@ server_script_url(void)
 static int
 pick_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     DIAG_CHECK(fd >= 0, "socket: %s", strerror(errno));
     struct sockaddr_in addr = {.sin_family = AF_INET};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -263,7 +263,7 @@ static pid_t scan_children(pid_t parent);
 static bool
 is_port_accepting(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return false;
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -412,7 +412,7 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
 static bool
 is_unix_socket_accepting(const char *path)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
     bool is_up = fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;

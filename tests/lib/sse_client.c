@@ -239,7 +239,9 @@ sse_client_open(struct sse_client *c, int port, const char *method, const char *
     memset(c, 0, sizeof(*c));
     snprintf(c->request, sizeof(c->request), "%s %.200s", method, path);
     c->is_head_method = strcmp(method, "HEAD") == 0;
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    /* CLOEXEC: a producer or server started later must not inherit the socket and keep
+     * the connection open after close() (the soak found streams outliving their client) */
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     DIAG_CHECK(c->fd >= 0, "socket: %s", strerror(errno));
     diag_register(c, dump_hook, NULL);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};

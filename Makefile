@@ -13,6 +13,9 @@ CFLAGS  ?= -O2
 PKGS      := fcgi sqlite3 libcjson libcrypto
 DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev libssl-dev check sqlite3 \
              lighttpd apache2 libapache2-mod-fcgid spawn-fcgi curl
+# make fuzz only: libclang-rt-dev holds libFuzzer and the sanitizer runtimes, which clang
+# only recommends (deps installs without recommends). Not needed by make test.
+FUZZ_DEB_PKGS := clang libclang-rt-dev
 
 # Lazily evaluated (=), so that `make test` on a fresh machine reads them after `deps`.
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS))
@@ -27,6 +30,17 @@ ALL_CFLAGS = $(CFLAGS) $(EXTRA_CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -g -MM
 
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
                   -fno-omit-frame-pointer -O1 -g
+
+# make fuzz (issue 5): libFuzzer targets over the pure modules, always built with clang.
+# -fno-sanitize-recover=all makes a UBSan report abort, so libFuzzer keeps the input.
+FUZZ_CC      := clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   ?= -max_len=8192 -timeout=10
+FUZZ_TARGETS := fuzz_path fuzz_query fuzz_event_id fuzz_frame
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+FUZZ_CFLAGS   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L \
+                $(WARNINGS) -I. $(shell pkg-config --cflags libcjson)
 
 # Pure modules: no I/O, no clock, no environment (STYLE §1). Unit tests link only these.
 PURE_SRC   := fcgi/buf.c fcgi/params.c fcgi/filter.c fcgi/sse.c fcgi/http.c fcgi/config.c \
@@ -43,7 +57,7 @@ TESTED_OBJ := $(filter-out $(BUILD)/obj/fcgi/main.o,$(OBJ))
 BIN        := $(BUILD)/sse-fcgi
 TEST_BIN   := $(BUILD)/tests/run-tests
 
-.PHONY: all deps test test-suite sanitize soak run bench install clean lint
+.PHONY: all deps test test-suite sanitize soak run bench install clean lint fuzz
 
 all: $(BIN)
 
@@ -65,7 +79,7 @@ $(TEST_BIN): $(TEST_OBJ) $(TESTED_OBJ)
 
 # Installs only what dpkg-query reports missing; a no-op (well under a second) otherwise.
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do \
+	@missing=$$(for p in $(DEB_PKGS) $(EXTRA_DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
 	    || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -96,6 +110,20 @@ soak: deps
 sanitize: deps
 	@CK_TIMEOUT_MULTIPLIER=4 $(MAKE) --no-print-directory BUILD=build/sanitize \
 	    CFLAGS="$(SANITIZE_FLAGS)" all test-suite
+
+# Regression inputs first, then FUZZ_SECONDS per target on a scratch copy of its seeds
+# (tests/fuzz/run.sh); one line per target, non-zero exit on any crash.
+fuzz:
+	@$(MAKE) --no-print-directory deps EXTRA_DEB_PKGS="$(FUZZ_DEB_PKGS)"
+	@$(MAKE) --no-print-directory -s $(FUZZ_BIN)
+	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) "$(FUZZ_FLAGS)" $(FUZZ_TARGETS)
+
+# Each target links only the modules it feeds.
+$(BUILD)/fuzz/fuzz_path $(BUILD)/fuzz/fuzz_query $(BUILD)/fuzz/fuzz_event_id: fcgi/params.c
+$(BUILD)/fuzz/fuzz_frame: fcgi/sse.c fcgi/buf.c
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/check.h $(wildcard fcgi/*.h store/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(shell pkg-config --libs libcjson)
 
 run: deps
 	@$(MAKE) --no-print-directory all

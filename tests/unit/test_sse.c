@@ -271,6 +271,10 @@ static const struct {
      NULL},
     {"{\"q\": \"say \\\"hi\\\"  //x /*y*/\"}", 0, "{\"q\":\"say \\\"hi\\\"  //x /*y*/\"}", NULL},
     {"{\"u\":\"\\u0000\\r\\n\"}", 0, "{\"u\":\"\\u0000\\r\\n\"}", NULL},
+    /* tests/fuzz/regressions/fuzz_frame: a string ending in an escaped backslash */
+    {"{\"path\":\"C:\\\\dir\\\\\", \"note\":\"a b\"}", 0,
+     "{\"path\":\"C:\\\\dir\\\\\",\"note\":\"a b\"}", NULL},
+    {"[\"a\\\\\", \"//x\"]", 0, "[\"a\\\\\",\"//x\"]", NULL},
     {"not json", 0, NULL, "not json"},
     {"not json\r\nevent: evil\n\ndata: x", 0, NULL, "not json\r\nevent: evil\n\ndata: x"},
     {"", 0, NULL, ""},

@@ -102,7 +102,7 @@ test-suite: $(BIN) $(TEST_BIN)
 # The long soak (issue 5): 200 streams, 1,000,000 events, random drops and resumes; it
 # prints its figures. `make test` runs the same test with 20,000 events.
 soak: deps
-	@SOAK_EVENTS=$${SOAK_EVENTS:-1000000} SOAK_TIMEOUT_S=$${SOAK_TIMEOUT_S:-900} \
+	@SOAK_EVENTS=$${SOAK_EVENTS:-1000000} SOAK_TIMEOUT_S=$${SOAK_TIMEOUT_S:-1800} \
 	    CK_RUN_SUITE=soak $(MAKE) --no-print-directory test-suite
 
 # The responder's sanitizer reports go to stderr, which the integration tests capture in
@@ -129,8 +129,21 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@deploy/demo/run.sh $(abspath $(BIN))
 
-bench:
-	@echo "make bench: arrives with issue 4 (tests/bench/)" >&2; exit 1
+# Issue 4: the scenarios of the Performance table in README.md, against a real lighttpd.
+# BENCH_SCENARIOS="a c" and BENCH_SECONDS=5 run a part, shorter.
+BENCH_TOOLS := $(BUILD)/bench/loadgen $(BUILD)/bench/producer
+
+bench: deps $(BIN) $(BENCH_TOOLS)
+	@tests/bench/run.sh $(abspath $(BIN)) $(abspath schema.sql) $(abspath $(BUILD)/bench) \
+	    $(abspath $(BUILD)/bench-run)
+
+$(BUILD)/bench/loadgen: tests/bench/loadgen.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(PKG_LIBS) $(LDFLAGS)
+
+$(BUILD)/bench/producer: tests/bench/producer.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(PKG_LIBS) $(LDFLAGS)
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sse-fcgi

@@ -278,7 +278,17 @@ read_new_rows(struct hub *h, struct store *st, struct store_batch *batch)
     static const struct store_channel all = {STORE_SCOPE_ALL, NULL};
     bool has_rows = false;
     for (;;) {
-        int rc = store_events_after(st, &all, h->newest, HUB_READ_ROWS, SIZE_MAX, batch);
+        /* The rows and the closed flags wake_for reads come from one snapshot. */
+        int rc = store_read_begin(st);
+        if (rc == 0) {
+            rc = store_events_after(st, &all, h->newest, HUB_READ_ROWS, SIZE_MAX, batch);
+            if (rc == 0) {
+                append_rows(h, batch);  /* in the ring before anyone is woken to copy them */
+                if (batch->count > 0 || !has_rows)
+                    wake_for(h, st, batch);
+            }
+            store_read_end(st);
+        }
         if (rc == STORE_ERR_BUSY) {
             if (pause_or_shutdown(h, HUB_BUSY_RETRY_MS))
                 return 0;
@@ -287,9 +297,6 @@ read_new_rows(struct hub *h, struct store *st, struct store_batch *batch)
         if (rc < 0)
             return rc;
         bool is_full = batch->is_full;
-        append_rows(h, batch);  /* in the ring before anyone is woken to copy them */
-        if (batch->count > 0 || !has_rows)
-            wake_for(h, st, batch);
         has_rows = has_rows || batch->count > 0;
         store_batch_forget_rows(batch);
         if (!is_full)

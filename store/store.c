@@ -615,6 +615,18 @@ exec_simple(struct store *st, const char *sql)
 }
 
 int
+store_read_begin(struct store *st)
+{
+    return exec_simple(st, "BEGIN");
+}
+
+void
+store_read_end(struct store *st)
+{
+    exec_simple(st, "COMMIT");
+}
+
+int
 store_replay_window(struct store *st, const struct store_channel *ch, size_t limit,
                     int64_t *first_id, int64_t *live_from)
 {

@@ -85,6 +85,11 @@ void store_policy_free(struct event_type_policy *policy, size_t count);
 int store_events_after(struct store *st, const struct store_channel *ch, int64_t after_id,
                        size_t max_rows, size_t max_bytes, struct store_batch *out);
 
+/* One read transaction around several queries: one snapshot, and SQLite's WAL locks
+ * taken once instead of per statement. store_read_end never fails (read-only). */
+int store_read_begin(struct store *st);
+void store_read_end(struct store *st);
+
 /* The replay window (SPEC §4.2), read in one snapshot: *first_id is the smallest id among
  * the channel's last `limit` rows (0 when there are none), *live_from the newest id of the
  * whole table; rows with first_id <= id <= live_from are the window. Returns 0 or an error. */

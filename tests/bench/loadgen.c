@@ -1,0 +1,298 @@
+/*
+ * loadgen.c - the benchmark's load client: many SSE connections in one epoll loop.
+ *
+ *   loadgen --port P --streams N --sessions M --seconds S [--ready-file F]
+ *
+ * Opens N HTTP/1.1 GETs of /api/sessions/bench-<i % M>/events (the producer's sessions), decodes chunked bodies and SSE blocks, and for each event reads the producer's
+ * stamp (data.t_us, wall-clock µs, with cJSON) to compute delivery latency. Once every
+ * stream has its 200 and opening block it creates F (the driver then starts the producer)
+ * and reads for S seconds. Ids must grow on every stream; anything else is an error.
+ * Prints one line: streams= connected= events= events_per_s= p50_ms= p90_ms= p99_ms=
+ * max_ms= errors=.
+ */
+#define _GNU_SOURCE
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum body_state { HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END };
+enum { LINE_MAX_BYTES = 65536, HEAD_MAX = 8192 };
+
+struct conn {
+    int fd;
+    enum body_state state;
+    char head[HEAD_MAX];
+    size_t head_len;
+    size_t chunk_left;
+    char size_line[32];
+    size_t size_len;
+    char line[LINE_MAX_BYTES];      /* the SSE line being read */
+    size_t line_len;
+    char data[LINE_MAX_BYTES];      /* the block's data line */
+    size_t data_len;
+    long long block_id, last_id;
+    bool is_open;                   /* 200 and the opening block seen */
+};
+
+static double *latencies;
+static size_t latency_count, latency_cap;
+static long errors, opened;
+static bool is_measuring;
+
+static double
+wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static double
+mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+record(double latency_us)
+{
+    if (latency_count == latency_cap) {
+        latency_cap = latency_cap ? 2 * latency_cap : 1 << 16;
+        latencies = realloc(latencies, latency_cap * sizeof(*latencies));
+        if (latencies == NULL) {
+            perror("loadgen");
+            exit(1);
+        }
+    }
+    latencies[latency_count++] = latency_us;
+}
+
+/* One complete SSE block: an event when it had data. */
+static void
+dispatch(struct conn *c)
+{
+    if (c->data_len == 0) {
+        if (!c->is_open) {
+            c->is_open = true;  /* the opening block: retry: and a comment */
+            opened++;
+        }
+        return;
+    }
+    double arrived = wall_us();
+    c->data[c->data_len] = '\0';
+    cJSON *event = cJSON_Parse(c->data);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(event, "data"), "t_us");
+    if (!cJSON_IsNumber(t) || c->block_id <= c->last_id)
+        errors++;
+    else if (is_measuring)
+        record(arrived - t->valuedouble);
+    c->last_id = c->block_id;
+    cJSON_Delete(event);
+    c->data_len = 0;
+}
+
+static void
+sse_line(struct conn *c)
+{
+    c->line[c->line_len] = '\0';
+    if (c->line_len == 0)
+        dispatch(c);
+    else if (strncmp(c->line, "id: ", 4) == 0)
+        c->block_id = atoll(c->line + 4);
+    else if (strncmp(c->line, "data: ", 6) == 0 && c->line_len - 6 < sizeof(c->data)) {
+        memcpy(c->data, c->line + 6, c->line_len - 6);
+        c->data_len = c->line_len - 6;
+    }
+    c->line_len = 0;
+}
+
+static void
+sse_bytes(struct conn *c, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\n')
+            sse_line(c);
+        else if (c->line_len < sizeof(c->line) - 1)
+            c->line[c->line_len++] = p[i];
+    }
+}
+
+/* Feeds received bytes through the HTTP head and chunked decoding. */
+static void
+feed(struct conn *c, const char *p, size_t n)
+{
+    while (n > 0) {
+        if (c->state == HEAD) {
+            if (c->head_len < sizeof(c->head) - 1)
+                c->head[c->head_len++] = *p;
+            c->head[c->head_len] = '\0';
+            p++, n--;
+            if (c->head_len >= 4 && strcmp(c->head + c->head_len - 4, "\r\n\r\n") == 0) {
+                if (strncmp(c->head, "HTTP/1.1 200", 12) != 0) {
+                    fprintf(stderr, "loadgen: %.40s\n", c->head);
+                    errors++;
+                }
+                c->state = CHUNK_SIZE;
+            }
+        } else if (c->state == CHUNK_SIZE) {
+            char ch = *p++;
+            n--;
+            if (ch == '\n') {
+                c->size_line[c->size_len] = '\0';
+                c->chunk_left = strtoul(c->size_line, NULL, 16);
+                c->size_len = 0;
+                c->state = c->chunk_left > 0 ? CHUNK_DATA : HEAD;
+            } else if (ch != '\r' && c->size_len < sizeof(c->size_line) - 1) {
+                c->size_line[c->size_len++] = ch;
+            }
+        } else if (c->state == CHUNK_DATA) {
+            size_t take = n < c->chunk_left ? n : c->chunk_left;
+            sse_bytes(c, p, take);
+            p += take, n -= take;
+            c->chunk_left -= take;
+            if (c->chunk_left == 0)
+                c->state = CHUNK_END;
+        } else {  /* CHUNK_END: the CRLF after a chunk */
+            if (*p == '\n')
+                c->state = CHUNK_SIZE;
+            p++, n--;
+        }
+    }
+}
+
+static int
+open_conn(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0
+                   && errno != EINPROGRESS)) {
+        perror("loadgen: connect");
+        exit(1);
+    }
+    return fd;
+}
+
+static int
+compare(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double
+percentile_ms(double p)
+{
+    if (latency_count == 0)
+        return 0;
+    size_t i = (size_t)(p * (double)(latency_count - 1));
+    return latencies[i] / 1000.0;
+}
+
+int
+main(int argc, char **argv)
+{
+    int port = 0;
+    long streams = 1, sessions = 1;
+    double seconds = 10;
+    const char *ready_file = NULL;
+    static const struct option OPTIONS[] = {
+        {"port", required_argument, NULL, 'p'}, {"streams", required_argument, NULL, 'n'},
+        {"sessions", required_argument, NULL, 'm'}, {"seconds", required_argument, NULL, 's'},
+        {"ready-file", required_argument, NULL, 'r'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", OPTIONS, NULL)) != -1) {
+        switch (opt) {
+        case 'p': port = atoi(optarg); break;
+        case 'n': streams = atol(optarg); break;
+        case 'm': sessions = atol(optarg); break;
+        case 's': seconds = atof(optarg); break;
+        case 'r': ready_file = optarg; break;
+        default: return 2;
+        }
+    }
+    if (port <= 0 || streams < 1 || sessions < 1) {
+        fprintf(stderr, "usage: loadgen --port P --streams N --sessions M --seconds S "
+                "[--ready-file F]\n");
+        return 2;
+    }
+    struct rlimit lim = {.rlim_cur = (rlim_t)streams + 64, .rlim_max = (rlim_t)streams + 64};
+    setrlimit(RLIMIT_NOFILE, &lim);
+    struct conn *conns = calloc((size_t)streams, sizeof(*conns));
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (conns == NULL || ep < 0) {
+        perror("loadgen");
+        return 1;
+    }
+    for (long i = 0; i < streams; i++) {
+        struct conn *c = &conns[i];
+        c->fd = open_conn(port);
+        struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+    }
+    double deadline = mono_s() + 30 + seconds, measure_until = 0;
+    struct epoll_event events[256];
+    char buf[65536];
+    while (mono_s() < deadline) {
+        if (!is_measuring && opened == streams) {
+            is_measuring = true;
+            measure_until = mono_s() + seconds;
+            deadline = measure_until;
+            if (ready_file != NULL)
+                fclose(fopen(ready_file, "w"));
+        }
+        int n = epoll_wait(ep, events, 256, 100);
+        for (int i = 0; i < n; i++) {
+            struct conn *c = events[i].data.ptr;
+            if (events[i].events & EPOLLOUT) {
+                char request[256], path[160];
+                snprintf(path, sizeof(path), "/api/sessions/bench-%ld/events",
+                         (long)(c - conns) % sessions);
+                int len = snprintf(request, sizeof(request),
+                                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+                if (write(c->fd, request, (size_t)len) != len)
+                    errors++;
+                struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+                epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+            }
+            if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                ssize_t got = read(c->fd, buf, sizeof(buf));
+                if (got > 0) {
+                    feed(c, buf, (size_t)got);
+                } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+                    errors++;  /* the server ended a stream in the middle of the run */
+                    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                }
+            }
+        }
+    }
+    qsort(latencies, latency_count, sizeof(*latencies), compare);
+    printf("streams=%ld connected=%ld events=%zu events_per_s=%.0f p50_ms=%.3f p90_ms=%.3f "
+           "p99_ms=%.3f max_ms=%.3f errors=%ld\n", streams, opened, latency_count,
+           is_measuring ? (double)latency_count / seconds : 0.0, percentile_ms(0.50),
+           percentile_ms(0.90), percentile_ms(0.99), percentile_ms(1.0), errors);
+    for (long i = 0; i < streams; i++)
+        close(conns[i].fd);
+    free(conns);
+    free(latencies);
+    return 0;
+}

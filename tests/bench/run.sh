@@ -1,0 +1,130 @@
+#!/bin/bash
+# make bench: runs the scenarios of issue 4 against a real lighttpd + sse-fcgi and prints one
+# table. Usage: run.sh BIN SCHEMA TOOLS_DIR WORK_DIR. BENCH_SCENARIOS="a b c d e" picks
+# scenarios, BENCH_SECONDS (default 10) the length of the timed ones.
+#
+# Each scenario gets a fresh database and a fresh lighttpd on a free loopback port. The
+# load client (loadgen) connects every stream, then creates a ready file; the producer
+# starts only then. Server CPU is the backend's utime+stime (/proc/PID/stat) over the run;
+# RSS per stream is (VmRSS with the streams - VmRSS before them) / streams. Every process
+# started here is stopped by PID on exit, also on Ctrl-C.
+set -euo pipefail
+bin=$1 schema=$2 tools=$3 work=$4
+seconds=${BENCH_SECONDS:-10}
+scenarios=${BENCH_SCENARIOS:-a b c d e}
+tick=$(getconf CLK_TCK)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    pids=()
+}
+trap cleanup EXIT INT TERM
+ulimit -n 65536 2>/dev/null || ulimit -n 16384
+
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 20000))
+        ss -ltn "( sport = :$port )" | grep -q LISTEN || { echo "$port"; return; }
+    done
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every 20 ms until it succeeds.
+wait_for() {
+    local what=$1 limit=$2; shift 2
+    local end=$((SECONDS + limit))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= end)); then echo "bench: $what did not happen in ${limit} s" >&2; exit 1; fi
+        sleep 0.02
+    done
+}
+
+# scenario NAME STREAMS SESSIONS RATE BATCH SECONDS
+scenario() {
+    local name=$1 streams=$2 sessions=$3 rate=$4 batch=$5 secs=$6
+    local dir=$work/$name
+    rm -rf "$dir" && mkdir -p "$dir"
+    sqlite3 "$dir/events.db" < "$schema" > /dev/null
+    sqlite3 "$dir/events.db" "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k
+        WHERE i < $sessions - 1) INSERT INTO sessions(id) SELECT 'bench-' || i FROM k"
+    local port; port=$(free_port)
+    cat > "$dir/lighttpd.conf" <<CONF
+server.modules = ("mod_fastcgi")
+server.bind = "127.0.0.1"
+server.port = $port
+server.document-root = "$dir"
+server.errorlog = "$dir/lighttpd-error.log"
+server.max-fds = 16384
+server.max-connections = 8192
+server.stream-response-body = 2
+fastcgi.server = ( "/api/" => ((
+    "bin-path" => "$bin", "socket" => "$dir/sse-fcgi.sock", "check-local" => "disable",
+    "tcp-fin-propagate" => "enable", "max-procs" => 1,
+    "bin-environment" => ( "SSE_DB" => "$dir/events.db", "SSE_LOG" => "$dir/sse.log",
+        "SSE_LOG_LEVEL" => "warn", "SSE_THREADS" => "$((streams + 16))",
+        "SSE_KEEPALIVE_S" => "15" ),
+)))
+CONF
+    lighttpd -D -f "$dir/lighttpd.conf" > "$dir/lighttpd.out" 2>&1 &
+    local server=$!
+    pids+=("$server")
+    wait_for "lighttpd on port $port" 10 curl -sf "http://127.0.0.1:$port/api/health"
+    local backend; backend=$(pgrep -P "$server" | head -1)
+    local rss_base; rss_base=$(rss_kib "$backend")
+    "$tools/loadgen" --port "$port" --streams "$streams" --sessions "$sessions" \
+        --seconds "$secs" --ready-file "$dir/ready" > "$dir/loadgen.out" &
+    local client=$!
+    pids+=("$client")
+    wait_for "all $streams streams connected" 60 test -e "$dir/ready"
+    local cpu0; cpu0=$(cpu_ticks "$backend")
+    local rss_streams; rss_streams=$(rss_kib "$backend")
+    if [ "$rate" != idle ]; then
+        "$tools/producer" --db "$dir/events.db" --sessions "$sessions" --rate "$rate" \
+            --batch "$batch" --seconds "$secs" > "$dir/producer.out"
+    fi
+    wait "$client"
+    local cpu1; cpu1=$(cpu_ticks "$backend")
+    local rss_end; rss_end=$(rss_kib "$backend")
+    ((rss_end > rss_streams)) && rss_streams=$rss_end
+    cleanup
+    # key=value pairs of loadgen's line
+    local events=0 eps=0 p50=0 p99=0 errors=0 connected=0
+    for kv in $(cat "$dir/loadgen.out"); do
+        case $kv in
+            events=*) events=${kv#*=} ;; events_per_s=*) eps=${kv#*=} ;;
+            p50_ms=*) p50=${kv#*=} ;; p99_ms=*) p99=${kv#*=} ;;
+            errors=*) errors=${kv#*=} ;; connected=*) connected=${kv#*=} ;;
+        esac
+    done
+    local cpu_s per_k rss_per
+    cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) / t }')
+    per_k=$(awk -v c="$cpu_s" -v e="$events" 'BEGIN { if (e > 0) printf "%.4f", c / (e / 1000); else print "-" }')
+    rss_per=$(awk -v a="$rss_base" -v b="$rss_streams" -v n="$streams" 'BEGIN { printf "%.1f", (b - a) / n }')
+    local asked=$rate
+    [ "$rate" = 0 ] && asked=max
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$streams" "$asked" \
+        "$p50" "$p99" "$eps" "$per_k" "$rss_per" "$cpu_s" "$errors"
+    [ "$connected" = "$streams" ] || echo "bench: $name: only $connected of $streams streams opened" >&2
+}
+
+echo "sse-fcgi bench: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%dT%H:%MZ); client, producer and server share the machine"
+echo "reproduce: make bench (BENCH_SCENARIOS=\"$scenarios\" BENCH_SECONDS=$seconds)"
+echo
+echo "| scenario | streams | rate asked (ev/s) | p50 ms | p99 ms | delivered ev/s | server CPU s / 1,000 delivered | server RSS / stream KiB | server CPU s in all | errors |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+for s in $scenarios; do
+    case $s in
+        a) scenario "a: 1 stream" 1 1 1000 1 "$seconds" ;;
+        b) scenario "b: 1,000 streams / 1,000 sessions" 1000 1000 2000 1 "$seconds" ;;
+        c) scenario "c: 1 stream, max rate" 1 1 0 100 "$seconds" ;;
+        d) scenario "d: 1,000 idle streams, 20 s" 1000 1000 idle 1 20 ;;
+        e) scenario "e: fan-out 100 streams / 1 session" 100 1 200 1 "$seconds" ;;
+        *) echo "bench: unknown scenario $s" >&2; exit 2 ;;
+    esac
+done

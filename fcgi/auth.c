@@ -103,6 +103,12 @@ auth_credential(const char *query_token, const char *cookie_header, const char *
 }
 
 void
+auth_release_thread(void)
+{
+    OPENSSL_thread_stop();
+}
+
+void
 auth_wipe(void *p, size_t n)
 {
     OPENSSL_cleanse(p, n);

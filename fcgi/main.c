@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../store/store.h"
+#include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "stream.h"
@@ -348,6 +349,7 @@ serve_cgi(void)
         .is_cgi = true,
     };
     stream_serve(&io, &shared);
+    auth_release_thread();  /* OpenSSL's per-thread state, before the process exits */
     return 0;
 }
 

@@ -66,7 +66,7 @@ enum auth_verdict auth_check_jwt(const char *jwt, const unsigned char *secret,
                                  size_t secret_len, int64_t now_s, enum auth_channel channel,
                                  const char *id);
 
-/* Frees the calling thread's OpenSSL state (plain CGI calls it before it exits). */
+/* Frees the calling thread's OpenSSL state (cheap when it has none). */
 void auth_release_thread(void);
 
 /* Overwrites n bytes at p with zeros in a way the compiler keeps (a secret's copy). */

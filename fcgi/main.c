@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "../store/store.h"
-#include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "stream.h"
@@ -349,7 +348,6 @@ serve_cgi(void)
         .is_cgi = true,
     };
     stream_serve(&io, &shared);
-    auth_release_thread();  /* OpenSSL's per-thread state, before the process exits */
     return 0;
 }
 

@@ -845,6 +845,9 @@ stream_serve(const struct stream_io *io, struct stream_shared *shared)
     }
     buf_release(&r->out);
     free(r);
+    /* OpenSSL keeps state per thread (SSE_AUTH); a stream thread may sit idle until the
+     * process exits, so it is given back after every request. */
+    auth_release_thread();
 }
 
 void

@@ -343,13 +343,16 @@ open_watcher(struct hub *h, struct store **st, struct waiter **w)
         rc = STORE_ERR_MISSING;  /* replaced while we opened it: try again */
     h->db_dev = before.st_dev;
     h->db_ino = before.st_ino;
-    int64_t newest = 0;
-    if (rc == 0)
-        rc = store_newest_id(*st, &newest);
+    /* The waiter's data_version first, the newest id second: a commit between the two is
+     * then both counted in newest and seen as a change, never neither (rows committed
+     * after newest was read but before the version would wait for the next commit). */
     struct wait_options opt = {.poll_ms = h->poll_ms, .client_fd = -1,
                                .shutdown_fd = h->shutdown_fd};
     if (rc == 0)
         rc = wait_open(*st, h->db_path, &opt, w);
+    int64_t newest = 0;
+    if (rc == 0)
+        rc = store_newest_id(*st, &newest);
     if (rc < 0) {
         wait_close(*w);
         *w = NULL;
@@ -378,10 +381,13 @@ hub_main(void *arg)
     store_batch_init(&batch);
     int64_t next_sweep_ms = wait_now_ms() + HUB_SWEEP_MS;
     for (;;) {
-        if (st == NULL && open_watcher(h, &st, &w) < 0) {
-            if (pause_or_shutdown(h, h->poll_ms))
-                break;
-            continue;
+        if (st == NULL) {
+            if (open_watcher(h, &st, &w) < 0) {
+                if (pause_or_shutdown(h, h->poll_ms))
+                    break;
+                continue;
+            }
+            read_new_rows(h, st, &batch);  /* what was committed while it was closed */
         }
         /* The deadline: every poll_ms, check that the file is still the one we read. */
         enum wait_result r = wait_for_change(w, wait_now_ms() + h->poll_ms);

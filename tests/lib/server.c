@@ -227,7 +227,8 @@ write_conf(struct server *srv, const struct testenv *env, const struct server_op
     const char *values[] = {
         "PORT", port, "DIR", env->dir, "DOCROOT", env->dir,
         "MOUNT", opt && opt->mount ? opt->mount : "/api/",
-        "BIN", testenv_require("SSE_FCGI_BIN"), "BIN_ENV", env_lines, "ENV", env_lines,
+        "BIN", opt && opt->bin ? opt->bin : testenv_require("SSE_FCGI_BIN"),
+        "BIN_ENV", env_lines, "ENV", env_lines,
         "SOCKET", srv->backend_socket,
         "SCRIPT", is_apache() ? FRONT_ENDS[server_front_end].script : "",
         "APACHE_EXTRA", opt && opt->apache_directives ? opt->apache_directives : "", NULL,

@@ -56,6 +56,8 @@ struct server_options {
     const char *apache_directives;  /* extra server-config lines under Apache, or NULL */
     bool is_port_ready_enough;      /* skip the 404 probe: ready once the port accepts */
     int port;                       /* listen here (a restart on the same port); 0: pick */
+    const char *bin;                /* lighttpd's bin-path instead of the responder (a
+                                     * wrapper that runs it under valgrind); NULL: it */
     bool is_external_backend;       /* lighttpd only: the responder is started apart, by
                                      * spawn-fcgi on a unix socket (as systemd would),
                                      * and lighttpd connects to it (no bin-path) */

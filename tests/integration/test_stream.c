@@ -301,6 +301,36 @@ START_TEST(test_hostile_rows_stay_wellformed)
 }
 END_TEST
 
+enum { MEBIBYTE = 1024 * 1024 };
+
+/* Issue 5: 1 MiB texts end to end. A stream_id and a data column (not JSON) of 1 MiB each,
+ * full of CR and LF, reach the client as one well-formed event with every byte (the trigger that would refuse them is dropped, as in an older schema). */
+START_TEST(test_mebibyte_row_end_to_end)
+{
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, "DROP TRIGGER events_check_insert;\n");
+    struct sse_client c;
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events?types=*", NULL);
+    publish_okf(&test_env, "INSERT INTO events(session_id, type, stream_id, data) VALUES ('s1', "
+                "'client_output_delta', replace(hex(zeroblob(%d)), '00', 'ab' || char(13)), "
+                "replace(hex(zeroblob(%d)), '00', 'x' || char(10)));\n", MEBIBYTE / 3,
+                MEBIBYTE / 2);
+    cJSON *json = next_event_json(&c, 1);
+    const char *stream_id = string_of(json, "stream_id");
+    const char *data = string_of(json, "data");
+    DIAG_CHECK(stream_id != NULL && strlen(stream_id) == (size_t)MEBIBYTE / 3 * 3,
+               "stream_id of %zu bytes, expected %d", stream_id ? strlen(stream_id) : 0,
+               MEBIBYTE / 3 * 3);
+    DIAG_CHECK(data != NULL && strlen(data) == (size_t)MEBIBYTE, "data of %zu bytes, expected "
+               "%d", data ? strlen(data) : 0, MEBIBYTE);
+    DIAG_CHECK(strchr(stream_id, '\r') != NULL && strchr(data, '\n') != NULL,
+               "CR/LF did not survive as JSON escapes");
+    cJSON_Delete(json);
+    frames_expect_clean_body(&c);
+    sse_client_close(&c);
+}
+END_TEST
+
 Suite *suite_stream(void);
 
 Suite *
@@ -316,6 +346,7 @@ suite_stream(void)
     tcase_add_test(tc, test_frame_json_fields);
     tcase_add_test(tc, test_keepalive_when_idle);
     tcase_add_test(tc, test_hostile_rows_stay_wellformed);
+    tcase_add_test(tc, test_mebibyte_row_end_to_end);
     suite_add_tcase(s, tc);
     return s;
 }

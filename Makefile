@@ -108,7 +108,7 @@ soak: deps
 # The responder's sanitizer reports go to stderr, which the integration tests capture in
 # each server's log and fail on (STYLE §8).
 sanitize: deps
-	@CK_TIMEOUT_MULTIPLIER=4 $(MAKE) --no-print-directory BUILD=build/sanitize \
+	@CK_TIMEOUT_MULTIPLIER=4 SSE_SANITIZED=1 $(MAKE) --no-print-directory BUILD=build/sanitize \
 	    CFLAGS="$(SANITIZE_FLAGS)" all test-suite
 
 # Regression inputs first, then FUZZ_SECONDS per target on a scratch copy of its seeds

@@ -1,16 +1,19 @@
 /*
  * loadgen.c - the benchmark's load client: many SSE connections in one epoll loop.
  *
- *   loadgen --port P --streams N --sessions M --seconds S [--ready-file F]
+ *   loadgen --port P --streams N --sessions M --duration S [--path T] [--ready-file F]
  *
- * Opens N HTTP/1.1 GETs of /api/sessions/bench-<i % M>/events (the producer's sessions), decodes chunked bodies and SSE blocks, and for each event reads the producer's
- * stamp (data.t_us, wall-clock µs, with cJSON) to compute delivery latency. Once every
- * stream has its 200 and opening block it creates F (the driver then starts the producer)
- * and reads for S seconds. Ids must grow on every stream; anything else is an error.
+ * Opens N HTTP/1.1 GETs of T with %d = i % M (default /api/sessions/bench-%d/events, the
+ * producer's sessions), decodes chunked bodies and SSE blocks, and for each event reads the
+ * producer's stamp (data.t_us, wall-clock µs, with cJSON) to compute delivery latency. Once
+ * every stream has settled - its 200 and opening block, or a refusal (503 when the
+ * responder's slots run out), or 30 s passed - it creates F (the driver then starts the
+ * producer) and reads for S seconds with the streams that opened; connected= says how many.
+ * Ids must grow on every stream; anything else is an error.
  * Prints one line: streams= connected= events= events_per_s= p50_ms= p90_ms= p99_ms=
  * max_ms= errors=.
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE /* getopt_long */
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -29,7 +32,7 @@
 #include <unistd.h>
 
 enum body_state { HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END };
-enum { LINE_MAX_BYTES = 65536, HEAD_MAX = 8192 };
+enum { LINE_MAX_BYTES = 65536, HEAD_MAX = 8192, CONNECT_LIMIT_S = 30 };
 
 struct conn {
     int fd;
@@ -49,7 +52,7 @@ struct conn {
 
 static double *latencies;
 static size_t latency_count, latency_cap;
-static long errors, opened;
+static long errors, opened, refused;
 static bool is_measuring;
 
 static double
@@ -133,8 +136,9 @@ sse_bytes(struct conn *c, const char *p, size_t n)
     }
 }
 
-/* Feeds received bytes through the HTTP head and chunked decoding. */
-static void
+/* Feeds received bytes through the HTTP head and chunked decoding. Returns false when the
+ * answer is not a 200 stream: the caller closes it (its body is not chunked SSE). */
+static bool
 feed(struct conn *c, const char *p, size_t n)
 {
     while (n > 0) {
@@ -145,8 +149,8 @@ feed(struct conn *c, const char *p, size_t n)
             p++, n--;
             if (c->head_len >= 4 && strcmp(c->head + c->head_len - 4, "\r\n\r\n") == 0) {
                 if (strncmp(c->head, "HTTP/1.1 200", 12) != 0) {
-                    fprintf(stderr, "loadgen: %.40s\n", c->head);
-                    errors++;
+                    fprintf(stderr, "loadgen: %.*s\n", (int)strcspn(c->head, "\r"), c->head);
+                    return false;
                 }
                 c->state = CHUNK_SIZE;
             }
@@ -174,6 +178,7 @@ feed(struct conn *c, const char *p, size_t n)
             p++, n--;
         }
     }
+    return true;
 }
 
 static int
@@ -197,6 +202,45 @@ compare(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Closes a stream the server refused or ended; before its opening block it never opened. */
+static void
+drop_conn(int ep, struct conn *c)
+{
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    errors++;
+    if (!c->is_open)
+        refused++;
+}
+
+/* Raises the open-file limit to `need`, never lowering a higher one. */
+static void
+raise_fd_limit(rlim_t need)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= need)
+        return;
+    lim.rlim_cur = need;
+    if (lim.rlim_max < need)
+        lim.rlim_max = need;  /* only root may; otherwise the connects report EMFILE */
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        getrlimit(RLIMIT_NOFILE, &lim);
+        lim.rlim_cur = lim.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &lim);
+    }
+}
+
+static void
+create_ready_file(const char *path)
+{
+    FILE *f = path != NULL ? fopen(path, "w") : NULL;
+    if (path != NULL && f == NULL)
+        perror("loadgen: ready file");
+    if (f != NULL)
+        fclose(f);
+}
+
 static double
 percentile_ms(double p)
 {
@@ -212,11 +256,12 @@ main(int argc, char **argv)
     int port = 0;
     long streams = 1, sessions = 1;
     double seconds = 10;
-    const char *ready_file = NULL;
+    const char *ready_file = NULL, *path_template = "/api/sessions/bench-%d/events";
     static const struct option OPTIONS[] = {
         {"port", required_argument, NULL, 'p'}, {"streams", required_argument, NULL, 'n'},
-        {"sessions", required_argument, NULL, 'm'}, {"seconds", required_argument, NULL, 's'},
-        {"ready-file", required_argument, NULL, 'r'},
+        {"sessions", required_argument, NULL, 'm'}, {"duration", required_argument, NULL, 's'},
+        {"seconds", required_argument, NULL, 's'}, {"ready-file", required_argument, NULL, 'r'},
+        {"path", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -227,16 +272,18 @@ main(int argc, char **argv)
         case 'm': sessions = atol(optarg); break;
         case 's': seconds = atof(optarg); break;
         case 'r': ready_file = optarg; break;
+        case 't': path_template = optarg; break;
         default: return 2;
         }
     }
-    if (port <= 0 || streams < 1 || sessions < 1) {
-        fprintf(stderr, "usage: loadgen --port P --streams N --sessions M --seconds S "
-                "[--ready-file F]\n");
+    const char *percent = strchr(path_template, '%');
+    if (port <= 0 || streams < 1 || sessions < 1 || seconds <= 0 || percent == NULL
+        || percent[1] != 'd' || strchr(percent + 2, '%') != NULL) {
+        fprintf(stderr, "usage: loadgen --port P --streams N --sessions M --duration S "
+                "[--path TEMPLATE-WITH-ONE-%%d] [--ready-file F]\n");
         return 2;
     }
-    struct rlimit lim = {.rlim_cur = (rlim_t)streams + 64, .rlim_max = (rlim_t)streams + 64};
-    setrlimit(RLIMIT_NOFILE, &lim);
+    raise_fd_limit((rlim_t)streams + 64);
     struct conn *conns = calloc((size_t)streams, sizeof(*conns));
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (conns == NULL || ep < 0) {
@@ -249,38 +296,44 @@ main(int argc, char **argv)
         struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
         epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
     }
-    double deadline = mono_s() + 30 + seconds, measure_until = 0;
+    double connect_until = mono_s() + CONNECT_LIMIT_S, measure_until = 0;
     struct epoll_event events[256];
     char buf[65536];
-    while (mono_s() < deadline) {
-        if (!is_measuring && opened == streams) {
+    while (!is_measuring || mono_s() < measure_until) {
+        if (!is_measuring && (opened + refused == streams || mono_s() >= connect_until)) {
             is_measuring = true;
             measure_until = mono_s() + seconds;
-            deadline = measure_until;
-            if (ready_file != NULL)
-                fclose(fopen(ready_file, "w"));
+            create_ready_file(ready_file);
         }
         int n = epoll_wait(ep, events, 256, 100);
         for (int i = 0; i < n; i++) {
             struct conn *c = events[i].data.ptr;
             if (events[i].events & EPOLLOUT) {
-                char request[256], path[160];
-                snprintf(path, sizeof(path), "/api/sessions/bench-%ld/events",
-                         (long)(c - conns) % sessions);
+                char request[2048];
+                /* the template has exactly one %d (checked): print around it, so that no
+                 * format string comes from the command line */
                 int len = snprintf(request, sizeof(request),
-                                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
-                if (write(c->fd, request, (size_t)len) != len)
-                    errors++;
+                                   "GET %.*s%ld%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                                   (int)(percent - path_template), path_template,
+                                   (long)(c - conns) % sessions, percent + 2);
+                if (len < 0 || (size_t)len >= sizeof(request)) {
+                    fprintf(stderr, "loadgen: --path too long\n");
+                    return 2;
+                }
+                if (write(c->fd, request, (size_t)len) != len) {
+                    drop_conn(ep, c);  /* refused connect or reset: never opened */
+                    continue;
+                }
                 struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
                 epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
             }
             if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 ssize_t got = read(c->fd, buf, sizeof(buf));
                 if (got > 0) {
-                    feed(c, buf, (size_t)got);
+                    if (!feed(c, buf, (size_t)got))
+                        drop_conn(ep, c);
                 } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
-                    errors++;  /* the server ended a stream in the middle of the run */
-                    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                    drop_conn(ep, c);  /* refused, or ended in the middle of the run */
                 }
             }
         }
@@ -291,7 +344,8 @@ main(int argc, char **argv)
            is_measuring ? (double)latency_count / seconds : 0.0, percentile_ms(0.50),
            percentile_ms(0.90), percentile_ms(0.99), percentile_ms(1.0), errors);
     for (long i = 0; i < streams; i++)
-        close(conns[i].fd);
+        if (conns[i].fd >= 0)
+            close(conns[i].fd);
     free(conns);
     free(latencies);
     return 0;

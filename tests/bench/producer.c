@@ -3,14 +3,14 @@
  * sessions, each stamped with the wall-clock time of its INSERT (data {"t_us":…}), so that
  * the load client can measure delivery latency from it.
  *
- *   producer --db PATH --sessions M --rate R --seconds S [--batch B] [--type T]
+ *   producer --db PATH --sessions M --rate R --duration S [--batch B] [--type T]
  *
  * --rate 0 inserts as fast as it can. Rows go round-robin over sessions bench-0..M-1 (which
  * it creates), B rows per transaction. Pacing sleeps until absolute deadlines
  * (clock_nanosleep), so a slow commit does not slow the rate that follows. Prints
  * `inserted=N seconds=S rate=X`.
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE /* getopt_long */
 
 #include <getopt.h>
 #include <sqlite3.h>
@@ -49,7 +49,8 @@ main(int argc, char **argv)
     double rate = 0, seconds = 10;
     static const struct option OPTIONS[] = {
         {"db", required_argument, NULL, 'd'}, {"sessions", required_argument, NULL, 'm'},
-        {"rate", required_argument, NULL, 'r'}, {"seconds", required_argument, NULL, 's'},
+        {"rate", required_argument, NULL, 'r'}, {"duration", required_argument, NULL, 's'},
+        {"seconds", required_argument, NULL, 's'},
         {"batch", required_argument, NULL, 'b'}, {"type", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
@@ -66,7 +67,7 @@ main(int argc, char **argv)
         }
     }
     if (db_path == NULL || sessions < 1 || batch < 1 || seconds <= 0) {
-        fprintf(stderr, "usage: producer --db PATH --sessions M --rate R --seconds S "
+        fprintf(stderr, "usage: producer --db PATH --sessions M --rate R --duration S "
                 "[--batch B] [--type T]\n");
         return 2;
     }

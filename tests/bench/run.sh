@@ -7,9 +7,12 @@
 # load client (loadgen) connects every stream, then creates a ready file; the producer
 # starts only then. Server CPU is the backend's utime+stime (/proc/PID/stat) over the run;
 # RSS per stream is (VmRSS with the streams - VmRSS before them) / streams. Every process
-# started here is stopped by PID on exit, also on Ctrl-C.
+# started here (lighttpd, its sse-fcgi backend, loadgen) is stopped by PID on exit, also on
+# Ctrl-C. A scenario whose streams do not all open (503: slots ran out) still gets its row,
+# with the count in the note column; BENCH_THREADS overrides SSE_THREADS to try that.
 set -euo pipefail
 bin=$1 schema=$2 tools=$3 work=$4
+conf_in=$(dirname "$0")/lighttpd.conf.in
 seconds=${BENCH_SECONDS:-10}
 scenarios=${BENCH_SCENARIOS:-a b c d e}
 tick=$(getconf CLK_TCK)
@@ -35,15 +38,17 @@ free_port() {
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
-# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every 20 ms until it succeeds.
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every 20 ms until it succeeds;
+# returns 1 (and says so) when SECONDS pass first.
 wait_for() {
     local what=$1 limit=$2; shift 2
     local end=$((SECONDS + limit))
     until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= end)); then echo "bench: $what did not happen in ${limit} s" >&2; exit 1; fi
+        if ((SECONDS >= end)); then echo "bench: $what did not happen in ${limit} s" >&2; return 1; fi
         sleep 0.02
     done
 }
+ready_or_gone() { test -e "$1" || ! kill -0 "$2"; }
 
 # scenario NAME STREAMS SESSIONS RATE BATCH SECONDS
 scenario() {
@@ -54,41 +59,37 @@ scenario() {
     sqlite3 "$dir/events.db" "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k
         WHERE i < $sessions - 1) INSERT INTO sessions(id) SELECT 'bench-' || i FROM k"
     local port; port=$(free_port)
-    cat > "$dir/lighttpd.conf" <<CONF
-server.modules = ("mod_fastcgi")
-server.bind = "127.0.0.1"
-server.port = $port
-server.document-root = "$dir"
-server.errorlog = "$dir/lighttpd-error.log"
-server.max-fds = 16384
-server.max-connections = 8192
-server.stream-response-body = 2
-fastcgi.server = ( "/api/" => ((
-    "bin-path" => "$bin", "socket" => "$dir/sse-fcgi.sock", "check-local" => "disable",
-    "tcp-fin-propagate" => "enable", "max-procs" => 1,
-    "bin-environment" => ( "SSE_DB" => "$dir/events.db", "SSE_LOG" => "$dir/sse.log",
-        "SSE_LOG_LEVEL" => "warn", "SSE_THREADS" => "$((streams + 16))",
-        "SSE_KEEPALIVE_S" => "15" ),
-)))
-CONF
+    sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" -e "s|@BIN@|$bin|g" \
+        -e "s|@THREADS@|${BENCH_THREADS:-$((streams + 16))}|g" "$conf_in" > "$dir/lighttpd.conf"
     lighttpd -D -f "$dir/lighttpd.conf" > "$dir/lighttpd.out" 2>&1 &
     local server=$!
     pids+=("$server")
-    wait_for "lighttpd on port $port" 10 curl -sf "http://127.0.0.1:$port/api/health"
+    if ! wait_for "lighttpd on port $port" 10 curl -sf "http://127.0.0.1:$port/api/health"; then
+        cleanup
+        row "$name" "$streams" "$rate" - - - - - - - "server did not start: see $dir"
+        return
+    fi
     local backend; backend=$(pgrep -P "$server" | head -1)
+    pids+=("$backend")
     local rss_base; rss_base=$(rss_kib "$backend")
     "$tools/loadgen" --port "$port" --streams "$streams" --sessions "$sessions" \
-        --seconds "$secs" --ready-file "$dir/ready" > "$dir/loadgen.out" &
+        --duration "$secs" --ready-file "$dir/ready" > "$dir/loadgen.out" 2> "$dir/loadgen.err" &
     local client=$!
     pids+=("$client")
-    wait_for "all $streams streams connected" 60 test -e "$dir/ready"
+    # loadgen creates the file once every stream opened or was refused (30 s at most)
+    wait_for "loadgen ready" 60 ready_or_gone "$dir/ready" "$client" || true
+    if [ ! -e "$dir/ready" ]; then
+        cleanup
+        row "$name" "$streams" "$rate" - - - - - - - "load client failed: see $dir/loadgen.err"
+        return
+    fi
     local cpu0; cpu0=$(cpu_ticks "$backend")
     local rss_streams; rss_streams=$(rss_kib "$backend")
     if [ "$rate" != idle ]; then
         "$tools/producer" --db "$dir/events.db" --sessions "$sessions" --rate "$rate" \
-            --batch "$batch" --seconds "$secs" > "$dir/producer.out"
+            --batch "$batch" --duration "$secs" > "$dir/producer.out"
     fi
-    wait "$client"
+    wait "$client" || true
     local cpu1; cpu1=$(cpu_ticks "$backend")
     local rss_end; rss_end=$(rss_kib "$backend")
     ((rss_end > rss_streams)) && rss_streams=$rss_end
@@ -106,18 +107,31 @@ CONF
     cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) / t }')
     per_k=$(awk -v c="$cpu_s" -v e="$events" 'BEGIN { if (e > 0) printf "%.4f", c / (e / 1000); else print "-" }')
     rss_per=$(awk -v a="$rss_base" -v b="$rss_streams" -v n="$streams" 'BEGIN { printf "%.1f", (b - a) / n }')
-    local asked=$rate
-    [ "$rate" = 0 ] && asked=max
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$streams" "$asked" \
-        "$p50" "$p99" "$eps" "$per_k" "$rss_per" "$cpu_s" "$errors"
-    [ "$connected" = "$streams" ] || echo "bench: $name: only $connected of $streams streams opened" >&2
+    local note=""
+    if [ "$connected" != "$streams" ]; then
+        note="only $connected of $streams streams opened"
+        local refusals; refusals=$(grep -c '^loadgen: HTTP' "$dir/loadgen.err" || true)
+        ((refusals > 0)) && note="$note ($refusals refused: $(grep -m1 '^loadgen: HTTP' \
+            "$dir/loadgen.err" | cut -d' ' -f3-))"
+    fi
+    if [ "$events" = 0 ]; then p50=-; p99=-; fi
+    row "$name" "$streams" "$rate" "$p50" "$p99" "$eps" "$per_k" "$rss_per" "$cpu_s" "$errors" \
+        "$note"
+}
+
+# row NAME STREAMS RATE P50 P99 EPS PER_K RSS_PER CPU_S ERRORS NOTE
+row() {
+    local asked=$3
+    [ "$asked" = 0 ] && asked="max (batch 100)"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$asked" \
+        "$4" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}"
 }
 
 echo "sse-fcgi bench: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%dT%H:%MZ); client, producer and server share the machine"
 echo "reproduce: make bench (BENCH_SCENARIOS=\"$scenarios\" BENCH_SECONDS=$seconds)"
 echo
-echo "| scenario | streams | rate asked (ev/s) | p50 ms | p99 ms | delivered ev/s | server CPU s / 1,000 delivered | server RSS / stream KiB | server CPU s in all | errors |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| scenario | streams | rate asked (ev/s) | p50 ms | p99 ms | delivered ev/s | server CPU s / 1,000 delivered | server RSS / stream KiB | server CPU s in all | errors | note |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for s in $scenarios; do
     case $s in
         a) scenario "a: 1 stream" 1 1 1000 1 "$seconds" ;;

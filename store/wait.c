@@ -128,12 +128,6 @@ wait_close(struct waiter *w)
     free(w);
 }
 
-bool
-wait_uses_inotify(const struct waiter *w)
-{
-    return w->inotify_fd >= 0;
-}
-
 /* Reads every pending inotify event; follows the -wal being deleted and created again. */
 static void
 drain_inotify(struct waiter *w)
@@ -173,15 +167,6 @@ static short
 client_events(const struct wait_options *opt)
 {
     return opt->is_client_socket ? (POLLIN | POLLRDHUP) : 0;
-}
-
-bool
-wait_client_is_gone(const struct waiter *w)
-{
-    if (w->opt.client_fd < 0)
-        return false;
-    struct pollfd p = {.fd = w->opt.client_fd, .events = client_events(&w->opt)};
-    return poll(&p, 1, 0) > 0 && client_revents_mean_gone(&w->opt, p.revents);
 }
 
 /* One poll() of the shutdown fd, the client's fd and extra_fd. Returns WAIT_SHUTDOWN,

@@ -52,12 +52,6 @@ enum wait_result wait_for_change(struct waiter *w, int64_t deadline_ms);
  * shutdown, or deadline_ms. opt->poll_ms is unused. */
 enum wait_result wait_for_wake(const struct wait_options *opt, int wake_fd, int64_t deadline_ms);
 
-/* Checks, without blocking, whether the client has gone. */
-bool wait_client_is_gone(const struct waiter *w);
-
-/* True when inotify watches are active (false: polling only). */
-bool wait_uses_inotify(const struct waiter *w);
-
 /* Milliseconds on the monotonic clock. */
 int64_t wait_now_ms(void);
 

@@ -63,18 +63,8 @@ START_TEST(test_backend_restart_then_resume)
     server_start_backend(&test_srv, &test_env, &EXTERNAL);
     /* lighttpd keeps a backend that refused a connection disabled for its disable-time
      * (1 s); the client retries as EventSource does, until it is served. */
-    const char *const resume[] = {"Last-Event-ID: 2", NULL};
-    int64_t start_ms = testenv_now_ms();
-    for (;;) {
-        sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", resume);
-        if (c.status != 503 || testenv_now_ms() - start_ms > 5000)
-            break;
-        sse_client_close(&c);
-        testenv_poll_step();
-    }
-    DIAG_CHECK(c.status == 200, "after the restart: status %d", c.status);
-    fprintf(stderr, "backend restarted: served again after %lld ms\n",
-            (long long)(testenv_now_ms() - start_ms));
+    long waited_ms = frames_resume(&c, test_srv.port, "/api/sessions/s1/events", 2, 5000);
+    fprintf(stderr, "backend restarted: served again after %ld ms\n", waited_ms);
     frames_expect_ids(&c, (const long long[]){3, 4}, 2, 5000);
     sse_client_close(&c);
 }

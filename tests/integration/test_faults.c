@@ -26,23 +26,11 @@
 #define BURN_SQL "SELECT count(*) FROM (WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL " \
                  "SELECT i + 1 FROM k WHERE i < 100000000000) SELECT i FROM k);\n"
 
-/* Opens a stream resuming after last_id, retrying while the web server answers 503 or
- * cannot reach a backend yet (as EventSource retries), for up to timeout_ms. */
+/* Resumes session s1 after last_id, as EventSource would (frames_resume). */
 static void
 reconnect(struct sse_client *c, long long last_id, int timeout_ms)
 {
-    char header[64];
-    snprintf(header, sizeof(header), "Last-Event-ID: %lld", last_id);
-    const char *const headers[] = {header, NULL};
-    int64_t deadline = testenv_now_ms() + timeout_ms;
-    for (;;) {
-        sse_client_open(c, test_srv.port, "GET", "/api/sessions/s1/events", headers);
-        if (c->status == 200 || testenv_now_ms() >= deadline)
-            break;
-        sse_client_close(c);
-        testenv_poll_step();
-    }
-    DIAG_CHECK(c->status == 200, "resume after %lld: status %d", last_id, c->status);
+    frames_resume(c, test_srv.port, "/api/sessions/s1/events", last_id, timeout_ms);
 }
 
 /* The CPU time (ticks) pid has used, from /proc/<pid>/stat; -1 when it is gone. */

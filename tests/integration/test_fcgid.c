@@ -7,14 +7,11 @@
  * served (the time it took is printed); the default output buffer holds everything back
  * (the fact the deploy files are built on); deploy/apache/htaccess works as shipped.
  */
-#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -90,19 +87,11 @@ START_TEST(test_disconnect_frees_process_at_limit)
 }
 END_TEST
 
-/* Connects, sends a GET for path and returns how many bytes arrive within timeout_ms. */
+/* Sends a GET for path and returns how many bytes arrive within timeout_ms. */
 static size_t
 raw_bytes_within(int port, const char *path, int timeout_ms)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    DIAG_CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0,
-               "connect to 127.0.0.1:%d: %s", port, strerror(errno));
-    char request[512];
-    int len = snprintf(request, sizeof(request), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-                       path);
-    DIAG_CHECK(write(fd, request, (size_t)len) == len, "write: %s", strerror(errno));
+    int fd = sse_client_send_get(port, path, 0);
     size_t total = 0;
     int64_t deadline = testenv_now_ms() + timeout_ms;
     for (int64_t now = testenv_now_ms(); now < deadline; now = testenv_now_ms()) {

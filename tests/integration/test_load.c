@@ -7,12 +7,9 @@
  * the log so that sent + shed is every row; two streams of one process never see each
  * other's events; SSE_PROBE_MS writes bare ':' lines.
  */
-#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,25 +73,6 @@ END_TEST
 
 enum { STALL_ROWS = 1000, STALL_ROW_BYTES = 8192 };
 
-/* A client that sends its request and never reads: a 4 KiB receive buffer, so the
- * server's writes to it block soon (loopback would otherwise buffer megabytes). */
-static int
-open_stalled_client(int port, const char *path)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int small = 4096;
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    DIAG_CHECK(fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0
-               && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0,
-               "stalled client: %s", strerror(errno));
-    char request[256];
-    int len = snprintf(request, sizeof(request), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-                       path);
-    DIAG_CHECK(write(fd, request, (size_t)len) == len, "write: %s", strerror(errno));
-    return fd;
-}
-
 /* Issue 4: writes to one slow client never delay another. One client of the process stops
  * reading while 8 MiB of events are published: its socket and the web server's buffers
  * fill and its stream blocks in write (its log line shows it sent fewer events); a second
@@ -102,7 +80,9 @@ open_stalled_client(int port, const char *path)
 START_TEST(test_stalled_client_delays_no_other)
 {
     server_start(&test_srv, &test_env, NULL);
-    int stalled = open_stalled_client(test_srv.port, "/api/sessions/s1/events");
+    /* it never reads, and a 4 KiB receive buffer (loopback would buffer megabytes) makes
+     * the server's writes to it block soon */
+    int stalled = sse_client_send_get(test_srv.port, "/api/sessions/s1/events", 4096);
     logwait_expect_line(test_srv.sse_log, "sse connected session=s1", NULL, 2000);
     struct sse_client reader;
     frames_open_stream(&reader, test_srv.port, "/api/sessions/s1/events", NULL);
@@ -206,35 +186,45 @@ START_TEST(test_first_request_after_start_is_served)
 }
 END_TEST
 
+/* The descriptors of pid whose link target ends with suffix: how many, and the number of
+ * the first one (-1 when none) into *first. */
+static int
+fds_ending_with(pid_t pid, const char *suffix, int *first)
+{
+    int count = 0;
+    *first = -1;
+    for (int fd = 0; fd < 4096; fd++) {
+        char link[96], target[TESTENV_PATH_MAX];
+        snprintf(link, sizeof(link), "/proc/%ld/fd/%d", (long)pid, fd);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        size_t len = strlen(suffix);
+        if (n <= 0 || (size_t)n < len)
+            continue;
+        target[n] = '\0';
+        if (strcmp(target + n - len, suffix) == 0 && count++ == 0)
+            *first = fd;
+    }
+    return count;
+}
+
 /* Returns the open flags of pid's descriptor whose target ends with suffix, or -1. */
 static long
 fd_flags_of(pid_t pid, const char *suffix)
 {
-    char dir[64];
-    snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
-    for (int fd = 0; fd < 1024; fd++) {
-        char link[96], target[TESTENV_PATH_MAX];
-        snprintf(link, sizeof(link), "%s/%d", dir, fd);
-        ssize_t n = readlink(link, target, sizeof(target) - 1);
-        if (n <= 0)
-            continue;
-        target[n] = '\0';
-        size_t len = strlen(suffix);
-        if ((size_t)n < len || strcmp(target + n - len, suffix) != 0)
-            continue;
-        char info[96], line[128];
-        snprintf(info, sizeof(info), "/proc/%ld/fdinfo/%d", (long)pid, fd);
-        FILE *f = fopen(info, "r");
-        long flags = -1;
-        while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-            if (strncmp(line, "flags:", 6) == 0)
-                flags = strtol(line + 6, NULL, 8);
-        }
-        if (f != NULL)
-            fclose(f);
-        return flags;
+    int fd = -1;
+    if (fds_ending_with(pid, suffix, &fd) == 0)
+        return -1;
+    char info[96], line[128];
+    snprintf(info, sizeof(info), "/proc/%ld/fdinfo/%d", (long)pid, fd);
+    FILE *f = fopen(info, "r");
+    long flags = -1;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "flags:", 6) == 0)
+            flags = strtol(line + 6, NULL, 8);
     }
-    return -1;
+    if (f != NULL)
+        fclose(f);
+    return flags;
 }
 
 /* SPEC §1, §5: the responder opens the database read-only (checked on the live process's
@@ -264,24 +254,6 @@ START_TEST(test_database_opened_read_only)
 }
 END_TEST
 
-/* Counts pid's descriptors whose link target ends with suffix. */
-static int
-count_fds_of(pid_t pid, const char *suffix)
-{
-    int count = 0;
-    for (int fd = 0; fd < 4096; fd++) {
-        char link[96], target[TESTENV_PATH_MAX];
-        snprintf(link, sizeof(link), "/proc/%ld/fd/%d", (long)pid, fd);
-        ssize_t n = readlink(link, target, sizeof(target) - 1);
-        if (n <= 0)
-            continue;
-        target[n] = '\0';
-        size_t len = strlen(suffix);
-        count += (size_t)n >= len && strcmp(target + n - len, suffix) == 0;
-    }
-    return count;
-}
-
 enum { WATCHED_STREAMS = 24, WATCHED_SESSIONS = 8 };
 
 /* Issue 4: change detection happens once per process, not once per stream. 24 streams on
@@ -310,8 +282,9 @@ START_TEST(test_one_watcher_serves_many_streams)
     }
     pid_t backend = server_find_backend(&test_srv, 2000);
     DIAG_CHECK(backend > 0, "no backend process");
-    int watchers = count_fds_of(backend, "anon_inode:inotify");
-    int connections = count_fds_of(backend, "/events.db");
+    int first;
+    int watchers = fds_ending_with(backend, "anon_inode:inotify", &first);
+    int connections = fds_ending_with(backend, "/events.db", &first);
     DIAG_CHECK(watchers == 1, "%d inotify instances for %d streams, expected 1", watchers,
                WATCHED_STREAMS);
     /* SQLite defers closing a descriptor while another connection of the process holds a

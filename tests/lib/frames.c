@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "tests/lib/diag.h"
+#include "tests/lib/testenv.h"
 
 void
 frames_expect_wellformed(const struct sse_frame *f)
@@ -97,4 +98,23 @@ frames_open_stream(struct sse_client *c, int port, const char *path,
     bool has_retry = f.has_retry && f.data == NULL;
     sse_frame_release(&f);
     DIAG_CHECK(has_retry, "%s: the first block has no retry: line", c->request);
+}
+
+long
+frames_resume(struct sse_client *c, int port, const char *path, long long last_id,
+              int timeout_ms)
+{
+    char header[64];
+    snprintf(header, sizeof(header), "Last-Event-ID: %lld", last_id);
+    const char *const headers[] = {header, NULL};
+    int64_t start_ms = testenv_now_ms();
+    for (;;) {
+        sse_client_open(c, port, "GET", path, headers);
+        if (c->status == 200 || testenv_now_ms() - start_ms >= timeout_ms)
+            break;
+        sse_client_close(c);
+        testenv_poll_step();
+    }
+    DIAG_CHECK(c->status == 200, "%s after %lld: status %d", c->request, last_id, c->status);
+    return (long)(testenv_now_ms() - start_ms);
 }

@@ -33,6 +33,12 @@ void frames_expect_ids(struct sse_client *c, const long long *expected, size_t n
 void frames_open_stream(struct sse_client *c, int port, const char *path,
                         const char *const *headers);
 
+/* Opens path resuming after last_id (Last-Event-ID), retrying as EventSource does while
+ * the web server cannot serve it yet (503, or no backend), for up to timeout_ms; fails
+ * unless it gets 200. Returns the ms it took. */
+long frames_resume(struct sse_client *c, int port, const char *path, long long last_id,
+                   int timeout_ms);
+
 /* Fails the test when the decoded body holds a CR or a NUL byte (SPEC §4.6). */
 void frames_expect_clean_body(const struct sse_client *c);
 

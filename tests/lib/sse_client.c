@@ -257,6 +257,26 @@ sse_client_open(struct sse_client *c, int port, const char *method, const char *
     }
 }
 
+int
+sse_client_send_get(int port, const char *path, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    DIAG_CHECK(fd >= 0, "socket: %s", strerror(errno));
+    if (rcvbuf > 0)
+        DIAG_CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0,
+                   "SO_RCVBUF: %s", strerror(errno));
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    DIAG_CHECK(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0,
+               "GET %s: connect to 127.0.0.1:%d: %s", path, port, strerror(errno));
+    char request[512];
+    int len = snprintf(request, sizeof(request), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                       path);
+    DIAG_CHECK(len > 0 && (size_t)len < sizeof(request)
+               && write(fd, request, (size_t)len) == len, "GET %s: write failed", path);
+    return fd;
+}
+
 void
 sse_client_close(struct sse_client *c)
 {

@@ -57,6 +57,10 @@ struct sse_frame {
 void sse_client_open(struct sse_client *c, int port, const char *method, const char *path,
                      const char *const *headers);
 
+/* A bare client: connects, sends "GET path" and returns the socket without reading
+ * anything (the caller reads, or never does). rcvbuf > 0 sets SO_RCVBUF first. */
+int sse_client_send_get(int port, const char *path, int rcvbuf);
+
 /* Closes the socket and frees the buffers. Accepts a closed client. */
 void sse_client_close(struct sse_client *c);
 

@@ -12,7 +12,8 @@ CFLAGS  ?= -O2
 
 PKGS      := fcgi sqlite3 libcjson libcrypto
 DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev libssl-dev check sqlite3 \
-             lighttpd apache2 libapache2-mod-fcgid spawn-fcgi curl valgrind
+             lighttpd apache2 libapache2-mod-fcgid spawn-fcgi curl valgrind \
+             chromium chromium-driver
 # make fuzz only: libclang-rt-dev holds libFuzzer and the sanitizer runtimes, which clang
 # only recommends (deps installs without recommends). Not needed by make test.
 FUZZ_DEB_PKGS := clang libclang-rt-dev
@@ -97,7 +98,8 @@ test: deps
 
 test-suite: $(BIN) $(TEST_BIN)
 	SSE_FCGI_BIN=$(abspath $(BIN)) SSE_SCHEMA=$(abspath schema.sql) \
-	SSE_TEST_CONF=$(abspath tests/conf) SSE_SRC_DIR=$(abspath .) $(TEST_BIN)
+	SSE_TEST_CONF=$(abspath tests/conf) SSE_SRC_DIR=$(abspath .) \
+	SSE_ARTIFACT_DIR=$(abspath $(BUILD)/artifacts) $(TEST_BIN)
 
 # The long soak (issue 5): 200 streams, 1,000,000 events, random drops and resumes; it
 # prints its figures. `make test` runs the same test with 20,000 events.

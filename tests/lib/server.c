@@ -122,23 +122,6 @@ server_script_url(void)
     return FRONT_ENDS[server_front_end].script;
 }
 
-/* Asks the kernel for a free loopback port. */
-static int
-pick_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    DIAG_CHECK(fd >= 0, "socket: %s", strerror(errno));
-    struct sockaddr_in addr = {.sin_family = AF_INET};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    int rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
-    if (rc == 0)
-        rc = getsockname(fd, (struct sockaddr *)&addr, &len);
-    close(fd);
-    DIAG_CHECK(rc == 0, "cannot pick a port: %s", strerror(errno));
-    return ntohs(addr.sin_port);
-}
-
 /* Fills pairs with the default bin-environment, then opt->env on top. Returns the count
  * of strings (names and values). */
 static size_t
@@ -226,6 +209,7 @@ write_conf(struct server *srv, const struct testenv *env, const struct server_op
     snprintf(port, sizeof(port), "%d", srv->port);
     const char *values[] = {
         "PORT", port, "DIR", env->dir, "DOCROOT", env->dir,
+        "SRC", testenv_require("SSE_SRC_DIR"),
         "MOUNT", opt && opt->mount ? opt->mount : "/api/",
         "BIN", opt && opt->bin ? opt->bin : testenv_require("SSE_FCGI_BIN"),
         "BIN_ENV", env_lines, "ENV", env_lines,
@@ -261,19 +245,6 @@ spawn_lighttpd(const struct server *srv)
 
 static pid_t scan_children(pid_t parent);
 
-static bool
-is_port_accepting(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool is_up = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
-    close(fd);
-    return is_up;
-}
-
 /* Polls until the port accepts (true) or lighttpd exits or the deadline passes (false);
  * *status gets lighttpd's exit status when it exited. */
 static bool
@@ -285,7 +256,7 @@ wait_ready(struct server *srv, int *status)
             srv->pid = -1;
             return false;
         }
-        if (is_port_accepting(srv->port))
+        if (testenv_is_port_accepting(srv->port))
             return true;
         testenv_poll_step();
     }
@@ -389,7 +360,7 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
         server_start_backend(srv, env, opt);
     int status = 0;
     for (int attempt = 0; attempt < SERVER_START_TRIES; attempt++) {
-        srv->port = opt && opt->port > 0 ? opt->port : pick_port();
+        srv->port = opt && opt->port > 0 ? opt->port : testenv_pick_port();
         write_conf(srv, env, opt);
         srv->pid = spawn_lighttpd(srv);
         diag_register(srv, dump_hook, cleanup_hook);
@@ -610,25 +581,7 @@ signal_apache_responders(const struct server *srv, int sig, pid_t *pids, size_t 
     char *slash = strrchr(prefix, '/');
     DIAG_CHECK(slash != NULL, "conf path without a directory");
     snprintf(slash, sizeof(prefix) - (size_t)(slash - prefix), "/bin/");
-    DIR *proc = opendir("/proc");
-    DIAG_CHECK(proc != NULL, "opendir /proc: %s", strerror(errno));
-    int count = 0;
-    struct dirent *de;
-    while ((de = readdir(proc)) != NULL) {
-        char path[300], argv0[TESTENV_PATH_MAX] = "";
-        long pid = strtol(de->d_name, NULL, 10);
-        snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-        if (pid <= 0 || testenv_read_file(path, argv0, sizeof(argv0)) <= 0)
-            continue;
-        if (strncmp(argv0, prefix, strlen(prefix)) != 0 || server_is_pid_gone((pid_t)pid)
-            || kill((pid_t)pid, sig) != 0)
-            continue;
-        if ((size_t)count < cap)
-            pids[count] = (pid_t)pid;
-        count++;
-    }
-    closedir(proc);
-    return count;
+    return testenv_signal_by_arg(prefix, sig, pids, cap);
 }
 
 /* Apache waits for its handlers before it exits on SIGTERM (about 2.5 s while a stream is

@@ -9,10 +9,15 @@
 
 #include "tests/lib/testenv.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -115,4 +120,84 @@ testenv_read_file(const char *path, char *out, size_t size)
     out[n] = '\0';
     fclose(f);
     return (long)n;
+}
+
+/* Asks the kernel for a free loopback port. */
+int
+testenv_pick_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    DIAG_CHECK(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    if (rc == 0)
+        rc = getsockname(fd, (struct sockaddr *)&addr, &len);
+    close(fd);
+    DIAG_CHECK(rc == 0, "cannot pick a port: %s", strerror(errno));
+    return ntohs(addr.sin_port);
+}
+
+/* True when 127.0.0.1:port accepts a connection. */
+bool
+testenv_is_port_accepting(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool is_up = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+    close(fd);
+    return is_up;
+}
+
+/* True when pid is a zombie or gone: kill(pid, 0) still succeeds on a zombie. */
+static bool
+is_zombie_or_gone(long pid)
+{
+    char path[64], stat[512];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if (testenv_read_file(path, stat, sizeof(stat)) <= 0)
+        return true;
+    const char *after_name = strrchr(stat, ')');  /* the command name may hold spaces */
+    return after_name == NULL || after_name[1] == '\0' || after_name[2] == 'Z'
+           || after_name[2] == 'X';
+}
+
+/* True when one of the NUL-separated arguments in cmdline[0, len) starts with prefix. */
+static bool
+has_arg_with_prefix(const char *cmdline, size_t len, const char *prefix)
+{
+    size_t prefix_len = strlen(prefix);
+    for (size_t at = 0; at < len; at += strlen(cmdline + at) + 1) {
+        if (strncmp(cmdline + at, prefix, prefix_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+int
+testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t cap)
+{
+    DIR *proc = opendir("/proc");
+    DIAG_CHECK(proc != NULL, "opendir /proc: %s", strerror(errno));
+    int count = 0;
+    struct dirent *de;
+    static char cmdline[16384];
+    while ((de = readdir(proc)) != NULL) {
+        char path[300];
+        long pid = strtol(de->d_name, NULL, 10);
+        snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+        long len = pid > 0 ? testenv_read_file(path, cmdline, sizeof(cmdline)) : -1;
+        if (len <= 0 || !has_arg_with_prefix(cmdline, (size_t)len, arg_prefix)
+            || is_zombie_or_gone(pid) || kill((pid_t)pid, sig) != 0)
+            continue;
+        if ((size_t)count < cap)
+            pids[count] = (pid_t)pid;
+        count++;
+    }
+    closedir(proc);
+    return count;
 }

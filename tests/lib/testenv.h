@@ -8,8 +8,10 @@
 #ifndef SSE_TEST_TESTENV_H
 #define SSE_TEST_TESTENV_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 enum { TESTENV_PATH_MAX = 512 };
 
@@ -45,5 +47,16 @@ void testenv_write_file(const char *path, const char *bytes, size_t len);
 /* Reads at most size - 1 bytes of path into out, NUL-terminated. Returns the byte count,
  * or -1 when the file cannot be opened (out is then ""). */
 long testenv_read_file(const char *path, char *out, size_t size);
+
+/* A free 127.0.0.1 TCP port, picked by the kernel (bind to port 0). */
+int testenv_pick_port(void);
+
+/* True when 127.0.0.1:port accepts a TCP connection now. */
+bool testenv_is_port_accepting(int port);
+
+/* Sends sig to every live process (zombies skipped) one of whose arguments starts with
+ * arg_prefix; sig 0 only finds them. Returns how many there were; the first cap PIDs go to
+ * pids (may be NULL when cap is 0). */
+int testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t cap);
 
 #endif

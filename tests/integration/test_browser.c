@@ -1,0 +1,316 @@
+/*
+ * test_browser.c - the viewer (deploy/viewer/) in a real headless Chromium (issue 6).
+ *
+ * lighttpd serves the viewer's files from the document root under /app/ and the responder
+ * at /app/api/, so the page runs mounted under a sub-path with its relative URLs. Rows are
+ * published with the sqlite3 CLI; the test reads what the page shows through WebDriver
+ * (tests/lib/webdriver.h): the ids of the rows it lists, its state badge, its counters.
+ * Every wait polls the page against a deadline. The screenshot of the viewer is saved to
+ * $SSE_ARTIFACT_DIR/viewer.png.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tests/lib/diag.h"
+#include "tests/lib/logwait.h"
+#include "tests/lib/publish.h"
+#include "tests/lib/server.h"
+#include "tests/lib/sse_client.h"
+#include "tests/lib/testenv.h"
+#include "tests/lib/webdriver.h"
+
+enum {
+    BROWSER_WAIT_MS = 15000,    /* a page change that should follow a commit or a restart */
+    BROWSER_RETRY_MS = 500,     /* SSE_RETRY_MS: EventSource's reconnect delay */
+};
+
+static const char *const VIEWER_FILES[] = {"index.html", "viewer.js", "viewer.css"};
+
+/* The ids of the rows the page lists, oldest first, as "1,2,3". */
+static const char ROW_IDS_JS[] =
+    "return [...document.querySelectorAll('#events tr[data-id]')]"
+    ".map((r) => r.dataset.id).reverse().join(',');";
+
+/* Copies the viewer into <dir>/app/, where lighttpd's document root serves it. */
+static void
+install_viewer(void)
+{
+    static char bytes[256 * 1024];
+    char app_dir[TESTENV_PATH_MAX], from[TESTENV_PATH_MAX], to[TESTENV_PATH_MAX + 32];
+    testenv_path(&test_env, "app", app_dir, sizeof(app_dir));
+    DIAG_CHECK(mkdir(app_dir, 0755) == 0, "mkdir %s", app_dir);
+    for (size_t i = 0; i < sizeof(VIEWER_FILES) / sizeof(VIEWER_FILES[0]); i++) {
+        snprintf(from, sizeof(from), "%s/deploy/viewer/%s", testenv_require("SSE_SRC_DIR"),
+                 VIEWER_FILES[i]);
+        long len = testenv_read_file(from, bytes, sizeof(bytes));
+        DIAG_CHECK(len > 0 && (size_t)len < sizeof(bytes) - 1, "cannot read %s", from);
+        snprintf(to, sizeof(to), "%s/%s", app_dir, VIEWER_FILES[i]);
+        testenv_write_file(to, bytes, (size_t)len);
+    }
+}
+
+static const char *const VIEWER_ENV[] = {"SSE_RETRY_MS", "500", NULL};
+
+static struct server_options
+viewer_options(int port)
+{
+    return (struct server_options){.mount = "/app/api/", .env = VIEWER_ENV, .port = port};
+}
+
+static void
+start_viewer_server(void)
+{
+    install_viewer();
+    struct server_options opt = viewer_options(0);
+    server_start(&test_srv, &test_env, &opt);
+}
+
+/* Opens the viewer at /app/<query> in a fresh browser. */
+static void
+open_viewer(struct webdriver *wd, const char *query)
+{
+    char url[256];
+    webdriver_start(wd, &test_env, 1280, 900);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/app/%s", test_srv.port, query);
+    webdriver_navigate(wd, url);
+}
+
+static void
+expect_state(struct webdriver *wd, const char *state)
+{
+    char script[128], shown[64];
+    snprintf(script, sizeof(script),
+             "return document.getElementById('state').dataset.state === '%s';", state);
+    if (webdriver_wait_until(wd, script, BROWSER_WAIT_MS))
+        return;
+    webdriver_execute_string(wd, "return document.getElementById('state').dataset.state + "
+                                 "' (' + document.getElementById('state-detail').textContent"
+                                 " + ')';", shown, sizeof(shown));
+    DIAG_CHECK(false, "the viewer never showed state %s; it shows %s", state, shown);
+}
+
+/* Waits until the page lists exactly the ids in expected ("1,2,3"), oldest first. */
+static void
+expect_rows(struct webdriver *wd, const char *expected)
+{
+    char script[512], shown[1024];
+    snprintf(script, sizeof(script),
+             "return [...document.querySelectorAll('#events tr[data-id]')]"
+             ".map((r) => r.dataset.id).reverse().join(',') === '%s';", expected);
+    if (webdriver_wait_until(wd, script, BROWSER_WAIT_MS))
+        return;
+    webdriver_execute_string(wd, ROW_IDS_JS, shown, sizeof(shown));
+    DIAG_CHECK(false, "the viewer lists ids [%s], expected [%s]", shown, expected);
+}
+
+static long
+page_number(struct webdriver *wd, const char *element_id)
+{
+    char script[128], text[64];
+    snprintf(script, sizeof(script), "return document.getElementById('%s').textContent;",
+             element_id);
+    webdriver_execute_string(wd, script, text, sizeof(text));
+    return strtol(text, NULL, 10);
+}
+
+/* Rows like an agent run's, with ids 1.. in a fresh database. */
+static void
+publish_agent_rows(int first, int count)
+{
+    static const char *const ROWS[] = {
+        "'execution_started', 'queen', '{\"goal\":\"summarise the inbox\"}'",
+        "'llm_text_delta', 'queen', '{\"content\":\"Reading the inbox\"}'",
+        "'tool_call_started', 'queen', '{\"tool\":\"mail.search\",\"args\":{\"unread\":true}}'",
+        "'tool_call_completed', 'queen', '{\"tool\":\"mail.search\",\"result\":{\"count\":3}}'",
+        "'subagent_report', 'worker:summariser', '{\"summary\":\"2 invoices, 1 meeting\"}'",
+        "'client_output_delta', 'queen', '{\"content\":\"You have 3 unread mails: \"}'",
+        "'client_output_delta', 'queen', '{\"content\":\"2 invoices and a meeting.\"}'",
+        "'node_loop_iteration', 'queen', '{\"iteration\":2}'",
+        "'context_usage_updated', 'queen', '{\"tokens\":4120,\"limit\":128000}'",
+        "'execution_completed', 'queen', '{\"tokens\":412}'",
+    };
+    for (int i = first; i < first + count; i++)
+        publish_okf(&test_env, "INSERT INTO events(session_id, type, stream_id, data) "
+                    "VALUES ('s1', %s);\n", ROWS[(size_t)i % (sizeof(ROWS) / sizeof(ROWS[0]))]);
+}
+
+/* The viewer's own files: right types, revalidated on every load, 304 on a match. */
+START_TEST(test_viewer_files_served)
+{
+    start_viewer_server();
+    static const struct {
+        const char *path, *content_type;
+    } FILES[] = {
+        {"/app/", "text/html; charset=utf-8"},
+        {"/app/index.html", "text/html; charset=utf-8"},
+        {"/app/viewer.js", "text/javascript; charset=utf-8"},
+        {"/app/viewer.css", "text/css; charset=utf-8"},
+    };
+    for (size_t i = 0; i < sizeof(FILES) / sizeof(FILES[0]); i++) {
+        struct sse_client c;
+        char type[128] = "", cache[128] = "", sniff[64] = "", etag[128] = "";
+        sse_client_open(&c, test_srv.port, "GET", FILES[i].path, NULL);
+        sse_client_header(&c, "Content-Type", type, sizeof(type));
+        sse_client_header(&c, "Cache-Control", cache, sizeof(cache));
+        sse_client_header(&c, "X-Content-Type-Options", sniff, sizeof(sniff));
+        sse_client_header(&c, "ETag", etag, sizeof(etag));
+        int status = c.status;
+        sse_client_close(&c);
+        DIAG_CHECK(status == 200 && strcmp(type, FILES[i].content_type) == 0
+                       && strcmp(cache, "no-cache") == 0 && strcmp(sniff, "nosniff") == 0
+                       && etag[0] != '\0',
+                   "%s: status %d, Content-Type '%s', Cache-Control '%s', "
+                   "X-Content-Type-Options '%s', ETag '%s'", FILES[i].path, status, type,
+                   cache, sniff, etag);
+        char if_none_match[160];
+        snprintf(if_none_match, sizeof(if_none_match), "If-None-Match: %s", etag);
+        const char *const headers[] = {if_none_match, NULL};
+        sse_client_open(&c, test_srv.port, "GET", FILES[i].path, headers);
+        status = c.status;
+        sse_client_close(&c);
+        DIAG_CHECK(status == 304, "%s with its ETag: status %d, expected 304", FILES[i].path,
+                   status);
+    }
+    /* The stream under the same mount keeps the responder's own headers only. */
+    struct sse_client c;
+    char cache[128] = "";
+    sse_client_open(&c, test_srv.port, "GET", "/app/api/health", NULL);
+    DIAG_CHECK(c.status == 200 && sse_client_header(&c, "X-Content-Type-Options", cache,
+                                                    sizeof(cache)) == NULL,
+               "/app/api/health: status %d, or the viewer's headers on the API", c.status);
+    sse_client_close(&c);
+}
+END_TEST
+
+/*
+ * The whole life of a session in the page: live rows in order; lighttpd restarted while
+ * rows are committed, and the page resumes with Last-Event-ID, nothing missed or repeated;
+ * the session closed, and the page shows "ended" and stops reconnecting (204).
+ */
+START_TEST(test_viewer_live_restart_end)
+{
+    start_viewer_server();
+    struct webdriver wd;
+    open_viewer(&wd, "?session=s1");
+    expect_state(&wd, "live");
+
+    publish_agent_rows(0, 4);
+    expect_rows(&wd, "1,2,3,4");
+
+    int port = test_srv.port;
+    server_stop(&test_srv);
+    expect_state(&wd, "reconnecting");
+    publish_agent_rows(4, 3);  /* 5..7, committed while the page is cut off */
+    struct server_options opt = viewer_options(port);
+    server_start(&test_srv, &test_env, &opt);
+    expect_state(&wd, "live");
+    expect_rows(&wd, "1,2,3,4,5,6,7");
+    logwait_expect_line(test_srv.sse_log, "sse connected session=s1", NULL, 2000);
+    DIAG_CHECK(logwait_count_lines(test_srv.sse_log, "warning malformed", NULL) == 0,
+               "the page sent a malformed Last-Event-ID");
+
+    publish_agent_rows(7, 3);  /* 8..10 */
+    expect_rows(&wd, "1,2,3,4,5,6,7,8,9,10");
+    DIAG_CHECK(page_number(&wd, "last-id") == 10 && page_number(&wd, "event-count") == 10
+                   && page_number(&wd, "open-count") == 2,
+               "the status line shows last id %ld, %ld events, %ld connections; expected "
+               "10, 10, 2", page_number(&wd, "last-id"), page_number(&wd, "event-count"),
+               page_number(&wd, "open-count"));
+
+    /* The JSON of a row, on click. */
+    webdriver_click(&wd, "#events tr[data-id='5']");
+    char json[2048];
+    webdriver_execute_string(&wd, "const pre = document.querySelector('#events tr.json pre');"
+                                  "return pre ? pre.textContent : '';", json, sizeof(json));
+    DIAG_CHECK(strstr(json, "\"seq\": 5") && strstr(json, "\"type\": \"subagent_report\"")
+                   && strstr(json, "\"summary\": \"2 invoices, 1 meeting\""),
+               "the JSON shown for row 5 is: %s", json);
+
+    char artifact[TESTENV_PATH_MAX];
+    const char *dir = testenv_require("SSE_ARTIFACT_DIR");
+    mkdir(dir, 0755);
+    snprintf(artifact, sizeof(artifact), "%s/viewer.png", dir);
+    long png_bytes = webdriver_screenshot(&wd, artifact);
+    char magic[8] = "";
+    testenv_read_file(artifact, magic, sizeof(magic));
+    DIAG_CHECK(png_bytes > 10000 && memcmp(magic, "\x89PNG", 4) == 0,
+               "the screenshot %s is not a PNG of the page (%ld bytes)", artifact, png_bytes);
+
+    publish_ok(&test_env, "UPDATE sessions SET closed_at = "
+               "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 's1';\n");
+    expect_state(&wd, "ended");
+    expect_rows(&wd, "1,2,3,4,5,6,7,8,9,10");
+    logwait_expect_line(test_srv.sse_log, "sse no content session=s1", NULL, 2000);
+    /* EventSource retries every BROWSER_RETRY_MS while it is still trying: for eight such
+     * periods, no new request may reach the responder. */
+    int connects = logwait_count_lines(test_srv.sse_log, "session=s1", NULL);
+    int64_t until = testenv_now_ms() + 8 * BROWSER_RETRY_MS;
+    while (testenv_now_ms() < until)
+        testenv_poll_step();
+    int connects_after = logwait_count_lines(test_srv.sse_log, "session=s1", NULL);
+    DIAG_CHECK(connects_after == connects, "the page went on reconnecting after 204: %d log "
+               "lines for s1, then %d", connects, connects_after);
+    expect_state(&wd, "ended");
+    webdriver_stop(&wd);
+}
+END_TEST
+
+/* Typing a session, choosing types and watching workers: the page asks for exactly that. */
+START_TEST(test_viewer_controls)
+{
+    start_viewer_server();
+    struct webdriver wd;
+    open_viewer(&wd, "");  /* no session given: the page tries "demo", which is not there */
+    expect_state(&wd, "error");
+    char detail[256];
+    webdriver_execute_string(&wd, "return document.getElementById('state-detail').textContent;",
+                             detail, sizeof(detail));
+    DIAG_CHECK(strstr(detail, "no such session") != NULL, "state detail: %s", detail);
+
+    webdriver_type(&wd, "#session", "s1");
+    webdriver_click(&wd, "#type-picker summary");
+    webdriver_click(&wd, "#types-none");
+    webdriver_click(&wd, "#type-boxes input[value='execution_started']");
+    webdriver_click(&wd, "#type-boxes input[value='tool_call_started']");
+    webdriver_click(&wd, "#watch-all");
+    webdriver_click(&wd, "#connect");
+    expect_state(&wd, "live");
+    char url[1024];
+    webdriver_execute_string(&wd, "return document.getElementById('stream-url').href;", url,
+                             sizeof(url));
+    DIAG_CHECK(strstr(url, "/app/api/sessions/s1/events?types=tool_call_started%2C"
+                           "execution_started&watch=*") != NULL, "stream URL: %s", url);
+
+    publish_ok(&test_env,
+               "INSERT INTO events(session_id, type, stream_id) VALUES\n"
+               " ('s1', 'execution_started', 'queen'),\n"       /* 1: chosen */
+               " ('s1', 'llm_text_delta', 'queen'),\n"          /* 2: not chosen */
+               " ('s1', 'tool_call_started', 'worker:w1'),\n"   /* 3: worker, watched */
+               " ('s1', 'tool_call_completed', 'queen'),\n"     /* 4: not chosen */
+               " ('s1', 'tool_call_started', 'queen');\n");     /* 5: chosen */
+    expect_rows(&wd, "1,3,5");
+    char shown_url[1024];
+    webdriver_execute_string(&wd, "return location.search;", shown_url, sizeof(shown_url));
+    DIAG_CHECK(strstr(shown_url, "session=s1") && strstr(shown_url, "watch=*"),
+               "the page URL does not keep the choice: %s", shown_url);
+    webdriver_stop(&wd);
+}
+END_TEST
+
+Suite *suite_browser(void);
+
+Suite *
+suite_browser(void)
+{
+    Suite *s = server_suite_create("browser");
+    TCase *tc = server_tcase_create("browser");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_viewer_files_served);
+    tcase_add_test(tc, test_viewer_live_restart_end);
+    tcase_add_test(tc, test_viewer_controls);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -151,6 +151,9 @@ install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sse-fcgi
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sse-fcgi
 	install -m 0644 schema.sql $(DESTDIR)$(PREFIX)/share/sse-fcgi/schema.sql
+	install -d $(DESTDIR)$(PREFIX)/share/sse-fcgi/viewer
+	install -m 0644 deploy/viewer/index.html deploy/viewer/viewer.js deploy/viewer/viewer.css \
+	    $(DESTDIR)$(PREFIX)/share/sse-fcgi/viewer/
 
 clean:
 	rm -rf build

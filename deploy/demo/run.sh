@@ -22,7 +22,8 @@ cat <<MSG
 
   publish an event (in another terminal):
     sqlite3 $db "INSERT INTO events(session_id, type, data) VALUES ('demo', 'client_output_delta', '{\"content\":\"hello\"}');"
-  or a short scripted agent run:   deploy/demo/publish.sh $db demo
+  or a short scripted agent run, one sqlite3 call per event:
+    deploy/demo/publish.sh $db demo
   close the session (the viewer shows "ended"):
     sqlite3 $db "UPDATE sessions SET closed_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = 'demo';"
 

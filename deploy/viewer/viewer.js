@@ -113,7 +113,9 @@ function saveControlsInUrl() {
 function updateStatus() {
   $("last-id").textContent = view.lastId === null ? "-" : view.lastId;
   $("event-count").textContent = view.count;
+  $("event-word").textContent = view.count === 1 ? "event" : "events";
   $("open-count").textContent = view.opens;
+  $("open-word").textContent = view.opens === 1 ? "connection" : "connections";
   $("empty").hidden = view.count > 0;
   const ticked = checkedTypes().length;
   const extra = splitList($("extra-types").value).length;

@@ -300,6 +300,78 @@ START_TEST(test_viewer_controls)
 }
 END_TEST
 
+/* The nth line (0-based) of text that, without its leading spaces, starts with prefix,
+ * copied from prefix on into out. */
+static const char *
+printed_line(const char *text, const char *prefix, int nth, char *out, size_t size)
+{
+    for (const char *at = text; (at = strstr(at, prefix)) != NULL; at++) {
+        const char *start = at;
+        while (start > text && start[-1] == ' ')
+            start--;
+        if ((start == text || start[-1] == '\n') && nth-- == 0) {
+            size_t len = strcspn(at, "\n");
+            DIAG_CHECK(len < size, "a printed line is too long");
+            memcpy(out, at, len);
+            out[len] = '\0';
+            return out;
+        }
+    }
+    DIAG_CHECK(false, "make run printed no line %d starting with '%s':\n%s", nth, prefix,
+               text);
+    return NULL;
+}
+
+static void
+run_printed_command(const char *command_line)
+{
+    struct publish_result r;
+    int status = publish_shell(&test_env, command_line, &r);
+    DIAG_CHECK(status == 0, "`%s` exited %d: %s", command_line, status, r.err);
+}
+
+/*
+ * What `make run` gives a new user: deploy/demo/run.sh itself, the viewer at / on session
+ * "demo", and the lines it prints, run as printed: an INSERT, the scripted agent run
+ * (deploy/demo/publish.sh) and the session's close.
+ */
+START_TEST(test_demo_as_make_run_starts_it)
+{
+    char demo_dir[TESTENV_PATH_MAX], printed[8192], line[2048], command_line[4096];
+    testenv_path(&test_env, "demo", demo_dir, sizeof(demo_dir));
+    server_start_demo(&test_srv, &test_env, demo_dir);
+    DIAG_CHECK(testenv_read_file(test_srv.stdio_log, printed, sizeof(printed)) > 0,
+               "make run printed nothing");
+    struct webdriver wd;
+    webdriver_start(&wd, &test_env, 1280, 900);
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", test_srv.port);
+    webdriver_navigate(&wd, url);
+    expect_state(&wd, "live");
+
+    run_printed_command(printed_line(printed, "sqlite3 ", 0, line, sizeof(line)));
+    expect_rows(&wd, "1");
+    /* Printed relative to the source tree, where `make run` is typed. */
+    snprintf(command_line, sizeof(command_line), "cd '%s' && PUBLISH_PAUSE_S=0.05 %s",
+             testenv_require("SSE_SRC_DIR"),
+             printed_line(printed, "deploy/demo/publish.sh ", 0, line, sizeof(line)));
+    run_printed_command(command_line);
+    expect_rows(&wd, "1,2,3,4,5,6,7,8,9");
+    webdriver_click(&wd, "#events tr[data-id='6']");
+
+    char artifact[TESTENV_PATH_MAX];
+    const char *dir = testenv_require("SSE_ARTIFACT_DIR");
+    mkdir(dir, 0755);
+    snprintf(artifact, sizeof(artifact), "%s/viewer-demo.png", dir);
+    DIAG_CHECK(webdriver_screenshot(&wd, artifact) > 10000, "no screenshot of the demo");
+
+    run_printed_command(printed_line(printed, "sqlite3 ", 1, line, sizeof(line)));
+    expect_state(&wd, "ended");
+    expect_rows(&wd, "1,2,3,4,5,6,7,8,9");
+    webdriver_stop(&wd);
+}
+END_TEST
+
 Suite *suite_browser(void);
 
 Suite *
@@ -311,6 +383,7 @@ suite_browser(void)
     tcase_add_test(tc, test_viewer_files_served);
     tcase_add_test(tc, test_viewer_live_restart_end);
     tcase_add_test(tc, test_viewer_controls);
+    tcase_add_test(tc, test_demo_as_make_run_starts_it);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -45,13 +45,11 @@ output_path(const struct testenv *env, pid_t pid, const char *ext, char *out, si
     return testenv_path(env, name, out, size);
 }
 
-pid_t
-publish_start(const struct testenv *env, const char *sql)
+/* Forks argv (found in PATH) with stdin from stdin_path and stdout, stderr to files named
+ * after its PID. Returns the PID. */
+static pid_t
+spawn_producer(const struct testenv *env, const char *const *argv, const char *stdin_path)
 {
-    char name[64], sql_path[TESTENV_PATH_MAX];
-    snprintf(name, sizeof(name), "publish-in-%u.sql", publish_counter++);
-    testenv_path(env, name, sql_path, sizeof(sql_path));
-    testenv_write_file(sql_path, sql, strlen(sql));
     fflush(NULL);
     pid_t pid = fork();
     DIAG_CHECK(pid >= 0, "fork: %s", strerror(errno));
@@ -59,13 +57,24 @@ publish_start(const struct testenv *env, const char *sql)
         char out_path[TESTENV_PATH_MAX], err_path[TESTENV_PATH_MAX];
         output_path(env, getpid(), "out", out_path, sizeof(out_path));
         output_path(env, getpid(), "err", err_path, sizeof(err_path));
-        redirect(sql_path, O_RDONLY, STDIN_FILENO);
+        redirect(stdin_path, O_RDONLY, STDIN_FILENO);
         redirect(out_path, O_WRONLY | O_CREAT | O_TRUNC, STDOUT_FILENO);
         redirect(err_path, O_WRONLY | O_CREAT | O_TRUNC, STDERR_FILENO);
-        execlp("sqlite3", "sqlite3", "-bail", env->db_path, (char *)NULL);
+        execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
     return pid;
+}
+
+pid_t
+publish_start(const struct testenv *env, const char *sql)
+{
+    char name[64], sql_path[TESTENV_PATH_MAX];
+    snprintf(name, sizeof(name), "publish-in-%u.sql", publish_counter++);
+    testenv_path(env, name, sql_path, sizeof(sql_path));
+    testenv_write_file(sql_path, sql, strlen(sql));
+    const char *const argv[] = {"sqlite3", "-bail", env->db_path, NULL};
+    return spawn_producer(env, argv, sql_path);
 }
 
 static int
@@ -92,7 +101,7 @@ int
 publish_wait(const struct testenv *env, pid_t pid, int timeout_ms, struct publish_result *r)
 {
     int status = reap_with_deadline(pid, timeout_ms);
-    DIAG_CHECK(status != 127, "sqlite3 not found in PATH: run `make deps`");
+    DIAG_CHECK(status != 127, "sqlite3 (or sh) not found in PATH: run `make deps`");
     if (r != NULL) {
         char path[TESTENV_PATH_MAX];
         r->status = status;
@@ -127,6 +136,13 @@ publish_okf(const struct testenv *env, const char *fmt, ...)
     va_end(ap);
     DIAG_CHECK(n >= 0 && n < (int)sizeof(sql_scratch), "publish_okf: SQL too long");
     publish_ok(env, sql_scratch);
+}
+
+int
+publish_shell(const struct testenv *env, const char *command_line, struct publish_result *r)
+{
+    const char *const argv[] = {"sh", "-c", command_line, NULL};
+    return publish_wait(env, spawn_producer(env, argv, "/dev/null"), PUBLISH_TIMEOUT_MS, r);
 }
 
 long long

@@ -32,6 +32,11 @@ void publish_ok(const struct testenv *env, const char *sql);
 void publish_okf(const struct testenv *env, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Runs command_line with `sh -c` (a producer as a user types it: the line `make run`
+ * prints, a shell script) and waits (deadline 30 s). Returns the exit status; r may be
+ * NULL. */
+int publish_shell(const struct testenv *env, const char *command_line, struct publish_result *r);
+
 /* Runs sql and returns the first line of its stdout as a number (for SELECT max(id)). */
 long long publish_query_number(const struct testenv *env, const char *sql);
 

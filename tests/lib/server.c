@@ -381,6 +381,38 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
                WIFEXITED(status) ? WEXITSTATUS(status) : -1, SERVER_START_TRIES);
 }
 
+void
+server_start_demo(struct server *srv, const struct testenv *env, const char *demo_dir)
+{
+    DIAG_CHECK(!is_apache(), "the demo runs lighttpd only");
+    set_paths(srv, env);
+    snprintf(srv->conf_path, sizeof(srv->conf_path), "%s/lighttpd.conf", demo_dir);
+    snprintf(srv->error_log, sizeof(srv->error_log), "%s/lighttpd-error.log", demo_dir);
+    snprintf(srv->sse_log, sizeof(srv->sse_log), "%s/sse-fcgi.log", demo_dir);
+    srv->pid = srv->backend_pid = -1;
+    srv->is_backend_external = false;
+    srv->port = testenv_pick_port();
+    char port[16], script[TESTENV_PATH_MAX];
+    snprintf(port, sizeof(port), "%d", srv->port);
+    snprintf(script, sizeof(script), "%s/deploy/demo/run.sh", testenv_require("SSE_SRC_DIR"));
+    fflush(NULL);
+    srv->pid = fork();
+    DIAG_CHECK(srv->pid >= 0, "fork: %s", strerror(errno));
+    if (srv->pid == 0) {
+        int fd = open(srv->stdio_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0
+            || setenv("SSE_DEMO_DIR", demo_dir, 1) < 0 || setenv("SSE_DEMO_PORT", port, 1) < 0)
+            _exit(126);
+        execl("/bin/sh", "sh", script, testenv_require("SSE_FCGI_BIN"), (char *)NULL);
+        _exit(127);
+    }
+    diag_register(srv, dump_hook, cleanup_hook);
+    int status = 0;
+    DIAG_CHECK(wait_ready(srv, &status) && wait_probe(srv, NULL),
+               "deploy/demo/run.sh never served on 127.0.0.1:%d (exit status %d)", srv->port,
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
 static bool
 is_unix_socket_accepting(const char *path)
 {

@@ -82,6 +82,12 @@ struct server {
 void server_start(struct server *srv, const struct testenv *env,
                   const struct server_options *opt);
 
+/* Runs deploy/demo/run.sh (what `make run` runs) with SSE_DEMO_DIR=demo_dir on a free port:
+ * the script execs lighttpd, so srv->pid is lighttpd's and server_stop stops it and its
+ * backend as usual. The logs are the demo's own; srv->stdio_log holds what the script
+ * printed. */
+void server_start_demo(struct server *srv, const struct testenv *env, const char *demo_dir);
+
 /* Stops lighttpd and its backend by PID (TERM, deadline, KILL) and fails the test when a
  * log shows a sanitizer report. Accepts a stopped server. */
 void server_stop(struct server *srv);

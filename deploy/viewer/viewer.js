@@ -54,6 +54,8 @@ function checkedTypes() {
 
 // The stream URL for the controls; lastId (or null) becomes last_event_id=, for the
 // reconnects the page makes itself (EventSource cannot set the Last-Event-ID header).
+// A fresh connect replays only recent rows of the types marked replayed (SPEC §4.2);
+// "whole history" resumes from 0 instead: every kept event of the chosen types.
 function buildStreamUrl(lastId) {
   const session = $("session").value.trim();
   const url = new URL(`sessions/${encodeURIComponent(session)}/events`, apiBase);
@@ -69,8 +71,8 @@ function buildStreamUrl(lastId) {
     url.searchParams.set("watch", watch.join(","));
   if (pageParams.has("token"))
     url.searchParams.set("token", pageParams.get("token"));
-  if (lastId !== null)
-    url.searchParams.set("last_event_id", lastId);
+  if (lastId !== null || $("from-start").checked)
+    url.searchParams.set("last_event_id", lastId ?? 0);
   return url.toString();
 }
 
@@ -107,6 +109,10 @@ function saveControlsInUrl() {
     p.set("watch", watch);
   else
     p.delete("watch");
+  if ($("from-start").checked)
+    p.set("history", "all");
+  else
+    p.delete("history");
   history.replaceState(null, "", `${location.pathname}?${p}`);
 }
 
@@ -317,6 +323,7 @@ function init() {
   const watch = pageParams.get("watch") || "";
   $("watch-all").checked = watch === "*";
   $("watch-ids").value = watch === "*" ? "" : watch;
+  $("from-start").checked = pageParams.get("history") === "all";
   $("controls").addEventListener("submit", (e) => {
     e.preventDefault();
     connect();

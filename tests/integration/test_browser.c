@@ -365,9 +365,21 @@ START_TEST(test_demo_as_make_run_starts_it)
     snprintf(artifact, sizeof(artifact), "%s/viewer-demo.png", dir);
     DIAG_CHECK(webdriver_screenshot(&wd, artifact) > 10000, "no screenshot of the demo");
 
+    /* A new page replays only the replayed types (1, 7, 8 client_output_delta, 2
+     * execution_started); "whole history" asks for every event from id 0. */
+    webdriver_navigate(&wd, url);
+    expect_state(&wd, "live");
+    expect_rows(&wd, "1,2,7,8");
+    webdriver_click(&wd, "#from-start");
+    webdriver_click(&wd, "#connect");
+    expect_rows(&wd, "1,2,3,4,5,6,7,8,9");
+
     run_printed_command(printed_line(printed, "sqlite3 ", 1, line, sizeof(line)));
     expect_state(&wd, "ended");
     expect_rows(&wd, "1,2,3,4,5,6,7,8,9");
+    char shown_url[256];
+    webdriver_execute_string(&wd, "return location.search;", shown_url, sizeof(shown_url));
+    DIAG_CHECK(strstr(shown_url, "history=all") != NULL, "page URL: %s", shown_url);
     webdriver_stop(&wd);
 }
 END_TEST

@@ -41,14 +41,14 @@ config_parse_log_level(const char *name, enum log_level *out)
     return -1;
 }
 
-/* Parses a decimal long in [min, max]. Returns 0, or -1 with *why set. */
-static int
-parse_long(const char *text, long min, long max, long *out, const char **why)
+int
+config_parse_long(const char *text, long min, long max, long *out, const char **why)
 {
     char *end = NULL;
     errno = 0;
     long value = strtol(text, &end, 10);
-    if (text[0] == '\0' || *end != '\0' || errno != 0 || text[0] == ' ' || text[0] == '+') {
+    bool is_number_start = (text[0] >= '0' && text[0] <= '9') || text[0] == '-';
+    if (!is_number_start || *end != '\0' || errno != 0) {
         *why = "not a decimal integer";
         return -1;
     }
@@ -70,7 +70,8 @@ load_numeric(struct config *c, config_lookup_fn lookup, void *ctx, const char **
         const char *text = lookup(ctx, NUMERIC_SETTINGS[i].name);
         if (text == NULL)
             continue;
-        if (parse_long(text, NUMERIC_SETTINGS[i].min, NUMERIC_SETTINGS[i].max, field, why)) {
+        if (config_parse_long(text, NUMERIC_SETTINGS[i].min, NUMERIC_SETTINGS[i].max, field,
+                              why)) {
             *bad_name = NUMERIC_SETTINGS[i].name;
             return -1;
         }

@@ -24,6 +24,11 @@ enum log_level {
 /* Parses "error|warn|info|debug". Returns 0, or -1 for anything else. */
 int config_parse_log_level(const char *name, enum log_level *out);
 
+/* Parses a decimal integer in [min, max]: digits with an optional leading '-', nothing
+ * else (no sign '+', no spaces, no suffix). Returns 0 and *out, or -1 with *why set to a
+ * static reason ("not a decimal integer", "out of range"). Thread-safe. */
+int config_parse_long(const char *text, long min, long max, long *out, const char **why);
+
 struct config {
     const char *db_path;       /* SSE_DB; NULL when unset (requests then get 503) */
     long keepalive_s;          /* SSE_KEEPALIVE_S, 1..3600, default 15 */

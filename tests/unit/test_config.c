@@ -121,7 +121,8 @@ static const char *const NUMERIC_NAMES[] = {
 };
 static const char *const BAD_NUMBERS[] = {
     "", "abc", "-1", "1x", "x1", "1.5", "1e3", "0x10", "99999999999999999999",
-    "9223372036854775808", "-9223372036854775809", "1\n", "5 5",
+    "9223372036854775808", "-9223372036854775809", "1\n", "5 5", " 1", "\t1", "+1", "-",
+    "\r1",
 };
 
 /* Every bad number for every numeric variable: _i walks the cross product. */

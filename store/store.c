@@ -39,11 +39,14 @@ enum query_id {
     Q_USER_VERSION,
     Q_JOURNAL_MODE,
     Q_READ_TOKENS,
+    Q_SESSION_COUNTS,
+    Q_SCHEMA_OBJECT,
     Q_COUNT
 };
 
 /* Every statement the responder runs. ?1 = session id / stream id / scope, ?2 = after id,
- * ?3 = row limit. Each range query is an index range scan (tests/ check EXPLAIN). */
+ * ?3 = row limit, ?4 = a second text. Each range query is an index range scan (tests/
+ * check EXPLAIN). */
 static const struct {
     const char *name;
     const char *sql;
@@ -78,6 +81,11 @@ static const struct {
     [Q_JOURNAL_MODE] = {"journal_mode", "PRAGMA journal_mode", false},
     [Q_READ_TOKENS] = {"read_tokens", "SELECT salt, hash FROM read_tokens WHERE scope = ?1 "
                        "LIMIT ?3", true},
+    /* `sse-fcgi --check` only (deploycheck.c), never a request: a scan is fine. */
+    [Q_SESSION_COUNTS] = {"session_counts", "SELECT coalesce(sum(closed_at IS NULL), 0), "
+                          "count(*) FROM sessions", false},
+    [Q_SCHEMA_OBJECT] = {"schema_object", "SELECT count(*) FROM sqlite_master WHERE "
+                         "type = ?1 AND name = ?4", false},
 };
 
 struct store {
@@ -699,6 +707,32 @@ store_health(struct store *st, int *schema_version, bool *is_wal)
     *is_wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 0 : sqlite_failure(st, rc, "journal_mode");
+}
+
+int
+store_session_counts(struct store *st, int64_t *open, int64_t *closed)
+{
+    sqlite3_stmt *s = statement(st, Q_SESSION_COUNTS);
+    if (s == NULL)
+        return STORE_ERR_SCHEMA;
+    int rc = sqlite3_step(s);
+    *open = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    *closed = rc == SQLITE_ROW ? sqlite3_column_int64(s, 1) - *open : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : sqlite_failure(st, rc, QUERIES[Q_SESSION_COUNTS].name);
+}
+
+int
+store_schema_has(struct store *st, const char *type, const char *name, bool *exists)
+{
+    sqlite3_stmt *s = statement(st, Q_SCHEMA_OBJECT);
+    if (s == NULL)
+        return STORE_ERR_SCHEMA;
+    sqlite3_bind_text(s, 4, name, -1, SQLITE_STATIC);
+    int64_t count = 0;
+    int rc = query_integer(st, Q_SCHEMA_OBJECT, type, 0, &count);
+    *exists = count > 0;
+    return rc == STORE_ERR_NOT_FOUND ? 0 : rc;
 }
 
 int

@@ -111,6 +111,14 @@ int store_data_version(struct store *st, int64_t *out);
 /* Health facts: schema version, WAL mode. Returns 0 or an error. */
 int store_health(struct store *st, int *schema_version, bool *is_wal);
 
+/* Counts the sessions: *open with closed_at NULL, *closed the others. Reads the whole
+ * table (for `sse-fcgi --check`, not for requests). Returns 0 or an error. */
+int store_session_counts(struct store *st, int64_t *open, int64_t *closed);
+
+/* Sets *exists to whether the schema has an object of type ("table", "trigger", ...) named
+ * name (both borrowed for the call). Returns 0 or an error. */
+int store_schema_has(struct store *st, const char *type, const char *name, bool *exists);
+
 /* Runs EXPLAIN QUERY PLAN on each cursor query and calls report(ctx, query_name, detail)
  * for each plan line. Returns 0 or an error. For tests and `sse-fcgi --explain`. */
 int store_explain(struct store *st, void (*report)(void *ctx, const char *query_name,

@@ -46,8 +46,8 @@ FUZZ_CFLAGS   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 # Pure modules: no I/O, no clock, no environment (STYLE §1). Unit tests link only these.
 PURE_SRC   := fcgi/buf.c fcgi/params.c fcgi/filter.c fcgi/sse.c fcgi/http.c fcgi/config.c \
               fcgi/auth.c fcgi/cli.c
-SRC        := $(PURE_SRC) fcgi/log.c fcgi/stream.c fcgi/main.c store/store.c store/wait.c \
-              store/hub.c store/prune.c store/deploycheck.c
+SRC        := $(PURE_SRC) fcgi/log.c fcgi/stream.c fcgi/main.c fcgi/commands.c store/store.c \
+              store/wait.c store/hub.c store/prune.c store/deploycheck.c
 TEST_SRC   := tests/main.c $(wildcard tests/unit/*.c tests/integration/*.c tests/lib/*.c)
 
 OBJ        := $(SRC:%.c=$(BUILD)/obj/%.o)

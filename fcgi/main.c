@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../store/store.h"
+#include "commands.h"
 #include "config.h"
 #include "log.h"
 #include "stream.h"
@@ -35,6 +36,11 @@ enum {
 
 static const char USAGE[] =
     "usage: sse-fcgi             serve (started by a web server: FastCGI or CGI)\n"
+    "       sse-fcgi --check [--db PATH]\n"
+    "                            check a deployment as this user (the web server's)\n"
+    "       sse-fcgi prune --keep-days N | --keep-events N [--floor-hours N] [--dry-run]\n"
+    "                      [--db PATH] [--verbose]\n"
+    "                            delete old events (as a user who can write the database)\n"
     "       sse-fcgi --explain   print the query plan of every query against $SSE_DB\n"
     "       sse-fcgi --version\n"
     "Configuration comes from SSE_* variables; see README.md.\n";
@@ -390,6 +396,11 @@ explain(const struct config *cfg)
 int
 main(int argc, char **argv)
 {
+    /* The admin commands judge the SSE_* settings themselves (--check reports them). */
+    if (argc > 1 && strcmp(argv[1], "prune") == 0)
+        return commands_prune(argc - 1, argv + 1);
+    if (argc > 1 && (strcmp(argv[1], "--check") == 0 || strcmp(argv[1], "check") == 0))
+        return commands_check(argc - 1, argv + 1);
     struct config cfg;
     const char *bad_name = NULL, *why = NULL;
     if (config_load(&cfg, env_lookup, NULL, &bad_name, &why) < 0) {

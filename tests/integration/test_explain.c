@@ -8,15 +8,11 @@
  * no table (CO-ROUTINE, SEARCH (subquery-N)) only give the plan its shape.
  */
 #include <check.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include "tests/lib/command.h"
 #include "tests/lib/diag.h"
 #include "tests/lib/server.h"
 #include "tests/lib/testenv.h"
@@ -29,31 +25,12 @@ enum { EXPLAIN_OUTPUT_MAX = 65536 };
 static int
 run_explain(char *out, size_t size)
 {
-    char out_path[TESTENV_PATH_MAX];
-    testenv_path(&test_env, "explain.out", out_path, sizeof(out_path));
-    const char *bin = testenv_require("SSE_FCGI_BIN");
-    fflush(NULL);
-    pid_t pid = fork();
-    DIAG_CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || setenv("SSE_DB", test_env.db_path, 1) != 0)
-            _exit(126);
-        execl(bin, bin, "--explain", (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    int64_t deadline = testenv_now_ms() + 10000;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (testenv_now_ms() >= deadline) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            break;
-        }
-        testenv_poll_step();
-    }
-    testenv_read_file(out_path, out, size);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    static struct command_result r;
+    const char *const env[] = {"SSE_DB", test_env.db_path, NULL};
+    int status = command_run(&test_env, (const char *const[]){"--explain", NULL},
+                             &(struct command_options){.env = env, .timeout_ms = 10000}, &r);
+    snprintf(out, size, "%s", r.out);
+    return status;
 }
 
 /* The table a SCAN/SEARCH row reads, or NULL for rows that read none. */

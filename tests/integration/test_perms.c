@@ -8,12 +8,7 @@
  * www-data streams what root inserts with the sqlite3 CLI.
  */
 #include <check.h>
-#include <errno.h>
-#include <grp.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "tests/lib/diag.h"
 #include "tests/lib/frames.h"
@@ -23,35 +18,10 @@
 #include "tests/lib/sse_client.h"
 #include "tests/lib/testenv.h"
 
-static char data_dir[TESTENV_PATH_MAX];
-static char db_path[TESTENV_PATH_MAX];
-
-/* Moves the test's database into data/ with the given modes and group (-1: root's). */
-static void
-place_database(mode_t dir_mode, mode_t db_mode, gid_t group)
-{
-    testenv_path(&test_env, "data", data_dir, sizeof(data_dir));
-    DIAG_CHECK(mkdir(data_dir, 0700) == 0, "mkdir %s: %s", data_dir, strerror(errno));
-    testenv_path(&test_env, "data/events.db", db_path, sizeof(db_path));
-    DIAG_CHECK(rename(test_env.db_path, db_path) == 0, "rename: %s", strerror(errno));
-    DIAG_CHECK(chown(data_dir, 0, group) == 0 && chown(db_path, 0, group) == 0, "chown: %s",
-               strerror(errno));
-    DIAG_CHECK(chmod(data_dir, dir_mode) == 0 && chmod(db_path, db_mode) == 0, "chmod: %s",
-               strerror(errno));
-}
-
-static gid_t
-www_data_gid(void)
-{
-    struct group *g = getgrnam("www-data");
-    DIAG_CHECK(g != NULL, "no group www-data: run `make deps` (apache2 creates it)");
-    return g->gr_gid;
-}
-
 START_TEST(test_unwritable_directory_gives_503_and_log)
 {
-    place_database(0755, 0644, (gid_t)-1);
-    server_start(&test_srv, &test_env, &(struct server_options){.db_path = db_path});
+    testenv_place_database(&test_env, 0755, 0644, (gid_t)-1);
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
     sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", NULL);
     char value[64];
@@ -67,15 +37,13 @@ END_TEST
 
 START_TEST(test_documented_permissions_stream)
 {
-    place_database(02775, 0664, www_data_gid());
-    server_start(&test_srv, &test_env, &(struct server_options){.db_path = db_path});
+    testenv_place_database(&test_env, 02775, 0664, testenv_www_data_gid());
+    server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
     frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", NULL);
     struct publish_result r;
-    char sql[TESTENV_PATH_MAX + 128];
-    snprintf(sql, sizeof(sql), ".open %s\nINSERT INTO events(session_id, type) "
-             "VALUES ('s1', 'execution_started');\n", db_path);
-    publish_sql(&test_env, sql, &r);
+    publish_sql(&test_env, "INSERT INTO events(session_id, type) VALUES ('s1', "
+                "'execution_started');\n", &r);
     DIAG_CHECK(r.status == 0, "root could not publish: %s", r.err);
     frames_expect_ids(&c, (const long long[]){1}, 1, 5000);
     sse_client_close(&c);

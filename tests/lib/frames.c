@@ -7,6 +7,7 @@
  */
 #include "tests/lib/frames.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,32 @@ frames_expect_clean_body(const struct sse_client *c)
     const char *nul = c->body ? memchr(c->body, '\0', c->body_len) : NULL;
     DIAG_CHECK(cr == NULL, "%s: CR at body offset %ld", c->request, (long)(cr - c->body));
     DIAG_CHECK(nul == NULL, "%s: NUL at body offset %ld", c->request, (long)(nul - c->body));
+}
+
+/* The number member key of json equals want. */
+static bool
+has_number(const cJSON *json, const char *key, long long want)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, key);
+    return cJSON_IsNumber(item) && (long long)item->valuedouble == want;
+}
+
+void
+frames_expect_gap(struct sse_client *c, long long requested, long long resumed_from,
+                  int timeout_ms)
+{
+    struct sse_frame f;
+    sse_client_expect_event(c, &f, timeout_ms);
+    cJSON *gap = sse_frame_json(&f);
+    bool is_gap = f.has_event && strcmp(f.event, "gap") == 0 && !f.has_id
+                  && has_number(gap, "requested", requested)
+                  && has_number(gap, "resumed_from", resumed_from);
+    cJSON_Delete(gap);
+    if (!is_gap)
+        sse_client_dump(c);
+    sse_frame_release(&f);
+    DIAG_CHECK(is_gap, "%s: the next event is not 'event: gap' with {\"requested\":%lld,"
+               "\"resumed_from\":%lld}", c->request, requested, resumed_from);
 }
 
 void

@@ -28,6 +28,11 @@ size_t frames_read_until(struct sse_client *c, long long last_id, long long *ids
 void frames_expect_ids(struct sse_client *c, const long long *expected, size_t n,
                        int timeout_ms);
 
+/* Reads the next event and fails unless it is the retention notice of SPEC §4.3: no id,
+ * `event: gap`, data {"requested": requested, "resumed_from": resumed_from}. */
+void frames_expect_gap(struct sse_client *c, long long requested, long long resumed_from,
+                       int timeout_ms);
+
 /* Opens GET path with headers (NULL-terminated or NULL), fails unless the status is 200,
  * and reads the opening block, which must carry "retry:" (SPEC §4.1). */
 void frames_open_stream(struct sse_client *c, int port, const char *path,

@@ -3,19 +3,17 @@
  *
  * SQL goes to <dir>/publish-<pid>.sql and becomes the child's stdin; stdout and stderr go to
  * files named after the child's PID, read back after it exits. Files rather than pipes so a
- * 1 MiB script cannot deadlock against a full pipe. Waits poll waitpid(WNOHANG) against a
- * deadline; a child past it is SIGKILLed and reaped.
+ * 1 MiB script cannot deadlock against a full pipe. testenv_reap waits with a deadline; a
+ * child past it is SIGKILLed and reaped.
  */
 #include "tests/lib/publish.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/lib/diag.h"
@@ -77,30 +75,10 @@ publish_start(const struct testenv *env, const char *sql)
     return spawn_producer(env, argv, sql_path);
 }
 
-static int
-reap_with_deadline(pid_t pid, int timeout_ms)
-{
-    int64_t deadline = testenv_now_ms() + timeout_ms;
-    int status = 0;
-    for (;;) {
-        pid_t rc = waitpid(pid, &status, WNOHANG);
-        if (rc == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        if (rc < 0 && errno != EINTR)
-            return -1;
-        if (testenv_now_ms() >= deadline) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        testenv_poll_step();
-    }
-}
-
 int
 publish_wait(const struct testenv *env, pid_t pid, int timeout_ms, struct publish_result *r)
 {
-    int status = reap_with_deadline(pid, timeout_ms);
+    int status = testenv_reap(pid, timeout_ms);
     DIAG_CHECK(status != 127, "sqlite3 (or sh) not found in PATH: run `make deps`");
     if (r != NULL) {
         char path[TESTENV_PATH_MAX];

@@ -12,12 +12,14 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <signal.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +48,26 @@ void
 testenv_poll_step(void)
 {
     nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
+}
+
+int
+testenv_reap(pid_t pid, int timeout_ms)
+{
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    int status = 0;
+    for (;;) {
+        pid_t rc = waitpid(pid, &status, WNOHANG);
+        if (rc == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        if (rc < 0 && errno != EINTR)
+            return -1;
+        if (testenv_now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        testenv_poll_step();
+    }
 }
 
 char *
@@ -97,6 +119,30 @@ testenv_close(struct testenv *env)
     diag_unregister(env);
     remove_dir(env->dir);
     env->dir[0] = '\0';
+}
+
+void
+testenv_place_database(struct testenv *env, mode_t dir_mode, mode_t db_mode, gid_t group)
+{
+    char data_dir[TESTENV_PATH_MAX], db_path[TESTENV_PATH_MAX];
+    testenv_path(env, "data", data_dir, sizeof(data_dir));
+    testenv_path(env, "data/events.db", db_path, sizeof(db_path));
+    DIAG_CHECK(chmod(env->dir, 0755) == 0, "chmod %s: %s", env->dir, strerror(errno));
+    DIAG_CHECK(mkdir(data_dir, 0700) == 0, "mkdir %s: %s", data_dir, strerror(errno));
+    DIAG_CHECK(rename(env->db_path, db_path) == 0, "rename: %s", strerror(errno));
+    DIAG_CHECK(chown(data_dir, 0, group) == 0 && chown(db_path, 0, group) == 0, "chown: %s",
+               strerror(errno));
+    DIAG_CHECK(chmod(data_dir, dir_mode) == 0 && chmod(db_path, db_mode) == 0, "chmod: %s",
+               strerror(errno));
+    memcpy(env->db_path, db_path, sizeof(db_path));
+}
+
+gid_t
+testenv_www_data_gid(void)
+{
+    const struct group *g = getgrnam("www-data");
+    DIAG_CHECK(g != NULL, "no group www-data: run `make deps` (apache2 creates it)");
+    return g->gr_gid;
 }
 
 void

@@ -41,6 +41,20 @@ int64_t testenv_now_ms(void);
  * deadline, never to wait for something to happen. */
 void testenv_poll_step(void);
 
+/* Waits for the child pid up to timeout_ms (polling waitpid), then SIGKILLs and reaps it.
+ * Returns its exit status, or -1 when it was killed by a signal or timed out. */
+int testenv_reap(pid_t pid, int timeout_ms);
+
+/* Moves env's database into <dir>/data/, with the directory dir_mode and the database
+ * db_mode, both owned by root and group ((gid_t)-1: root's), lets every user through env's
+ * dir, and points env->db_path at the new place. For tests that read the database as
+ * another user (DEPLOY-NOTES Q11). Fails the test on any error. */
+void testenv_place_database(struct testenv *env, mode_t dir_mode, mode_t db_mode,
+                            gid_t group);
+
+/* The gid of group www-data; fails the test (pointing at `make deps`) when there is none. */
+gid_t testenv_www_data_gid(void);
+
 /* Writes len bytes to path (created or truncated); fails the test on error. */
 void testenv_write_file(const char *path, const char *bytes, size_t len);
 

@@ -20,6 +20,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <grp.h>
 #include <pwd.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -134,16 +135,22 @@ fail(struct pruner *p, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* The name of the user who owns the database file, for the READONLY hint. */
+/* Who may write the database, for the READONLY hint: its owner, and its group's members
+ * when the group may write it too (DEPLOY-NOTES Q11's setup). */
 static const char *
-owner_name(const char *path, char *out, size_t size)
+writers_of(const char *path, char *out, size_t size)
 {
     struct stat sb;
-    const struct passwd *pw = stat(path, &sb) == 0 ? getpwuid(sb.st_uid) : NULL;
-    if (pw != NULL)
-        snprintf(out, size, "%s", pw->pw_name);
-    else
+    if (stat(path, &sb) != 0) {
         snprintf(out, size, "the owner of the database");
+        return out;
+    }
+    const struct passwd *pw = getpwuid(sb.st_uid);
+    int len = pw != NULL ? snprintf(out, size, "%s", pw->pw_name)
+                         : snprintf(out, size, "uid %ld", (long)sb.st_uid);
+    const struct group *gr = (sb.st_mode & S_IWGRP) ? getgrgid(sb.st_gid) : NULL;
+    if (gr != NULL && len > 0 && (size_t)len < size)
+        snprintf(out + len, size - (size_t)len, " or a member of group %s", gr->gr_name);
     return out;
 }
 
@@ -152,13 +159,13 @@ owner_name(const char *path, char *out, size_t size)
 static int
 fail_readonly(struct pruner *p, const char *what, const char *msg, int ext)
 {
-    char owner[128], code[48] = "";
+    char writers[256], code[48] = "";
     if (ext >= 0)
         snprintf(code, sizeof(code), " (extended code %d)", ext);
     return fail(p, PRUNE_ERR_READONLY, "%s: %s%s: this user (uid %ld) cannot write %s or "
                 "its directory; run prune as a user who can write both, such as %s", what,
                 msg, code, (long)geteuid(), p->opt->db_path,
-                owner_name(p->opt->db_path, owner, sizeof(owner)));
+                writers_of(p->opt->db_path, writers, sizeof(writers)));
 }
 
 /* Maps a SQLite failure to a prune_error, with a message that says what to do. */

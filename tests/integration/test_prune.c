@@ -504,7 +504,8 @@ START_TEST(test_database_without_schema)
 END_TEST
 
 /* The database belongs to root (0644, directory 0755): nobody may not prune it, and is
- * told who may. Nothing is deleted. */
+ * told who may: root, and the group's members once the group may write it. Nothing is
+ * deleted. */
 START_TEST(test_permission_denied_names_the_owner)
 {
     publish_ok(&test_env, THREE_SCOPES_SQL);
@@ -514,8 +515,16 @@ START_TEST(test_permission_denied_names_the_owner)
                 &(struct command_options){.user = "nobody"}, &result);
     expect_status(1);
     DIAG_CHECK(strstr(result.err, "cannot write") != NULL
-               && strstr(result.err, "run prune as a user who can write both, such as root")
+               && strstr(result.err, "run prune as a user who can write both, such as root\n")
                != NULL, "stderr: %s", result.err);
+    DIAG_CHECK(chown(test_env.db_path, 0, testenv_www_data_gid()) == 0
+               && chmod(test_env.db_path, 0664) == 0, "chown/chmod: %s", strerror(errno));
+    command_run(&test_env, (const char *const[]){"prune", "--db", test_env.db_path,
+                                                 "--keep-events", "1", NULL},
+                &(struct command_options){.user = "nobody"}, &result);
+    expect_status(1);
+    DIAG_CHECK(strstr(result.err, "such as root or a member of group www-data\n") != NULL,
+               "stderr: %s", result.err);
     expect_ids("1", "1,2,3,4,5,6,7,8,9,10,11,12,13");
 }
 END_TEST

@@ -7,8 +7,8 @@
  * checks the output line and the exit status. Covered: the count rule per session (the
  * global channel as one), the age rule and timestamp formats, the floor (open vs closed,
  * and a timestamp without an age), the union of the keep options and the prefix rule, a dry
- * run, batching, a producer writing throughout, the WAL truncated, ids that keep growing,
- * usage and error exits; and end to end behind lighttpd: a stream open during the prune
+ * run, batching, a producer writing throughout, the WAL truncated (or not, with a reader in
+ * the way: not an error), ids that keep growing, usage and error exits; and end to end behind lighttpd: a stream open during the prune
  * goes on, a resume from before the kept range gets `event: gap` and then exactly the kept
  * events, and a closed session pruned to nothing still answers 204.
  */
@@ -353,6 +353,36 @@ START_TEST(test_wal_truncated)
 }
 END_TEST
 
+/* A reader holds a read transaction from before the prune (a sqlite3 CLI in BEGIN, then
+ * busy in a statement that would take hours): the deletes commit, the TRUNCATE checkpoint
+ * waits its 5 s busy timeout and gives up, and that is reported, not an error. */
+START_TEST(test_busy_checkpoint_is_not_an_error)
+{
+    publish_ok(&test_env, "INSERT INTO events(session_id, type, timestamp) VALUES ('s1', "
+               "'llm_text_delta', " OLD "), ('s1', 'llm_text_delta', " OLD ");\n");
+    char ready[TESTENV_PATH_MAX], sql[TESTENV_PATH_MAX + 512];
+    testenv_path(&test_env, "reader-ready", ready, sizeof(ready));
+    snprintf(sql, sizeof(sql), "BEGIN;\nSELECT count(*) FROM events;\n.once %s\n"
+             "SELECT 'ready';\nSELECT count(*) FROM (WITH RECURSIVE k(i) AS (SELECT 1 UNION "
+             "ALL SELECT i + 1 FROM k WHERE i < 100000000000) SELECT i FROM k);\n", ready);
+    pid_t reader = publish_start(&test_env, sql);
+    char text[64] = "";
+    int64_t deadline = testenv_now_ms() + 10000;
+    while (strstr(text, "ready") == NULL && testenv_now_ms() < deadline) {
+        testenv_poll_step();
+        testenv_read_file(ready, text, sizeof(text));
+    }
+    if (strstr(text, "ready") == NULL)
+        publish_wait(&test_env, reader, 0, NULL);
+    DIAG_CHECK(strstr(text, "ready") != NULL, "the reader never started its transaction");
+    run_prune((const char *const[]){"--keep-events", "1", NULL});
+    publish_wait(&test_env, reader, 0, NULL);  /* SIGKILLed and reaped */
+    expect_status(0);
+    expect_ids("1", "2");
+    command_expect_line(&result, "sse-fcgi prune: checkpoint: busy, ", "not an error");
+}
+END_TEST
+
 START_TEST(test_not_wal_checkpoint_not_needed)
 {
     publish_ok(&test_env, "PRAGMA journal_mode = DELETE;\n"
@@ -546,6 +576,7 @@ suite_prune(void)
     tcase_add_test(tc, test_producer_writes_during_prune);
     tcase_add_test(tc, test_ids_keep_growing);
     tcase_add_test(tc, test_wal_truncated);
+    tcase_add_test(tc, test_busy_checkpoint_is_not_an_error);
     tcase_add_test(tc, test_not_wal_checkpoint_not_needed);
     tcase_add_test(tc, test_resume_after_prune_gets_gap);
     tcase_add_test(tc, test_closed_session_pruned_to_nothing_answers_204);

@@ -409,10 +409,14 @@ main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "--explain") == 0)
         return explain(&cfg);
-    if (argc > 1) {
-        bool is_version = strcmp(argv[1], "--version") == 0;
-        fputs(is_version ? "sse-fcgi 0.1.0\n" : USAGE, is_version ? stdout : stderr);
-        return is_version || strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        fputs("sse-fcgi 0.1.0\n", stdout);
+        return 0;
+    }
+    if (argc > 1) {  /* --help is asked for: stdout; anything else is a mistake: stderr */
+        bool is_help = strcmp(argv[1], "--help") == 0;
+        fputs(USAGE, is_help ? stdout : stderr);
+        return is_help ? 0 : 2;
     }
     log_set_level(cfg.log_level);
     if (log_open(cfg.log_target) < 0) {

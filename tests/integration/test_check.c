@@ -257,6 +257,22 @@ START_TEST(test_usage_errors)
 }
 END_TEST
 
+/* The binary's own usage: asked for (--help) on stdout, exit 0; a wrong word on stderr,
+ * exit 2 (a shell script's `sse-fcgi --help | less` works, a typo fails). */
+START_TEST(test_top_level_usage)
+{
+    struct command_result r;
+    command_run(&test_env, (const char *const[]){"--help", NULL}, NULL, &r);
+    command_expect_status(&r, 0);
+    command_expect_line(&r, "usage: sse-fcgi ", "serve");
+    command_expect_line(&r, "       sse-fcgi prune ", NULL);
+    command_run(&test_env, (const char *const[]){"--chek", NULL}, NULL, &r);
+    command_expect_status(&r, 2);
+    DIAG_CHECK(r.out[0] == '\0' && strstr(r.err, "usage: sse-fcgi ") != NULL,
+               "stdout: %s\nstderr: %s", r.out, r.err);
+}
+END_TEST
+
 Suite *suite_check(void);
 
 Suite *
@@ -266,6 +282,7 @@ suite_check(void)
     TCase *tc = server_tcase_create("check");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_good_database);
+    tcase_add_test(tc, test_top_level_usage);
     tcase_add_test(tc, test_documented_permissions_as_www_data);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_file_without_schema);

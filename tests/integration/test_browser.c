@@ -2,11 +2,13 @@
  * test_browser.c - the viewer (deploy/viewer/) in a real headless Chromium (issue 6).
  *
  * lighttpd serves the viewer's files from the document root under /app/ and the responder
- * at /app/api/, so the page runs mounted under a sub-path with its relative URLs. Rows are
- * published with the sqlite3 CLI; the test reads what the page shows through WebDriver
- * (tests/lib/webdriver.h): the ids of the rows it lists, its state badge, its counters.
- * Every wait polls the page against a deadline. The screenshot of the viewer is saved to
- * $SSE_ARTIFACT_DIR/viewer.png.
+ * at /app/api/, so the page runs mounted under a sub-path with its relative URLs. Apache
+ * (mod_fcgid and CGI) serves them as deploy/apache/viewer.conf ships it, at /sse-viewer/,
+ * and the page is told where the API is (?api=/api/). Rows are published with the sqlite3
+ * CLI; the test reads what the page shows through WebDriver (tests/lib/webdriver.h): the
+ * ids of the rows it lists, its state badge, its counters.
+ * Every wait polls the page against a deadline. Screenshots of the viewer are saved to
+ * $SSE_ARTIFACT_DIR (viewer.png, viewer-fcgid.png, viewer-cgi.png, viewer-demo.png).
  */
 #include <check.h>
 #include <stdio.h>
@@ -34,7 +36,27 @@ static const char ROW_IDS_JS[] =
     "return [...document.querySelectorAll('#events tr[data-id]')]"
     ".map((r) => r.dataset.id).reverse().join(',');";
 
-/* Copies the viewer into <dir>/app/, where lighttpd's document root serves it. */
+static bool
+is_lighttpd(void)
+{
+    return server_front_end == SERVER_LIGHTTPD;
+}
+
+/* The viewer's folder and the API's, as URL paths. */
+static const char *
+viewer_path(void)
+{
+    return is_lighttpd() ? "/app/" : "/sse-viewer/";
+}
+
+static const char *
+api_path(void)
+{
+    return is_lighttpd() ? "/app/api/" : "/api/";
+}
+
+/* Copies the viewer into <dir>/app/, which lighttpd's document root serves as /app/ and
+ * Apache as /sse-viewer/ (readable by www-data). */
 static void
 install_viewer(void)
 {
@@ -49,15 +71,31 @@ install_viewer(void)
         DIAG_CHECK(len > 0 && (size_t)len < sizeof(bytes) - 1, "cannot read %s", from);
         snprintf(to, sizeof(to), "%s/%s", app_dir, VIEWER_FILES[i]);
         testenv_write_file(to, bytes, (size_t)len);
+        DIAG_CHECK(chmod(to, 0644) == 0, "chmod %s", to);
     }
 }
 
 static const char *const VIEWER_ENV[] = {"SSE_RETRY_MS", "500", NULL};
 
+/* lighttpd: the responder at /app/api/. Apache: the modules deploy/apache/viewer.conf
+ * needs (the test configuration loads only what the responder needs), then that file. */
 static struct server_options
 viewer_options(int port)
 {
-    return (struct server_options){.mount = "/app/api/", .env = VIEWER_ENV, .port = port};
+    static char directives[2048];
+    char app_dir[TESTENV_PATH_MAX];
+    snprintf(directives, sizeof(directives),
+             "LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so\n"
+             "LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so\n"
+             "LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so\n"
+             "TypesConfig /etc/mime.types\n"
+             "Define SSE_VIEWER_DIR \"%s\"\n"
+             "Include \"%s/deploy/apache/viewer.conf\"\n",
+             testenv_path(&test_env, "app", app_dir, sizeof(app_dir)),
+             testenv_require("SSE_SRC_DIR"));
+    return (struct server_options){.mount = is_lighttpd() ? "/app/api/" : NULL,
+                                   .env = VIEWER_ENV, .port = port,
+                                   .apache_directives = is_lighttpd() ? NULL : directives};
 }
 
 static void
@@ -68,13 +106,15 @@ start_viewer_server(void)
     server_start(&test_srv, &test_env, &opt);
 }
 
-/* Opens the viewer at /app/<query> in a fresh browser. */
+/* Opens the viewer with the page parameters params ("session=s1", or "") in a fresh
+ * browser. */
 static void
-open_viewer(struct webdriver *wd, const char *query)
+open_viewer(struct webdriver *wd, const char *params)
 {
     char url[256];
     webdriver_start(wd, &test_env, 1280, 900);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/app/%s", test_srv.port, query);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s?%s%s", test_srv.port, viewer_path(),
+             is_lighttpd() ? "" : "api=/api/&", params);
     webdriver_navigate(wd, url);
 }
 
@@ -142,17 +182,19 @@ START_TEST(test_viewer_files_served)
 {
     start_viewer_server();
     static const struct {
-        const char *path, *content_type;
+        const char *name, *content_type;
     } FILES[] = {
-        {"/app/", "text/html; charset=utf-8"},
-        {"/app/index.html", "text/html; charset=utf-8"},
-        {"/app/viewer.js", "text/javascript; charset=utf-8"},
-        {"/app/viewer.css", "text/css; charset=utf-8"},
+        {"", "text/html; charset=utf-8"},
+        {"index.html", "text/html; charset=utf-8"},
+        {"viewer.js", "text/javascript; charset=utf-8"},
+        {"viewer.css", "text/css; charset=utf-8"},
     };
     for (size_t i = 0; i < sizeof(FILES) / sizeof(FILES[0]); i++) {
         struct sse_client c;
+        char path[128];
+        snprintf(path, sizeof(path), "%s%s", viewer_path(), FILES[i].name);
         char type[128] = "", cache[128] = "", sniff[64] = "", etag[128] = "";
-        sse_client_open(&c, test_srv.port, "GET", FILES[i].path, NULL);
+        sse_client_open(&c, test_srv.port, "GET", path, NULL);
         sse_client_header(&c, "Content-Type", type, sizeof(type));
         sse_client_header(&c, "Cache-Control", cache, sizeof(cache));
         sse_client_header(&c, "X-Content-Type-Options", sniff, sizeof(sniff));
@@ -163,38 +205,38 @@ START_TEST(test_viewer_files_served)
                        && strcmp(cache, "no-cache") == 0 && strcmp(sniff, "nosniff") == 0
                        && etag[0] != '\0',
                    "%s: status %d, Content-Type '%s', Cache-Control '%s', "
-                   "X-Content-Type-Options '%s', ETag '%s'", FILES[i].path, status, type,
+                   "X-Content-Type-Options '%s', ETag '%s'", path, status, type,
                    cache, sniff, etag);
         char if_none_match[160];
         snprintf(if_none_match, sizeof(if_none_match), "If-None-Match: %s", etag);
         const char *const headers[] = {if_none_match, NULL};
-        sse_client_open(&c, test_srv.port, "GET", FILES[i].path, headers);
+        sse_client_open(&c, test_srv.port, "GET", path, headers);
         status = c.status;
         sse_client_close(&c);
-        DIAG_CHECK(status == 304, "%s with its ETag: status %d, expected 304", FILES[i].path,
-                   status);
+        DIAG_CHECK(status == 304, "%s with its ETag: status %d, expected 304", path, status);
     }
     /* The stream under the same mount keeps the responder's own headers only. */
     struct sse_client c;
-    char cache[128] = "";
-    sse_client_open(&c, test_srv.port, "GET", "/app/api/health", NULL);
+    char cache[128] = "", health[128];
+    snprintf(health, sizeof(health), "%shealth", api_path());
+    sse_client_open(&c, test_srv.port, "GET", health, NULL);
     DIAG_CHECK(c.status == 200 && sse_client_header(&c, "X-Content-Type-Options", cache,
                                                     sizeof(cache)) == NULL,
-               "/app/api/health: status %d, or the viewer's headers on the API", c.status);
+               "%s: status %d, or the viewer's headers on the API", health, c.status);
     sse_client_close(&c);
 }
 END_TEST
 
 /*
- * The whole life of a session in the page: live rows in order; lighttpd restarted while
- * rows are committed, and the page resumes with Last-Event-ID, nothing missed or repeated;
- * the session closed, and the page shows "ended" and stops reconnecting (204).
+ * The whole life of a session in the page: live rows in order; the web server restarted
+ * while rows are committed, and the page resumes with Last-Event-ID, nothing missed or
+ * repeated; the session closed, and the page shows "ended" and stops reconnecting (204).
  */
 START_TEST(test_viewer_live_restart_end)
 {
     start_viewer_server();
     struct webdriver wd;
-    open_viewer(&wd, "?session=s1");
+    open_viewer(&wd, "session=s1");
     expect_state(&wd, "live");
 
     publish_agent_rows(0, 4);
@@ -232,7 +274,11 @@ START_TEST(test_viewer_live_restart_end)
     char artifact[TESTENV_PATH_MAX];
     const char *dir = testenv_require("SSE_ARTIFACT_DIR");
     mkdir(dir, 0755);
-    snprintf(artifact, sizeof(artifact), "%s/viewer.png", dir);
+    static const char *const NAMES[SERVER_FRONT_END_COUNT] = {
+        [SERVER_LIGHTTPD] = "viewer.png", [SERVER_APACHE_FCGID] = "viewer-fcgid.png",
+        [SERVER_APACHE_CGI] = "viewer-cgi.png",
+    };
+    snprintf(artifact, sizeof(artifact), "%s/%s", dir, NAMES[server_front_end]);
     long png_bytes = webdriver_screenshot(&wd, artifact);
     char magic[8] = "";
     testenv_read_file(artifact, magic, sizeof(magic));
@@ -278,11 +324,12 @@ START_TEST(test_viewer_controls)
     webdriver_click(&wd, "#watch-all");
     webdriver_click(&wd, "#connect");
     expect_state(&wd, "live");
-    char url[1024];
+    char url[1024], expected[256];
     webdriver_execute_string(&wd, "return document.getElementById('stream-url').href;", url,
                              sizeof(url));
-    DIAG_CHECK(strstr(url, "/app/api/sessions/s1/events?types=tool_call_started%2C"
-                           "execution_started&watch=*") != NULL, "stream URL: %s", url);
+    snprintf(expected, sizeof(expected), ":%d%ssessions/s1/events?types=tool_call_started%%2C"
+             "execution_started&watch=*", test_srv.port, api_path());
+    DIAG_CHECK(strstr(url, expected) != NULL, "stream URL: %s, expected ...%s", url, expected);
 
     publish_ok(&test_env,
                "INSERT INTO events(session_id, type, stream_id) VALUES\n"
@@ -395,7 +442,8 @@ suite_browser(void)
     tcase_add_test(tc, test_viewer_files_served);
     tcase_add_test(tc, test_viewer_live_restart_end);
     tcase_add_test(tc, test_viewer_controls);
-    tcase_add_test(tc, test_demo_as_make_run_starts_it);
+    if (server_building_front_end == SERVER_LIGHTTPD)  /* make run is lighttpd's */
+        tcase_add_test(tc, test_demo_as_make_run_starts_it);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -216,7 +216,7 @@ function stopSource() {
   view.source = null;
 }
 
-function open(url) {
+function openStream(url) {
   stopSource();
   view.url = url;
   const link = $("stream-url");
@@ -263,14 +263,15 @@ async function explainClose() {
     setState("error", `access denied (${status}); add ?token=… to the page URL`);
   else if (status === 503 || status === 200)
     retryLater(Number(response.headers.get("Retry-After")) || FALLBACK_RETRY_S,
-               status === 503 ? "the server is busy or the database unavailable (503)" : "");
+               status === 503 ? "the server is busy or the database unavailable (503)"
+                              : "the stream answers again");
   else
     setState("error", `HTTP ${status}`);
 }
 
 function retryLater(seconds, why) {
   setState("reconnecting", `${why}; trying again in ${seconds} s`);
-  view.retryTimer = setTimeout(() => open(buildStreamUrl(view.lastId)), seconds * 1000);
+  view.retryTimer = setTimeout(() => openStream(buildStreamUrl(view.lastId)), seconds * 1000);
 }
 
 function connect() {
@@ -284,7 +285,7 @@ function connect() {
   rememberSession(session);
   saveControlsInUrl();
   updateStatus();
-  open(buildStreamUrl(null));
+  openStream(buildStreamUrl(null));
 }
 
 function disconnect() {

@@ -177,6 +177,17 @@ publish_agent_rows(int first, int count)
                     "VALUES ('s1', %s);\n", ROWS[(size_t)i % (sizeof(ROWS) / sizeof(ROWS[0]))]);
 }
 
+/* The server and the page on session s1, live, showing rows 1..count (as expected). */
+static void
+start_live_viewer(struct webdriver *wd, int count, const char *expected)
+{
+    start_viewer_server();
+    open_viewer(wd, "session=s1");
+    expect_state(wd, "live");
+    publish_agent_rows(0, count);
+    expect_rows(wd, expected);
+}
+
 /* The viewer's own files: right types, revalidated on every load, 304 on a match. */
 START_TEST(test_viewer_files_served)
 {
@@ -234,13 +245,8 @@ END_TEST
  */
 START_TEST(test_viewer_live_restart_end)
 {
-    start_viewer_server();
     struct webdriver wd;
-    open_viewer(&wd, "session=s1");
-    expect_state(&wd, "live");
-
-    publish_agent_rows(0, 4);
-    expect_rows(&wd, "1,2,3,4");
+    start_live_viewer(&wd, 4, "1,2,3,4");
 
     int port = test_srv.port;
     server_stop(&test_srv);
@@ -300,6 +306,29 @@ START_TEST(test_viewer_live_restart_end)
     DIAG_CHECK(connects_after == connects, "the page went on reconnecting after 204: %d log "
                "lines for s1, then %d", connects, connects_after);
     expect_state(&wd, "ended");
+    webdriver_stop(&wd);
+}
+END_TEST
+
+/* The database goes missing: the server answers 503, which makes EventSource give up for
+ * good; the page finds out with HEAD, says so, and opens a new stream after Retry-After
+ * from where it was. */
+START_TEST(test_viewer_waits_out_503)
+{
+    struct webdriver wd;
+    start_live_viewer(&wd, 2, "1,2");
+    testenv_move_database(&test_env, "", ".away");
+    DIAG_CHECK(webdriver_wait_until(&wd, "return document.getElementById('state').dataset"
+                                         ".state === 'reconnecting' && document.getElementById("
+                                         "'state-detail').textContent.includes('(503)');",
+                                    BROWSER_WAIT_MS),
+               "the page never said it waits out a 503");
+    testenv_move_database(&test_env, ".away", "");
+    publish_agent_rows(2, 1);  /* 3 */
+    expect_rows(&wd, "1,2,3");
+    expect_state(&wd, "live");
+    DIAG_CHECK(page_number(&wd, "open-count") == 2, "%ld connections, expected 2",
+               page_number(&wd, "open-count"));
     webdriver_stop(&wd);
 }
 END_TEST
@@ -442,6 +471,7 @@ suite_browser(void)
     tcase_add_test(tc, test_viewer_files_served);
     tcase_add_test(tc, test_viewer_live_restart_end);
     tcase_add_test(tc, test_viewer_controls);
+    tcase_add_test(tc, test_viewer_waits_out_503);
     if (server_building_front_end == SERVER_LIGHTTPD)  /* make run is lighttpd's */
         tcase_add_test(tc, test_demo_as_make_run_starts_it);
     suite_add_tcase(s, tc);

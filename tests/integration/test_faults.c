@@ -200,21 +200,6 @@ START_TEST(test_web_server_restart_then_resume)
 }
 END_TEST
 
-/* Renames the database and its -wal and -shm from one suffix to another ("" is the
- * database's own name), as `mv` would. */
-static void
-move_database(const char *from_suffix, const char *to_suffix)
-{
-    static const char *const PARTS[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        char from[TESTENV_PATH_MAX + 16], to[TESTENV_PATH_MAX + 16];
-        snprintf(from, sizeof(from), "%s%s%s", test_env.db_path, from_suffix, PARTS[i]);
-        snprintf(to, sizeof(to), "%s%s%s", test_env.db_path, to_suffix, PARTS[i]);
-        DIAG_CHECK(rename(from, to) == 0 || (i > 0 && errno == ENOENT), "rename %s: %s", from,
-                   strerror(errno));
-    }
-}
-
 /* Waits up to timeout_ms until a new stream request gets want_status. */
 static void
 expect_stream_status(int want_status, int timeout_ms)
@@ -239,14 +224,14 @@ START_TEST(test_database_removed_then_back)
 {
     struct sse_client c;
     start_streaming(&c, 3);
-    move_database("", ".away");
+    testenv_move_database(&test_env, "", ".away");
     sse_client_expect_end(&c, 3000);
     sse_client_close(&c);
     logwait_expect_line(test_srv.sse_log, "sse disconnected session=s1",
                         "reason=error:database_gone", 2000);
     expect_stream_status(503, 3000);
     logwait_expect_line(test_srv.sse_log, "status=503", "database missing", 2000);
-    move_database(".away", "");
+    testenv_move_database(&test_env, ".away", "");
     publish_events(&test_env, "s1", "llm_text_delta", NULL, 2);  /* 4, 5 */
     reconnect(&c, 3, 5000);
     frames_expect_ids(&c, (const long long[]){4, 5}, 2, 5000);

@@ -247,3 +247,17 @@ testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t cap)
     closedir(proc);
     return count;
 }
+
+void
+testenv_move_database(const struct testenv *env, const char *from_suffix,
+                      const char *to_suffix)
+{
+    static const char *const PARTS[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char from[TESTENV_PATH_MAX + 16], to[TESTENV_PATH_MAX + 16];
+        snprintf(from, sizeof(from), "%s%s%s", env->db_path, from_suffix, PARTS[i]);
+        snprintf(to, sizeof(to), "%s%s%s", env->db_path, to_suffix, PARTS[i]);
+        DIAG_CHECK(rename(from, to) == 0 || (i > 0 && errno == ENOENT), "rename %s: %s", from,
+                   strerror(errno));
+    }
+}

@@ -73,4 +73,9 @@ bool testenv_is_port_accepting(int port);
  * pids (may be NULL when cap is 0). */
 int testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t cap);
 
+/* Renames the database and its -wal and -shm from one suffix to another ("" is the
+ * database's own name), as `mv` would; a missing -wal or -shm is fine. */
+void testenv_move_database(const struct testenv *env, const char *from_suffix,
+                           const char *to_suffix);
+
 #endif

@@ -135,8 +135,10 @@ print_summary(const struct prune_summary *sum, long floor_hours, bool is_dry_run
         printf("sse-fcgi prune: dry run: nothing would be deleted; would keep %s in %s\n",
                kept, scopes);
     else if (sum->deleted > 0)
-        printf("sse-fcgi prune: deleted %s from %s of %s in %s; kept %s\n", deleted, pruned,
-               scopes, count_of(sum->transactions, "transaction", tx, sizeof(tx)), kept);
+        printf("sse-fcgi prune: deleted %s from %s of %s in %s (longest %ld ms); kept %s\n",
+               deleted, pruned, scopes,
+               count_of(sum->transactions, "transaction", tx, sizeof(tx)),
+               (long)sum->longest_transaction_ms, kept);
     else
         printf("sse-fcgi prune: nothing to delete; kept %s in %s\n", kept, scopes);
     if (sum->held_by_floor > 0)

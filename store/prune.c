@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A timestamp has an age when it is ISO-8601 text that julianday() reads: it starts with
@@ -443,13 +444,21 @@ add_plan(struct pruner *p, sqlite3_value *scope, int64_t first_id, int64_t keep_
 /* One write transaction: deletes the next batch_rows planned rows after *cursor, in id
  * order, and moves *cursor to the last. Returns 1 when it deleted some, 0 when none were
  * left, or an error. */
+static int64_t
+monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int
 delete_batch(struct pruner *p, int64_t *cursor)
 {
     struct query_args a = {
         .low = *cursor, .high = p->delete_below, .count = p->opt->batch_rows,
     };
-    int64_t last = 0, ignored;
+    int64_t last = 0, ignored, started_ms = monotonic_ms();
     int rc = run_simple(p, P_BEGIN_WRITE);
     int has_rows = rc == 0 ? query_integer(p, P_BATCH_END, &a, &last) : rc;
     a.high = last;
@@ -460,8 +469,17 @@ delete_batch(struct pruner *p, int64_t *cursor)
     if (rc < 0)
         return rc;
     if (has_rows == 1) {
+        int64_t held_ms = monotonic_ms() - started_ms;  /* producers wait at most this */
+        /* Copy this transaction's WAL frames into the database now, here, without blocking
+         * anyone. Left alone, SQLite's autocheckpoint runs it inside whichever commit
+         * crosses 1,000 WAL pages next, often a producer's. `make bench` scenario p, the
+         * slowest producer commit during the prune: 0.7-1.5 s without this line (3 runs),
+         * 0.10-1.5 s with it, median 0.23 s (12 runs; the rest is the disk's fsyncs). */
+        sqlite3_wal_checkpoint_v2(p->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         p->sum->deleted += deleted;
         p->sum->transactions++;
+        p->sum->longest_transaction_ms = held_ms > p->sum->longest_transaction_ms
+                                             ? held_ms : p->sum->longest_transaction_ms;
         *cursor = last;
     }
     return has_rows;

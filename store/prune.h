@@ -68,6 +68,7 @@ struct prune_summary {
     int64_t kept;               /* rows planned to stay */
     int64_t held_by_floor;      /* rows that only the floor keeps */
     int64_t transactions;       /* write transactions committed */
+    int64_t longest_transaction_ms; /* the longest of them: BEGIN IMMEDIATE to COMMIT */
     enum prune_checkpoint checkpoint;
     int wal_frames;             /* BUSY: frames in the WAL */
     int wal_frames_done;        /* BUSY: frames copied into the database */

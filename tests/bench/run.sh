@@ -14,7 +14,7 @@ set -euo pipefail
 bin=$1 schema=$2 tools=$3 work=$4
 conf_in=$(dirname "$0")/lighttpd.conf.in
 seconds=${BENCH_SECONDS:-10}
-scenarios=${BENCH_SCENARIOS:-a b c d e}
+scenarios=${BENCH_SCENARIOS:-a b c d e p}
 tick=$(getconf CLK_TCK)
 pids=()
 cleanup() {
@@ -119,6 +119,41 @@ scenario() {
         "$note"
 }
 
+# prune_scenario EVENTS SESSIONS: issue 6's retention. EVENTS rows over SESSIONS sessions,
+# their timestamps spread evenly over the last 60 days, then `sse-fcgi prune --keep-days 30`
+# while the producer commits 200 events/s (one per transaction): how long it takes, how long
+# it holds the write lock at most, and the producer's slowest commit in that time.
+prune_scenario() {
+    local events=$1 sessions=$2 dir=$work/p
+    rm -rf "$dir" && mkdir -p "$dir"
+    sqlite3 "$dir/events.db" < "$schema" > /dev/null
+    sqlite3 "$dir/events.db" "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k
+        WHERE i < $sessions - 1) INSERT INTO sessions(id) SELECT 'bench-' || i FROM k;
+        WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i < $events - 1)
+        INSERT INTO events(session_id, type, timestamp) SELECT 'bench-' || (i % $sessions),
+        'llm_text_delta', strftime('%Y-%m-%dT%H:%M:%fZ', 'now',
+        '-' || (60.0 * ($events - 1 - i) / $events) || ' days') FROM k;"
+    "$tools/producer" --db "$dir/events.db" --sessions "$sessions" --rate 200 --batch 1 \
+        --duration 60 > "$dir/producer.out" &
+    local producer=$!
+    pids+=("$producer")
+    local t0 t1
+    t0=$(date +%s.%N)
+    SSE_DB="$dir/events.db" "$bin" prune --keep-days 30 > "$dir/prune.out" 2>&1 || true
+    t1=$(date +%s.%N)
+    kill -TERM "$producer" 2>/dev/null || true
+    wait "$producer" 2>/dev/null || true
+    cleanup
+    local summary; summary=$(grep -m1 'deleted\|nothing' "$dir/prune.out" || cat "$dir/prune.out")
+    local took; took=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    echo
+    echo "| scenario | seconds | prune's summary | producer at 200 ev/s meanwhile |"
+    echo "| --- | --- | --- | --- |"
+    printf '| p: %s events, %s sessions, 60 days; prune --keep-days 30 | %s | %s | %s |\n' \
+        "$events" "$sessions" "$took" "${summary#sse-fcgi prune: }" \
+        "$(cat "$dir/producer.out" 2>/dev/null || echo "no output")"
+}
+
 # row NAME STREAMS RATE P50 P99 EPS PER_K RSS_PER CPU_S ERRORS NOTE
 row() {
     local asked=$3
@@ -139,6 +174,7 @@ for s in $scenarios; do
         c) scenario "c: 1 stream, max rate" 1 1 0 100 "$seconds" ;;
         d) scenario "d: 1,000 idle streams, 20 s" 1000 1000 idle 1 20 ;;
         e) scenario "e: fan-out 100 streams / 1 session" 100 1 200 1 "$seconds" ;;
+        p) prune_scenario 1000000 50 ;;
         *) echo "bench: unknown scenario $s" >&2; exit 2 ;;
     esac
 done

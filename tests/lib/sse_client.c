@@ -219,22 +219,27 @@ send_all(struct sse_client *c, const char *bytes, size_t len)
 
 static void
 send_request(struct sse_client *c, int port, const char *method, const char *path,
-             const char *const *headers)
+             const char *const *headers, const char *body)
 {
     char request[8192];
     int len = snprintf(request, sizeof(request), "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                        "Accept: text/event-stream\r\n", method, path, port);
     for (size_t i = 0; headers && headers[i] && len < (int)sizeof(request); i++)
         len += snprintf(request + len, sizeof(request) - (size_t)len, "%s\r\n", headers[i]);
+    if (body != NULL && len < (int)sizeof(request))
+        len += snprintf(request + len, sizeof(request) - (size_t)len,
+                        "Content-Length: %zu\r\n", strlen(body));
     if (len < (int)sizeof(request))
         len += snprintf(request + len, sizeof(request) - (size_t)len, "\r\n");
     DIAG_CHECK(len < (int)sizeof(request), "%s: request too long", c->request);
     send_all(c, request, (size_t)len);
+    if (body != NULL)
+        send_all(c, body, strlen(body));
 }
 
 void
-sse_client_open(struct sse_client *c, int port, const char *method, const char *path,
-                const char *const *headers)
+sse_client_request(struct sse_client *c, int port, const char *method, const char *path,
+                   const char *const *headers, const char *body, int head_timeout_ms)
 {
     memset(c, 0, sizeof(*c));
     snprintf(c->request, sizeof(c->request), "%s %.200s", method, path);
@@ -248,13 +253,20 @@ sse_client_open(struct sse_client *c, int port, const char *method, const char *
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     DIAG_CHECK(connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0,
                "%s: connect to 127.0.0.1:%d: %s", c->request, port, strerror(errno));
-    send_request(c, port, method, path, headers);
-    int64_t deadline = testenv_now_ms() + HEAD_TIMEOUT_MS;
+    send_request(c, port, method, path, headers, body);
+    int64_t deadline = testenv_now_ms() + head_timeout_ms;
     while (c->status == 0) {
         int rc = receive(c, deadline);
         DIAG_CHECK(rc > 0 || c->status != 0, "%s: no response head within %d ms (%s)",
-                   c->request, HEAD_TIMEOUT_MS, rc == 0 ? "connection closed" : "timeout");
+                   c->request, head_timeout_ms, rc == 0 ? "connection closed" : "timeout");
     }
+}
+
+void
+sse_client_open(struct sse_client *c, int port, const char *method, const char *path,
+                const char *const *headers)
+{
+    sse_client_request(c, port, method, path, headers, NULL, HEAD_TIMEOUT_MS);
 }
 
 int

@@ -57,6 +57,11 @@ struct sse_frame {
 void sse_client_open(struct sse_client *c, int port, const char *method, const char *path,
                      const char *const *headers);
 
+/* sse_client_open with a request body (NULL: none; sent with its Content-Length) and the
+ * time the response head may take (the WebDriver client's commands). */
+void sse_client_request(struct sse_client *c, int port, const char *method, const char *path,
+                        const char *const *headers, const char *body, int head_timeout_ms);
+
 /* A bare client: connects, sends "GET path" and returns the socket without reading
  * anything (the caller reads, or never does). rcvbuf > 0 sets SO_RCVBUF first. */
 int sse_client_send_get(int port, const char *path, int rcvbuf);

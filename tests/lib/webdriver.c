@@ -12,28 +12,23 @@
 
 #include "tests/lib/webdriver.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/lib/diag.h"
+#include "tests/lib/sse_client.h"
 
 enum {
     WEBDRIVER_READY_MS = 15000,         /* driver listening */
     WEBDRIVER_COMMAND_MS = 60000,       /* one command, a session start or a page load */
     WEBDRIVER_STOP_MS = 5000,           /* the group gone after TERM, then after KILL */
-    WEBDRIVER_RESPONSE_MAX = 16 << 20,  /* a screenshot is a few hundred KiB of base64 */
 };
 
 static const char CHROMEDRIVER[] = "/usr/bin/chromedriver";
@@ -93,95 +88,32 @@ cleanup_hook(void *ctx)
     stop_crash_handlers(ctx);
 }
 
-/* The answer's length once its head is in (head + Content-Length), or 0 before. The
- * driver may keep the connection open after answering, so EOF cannot be the end. */
-static size_t
-answer_length(const char *text)
-{
-    const char *body = strstr(text, "\r\n\r\n");
-    if (body == NULL)
-        return 0;
-    for (const char *line = strstr(text, "\r\n"); line && line < body;
-         line = strstr(line + 2, "\r\n")) {
-        if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
-            return (size_t)(body + 4 - text) + strtoul(line + 17, NULL, 10);
-    }
-    return 0;
-}
-
-/* Reads one answer into a heap string: up to its Content-Length, or EOF. */
-static char *
-read_answer(int fd, int64_t deadline)
-{
-    size_t len = 0, cap = 65536, want = 0;
-    char *text = malloc(cap);
-    DIAG_CHECK(text != NULL, "out of memory");
-    text[0] = '\0';
-    while (want == 0 || len < want) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int64_t left_ms = deadline - testenv_now_ms();
-        DIAG_CHECK(left_ms > 0 && poll(&p, 1, (int)left_ms) > 0,
-                   "chromedriver did not answer within %d ms", WEBDRIVER_COMMAND_MS);
-        if (len + 1 == cap) {
-            DIAG_CHECK(cap < WEBDRIVER_RESPONSE_MAX, "chromedriver answer over %d bytes",
-                       WEBDRIVER_RESPONSE_MAX);
-            cap *= 2;
-            text = realloc(text, cap);
-            DIAG_CHECK(text != NULL, "out of memory");
-        }
-        ssize_t n = recv(fd, text + len, cap - len - 1, 0);
-        DIAG_CHECK(n >= 0 || errno == EINTR, "recv from chromedriver: %s", strerror(errno));
-        if (n == 0)
-            break;
-        len += n > 0 ? (size_t)n : 0;
-        text[len] = '\0';
-        if (want == 0)
-            want = answer_length(text);
-    }
-    return text;
-}
-
 /* One command: method path with body (NULL: none). Returns the answer's "value" (owned by
- * the caller), or fails the test with the driver's error. */
+ * the caller), or fails the test with the driver's error. The HTTP exchange is the suite's
+ * own client (sse_client.h), which reads the answer by its Content-Length: the driver may
+ * keep the connection open after answering. */
 static cJSON *
 command(struct webdriver *wd, const char *method, const char *path, const cJSON *body)
 {
     char *payload = body ? cJSON_PrintUnformatted(body) : NULL;
-    size_t payload_len = payload ? strlen(payload) : 0;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)wd->port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    DIAG_CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0,
-               "cannot connect to chromedriver on port %d: %s", wd->port, strerror(errno));
-    char head[512];
-    int head_len = snprintf(head, sizeof(head),
-                            "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                            "Content-Type: application/json; charset=utf-8\r\n"
-                            "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                            method, path, wd->port, payload_len);
-    DIAG_CHECK(head_len > 0 && (size_t)head_len < sizeof(head), "request head too long");
-    bool is_sent = send(fd, head, (size_t)head_len, MSG_NOSIGNAL) == head_len
-                   && (payload_len == 0
-                       || send(fd, payload, payload_len, MSG_NOSIGNAL) == (ssize_t)payload_len);
+    const char *const headers[] = {"Content-Type: application/json; charset=utf-8",
+                                   "Connection: close", NULL};
+    struct sse_client c;
+    sse_client_request(&c, wd->port, method, path, headers, payload, WEBDRIVER_COMMAND_MS);
     free(payload);
-    DIAG_CHECK(is_sent, "cannot send %s %s to chromedriver: %s", method, path, strerror(errno));
-    char *answer = read_answer(fd, testenv_now_ms() + WEBDRIVER_COMMAND_MS);
-    close(fd);
-    int status = 0;
-    const char *json = strstr(answer, "\r\n\r\n");
-    bool is_http = sscanf(answer, "HTTP/1.1 %d", &status) == 1 && json != NULL;
-    cJSON *parsed = is_http ? cJSON_Parse(json + 4) : NULL;
+    sse_client_read_body(&c, WEBDRIVER_COMMAND_MS);
+    cJSON *parsed = cJSON_Parse(c.body);
     cJSON *value = cJSON_DetachItemFromObjectCaseSensitive(parsed, "value");
-    if (status != 200 || value == NULL) {
-        fprintf(stderr, "--- chromedriver answer to %s %s ---\n%.4000s\n", method, path,
-                answer);
-        free(answer);
-        cJSON_Delete(parsed);
-        cJSON_Delete(value);
-        DIAG_CHECK(false, "WebDriver %s %s failed (HTTP %d)", method, path, status);
-    }
-    free(answer);
     cJSON_Delete(parsed);
+    if (c.status != 200 || value == NULL) {
+        fprintf(stderr, "--- chromedriver answer to %s %s ---\n%.4000s\n", method, path,
+                c.body);
+        cJSON_Delete(value);
+    }
+    int status = c.status;
+    bool is_ok = status == 200 && value != NULL;
+    sse_client_close(&c);
+    DIAG_CHECK(is_ok, "WebDriver %s %s failed (HTTP %d)", method, path, status);
     return value;
 }
 

@@ -12,7 +12,6 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -224,23 +223,10 @@ write_conf(struct server *srv, const struct testenv *env, const struct server_op
 static pid_t
 spawn_lighttpd(const struct server *srv)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    DIAG_CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(srv->stdio_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
-            _exit(126);
-        if (is_apache()) {
-            execl("/usr/sbin/apache2", "apache2", "-DFOREGROUND", "-f", srv->conf_path,
-                  (char *)NULL);
-            _exit(127);
-        }
-        execlp("lighttpd", "lighttpd", "-D", "-f", srv->conf_path, (char *)NULL);
-        execl("/usr/sbin/lighttpd", "lighttpd", "-D", "-f", srv->conf_path, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    const char *const apache[] = {"/usr/sbin/apache2", "-DFOREGROUND", "-f", srv->conf_path,
+                                  NULL};
+    const char *const lighttpd[] = {"/usr/sbin/lighttpd", "-D", "-f", srv->conf_path, NULL};
+    return testenv_spawn(srv->stdio_log, is_apache() ? apache : lighttpd, NULL, false);
 }
 
 static pid_t scan_children(pid_t parent);
@@ -373,7 +359,7 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
                    (long)srv->pid, srv->port);
         diag_unregister(srv);
         DIAG_CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 127),
-                   "%s not found (looked in PATH and /usr/sbin): run `make deps`",
+                   "/usr/sbin/%s not found: run `make deps`",
                    FRONT_ENDS[server_front_end].program);
     }
     server_dump(srv);
@@ -395,17 +381,9 @@ server_start_demo(struct server *srv, const struct testenv *env, const char *dem
     char port[16], script[TESTENV_PATH_MAX];
     snprintf(port, sizeof(port), "%d", srv->port);
     snprintf(script, sizeof(script), "%s/deploy/demo/run.sh", testenv_require("SSE_SRC_DIR"));
-    fflush(NULL);
-    srv->pid = fork();
-    DIAG_CHECK(srv->pid >= 0, "fork: %s", strerror(errno));
-    if (srv->pid == 0) {
-        int fd = open(srv->stdio_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0
-            || setenv("SSE_DEMO_DIR", demo_dir, 1) < 0 || setenv("SSE_DEMO_PORT", port, 1) < 0)
-            _exit(126);
-        execl("/bin/sh", "sh", script, testenv_require("SSE_FCGI_BIN"), (char *)NULL);
-        _exit(127);
-    }
+    const char *const argv[] = {"/bin/sh", script, testenv_require("SSE_FCGI_BIN"), NULL};
+    const char *const env_pairs[] = {"SSE_DEMO_DIR", demo_dir, "SSE_DEMO_PORT", port, NULL};
+    srv->pid = testenv_spawn(srv->stdio_log, argv, env_pairs, false);
     diag_register(srv, dump_hook, cleanup_hook);
     int status = 0;
     DIAG_CHECK(wait_ready(srv, &status) && wait_probe(srv, NULL),
@@ -429,23 +407,13 @@ void
 server_start_backend(struct server *srv, const struct testenv *env,
                      const struct server_options *opt)
 {
-    const char *pairs[SERVER_ENV_MAX];
-    size_t count = collect_env(pairs, srv, env, opt);
+    const char *pairs[SERVER_ENV_MAX + 1];
+    pairs[collect_env(pairs, srv, env, opt)] = NULL;
     unlink(srv->backend_socket);  /* spawn-fcgi refuses a socket path in use */
-    fflush(NULL);
-    pid_t pid = fork();
-    DIAG_CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(srv->backend_stdio_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
-            _exit(126);
-        for (size_t i = 0; i < count; i += 2)
-            setenv(pairs[i], pairs[i + 1], 1);
-        /* -n: spawn-fcgi execs the responder in its own place (same PID, our child) */
-        execlp("spawn-fcgi", "spawn-fcgi", "-n", "-s", srv->backend_socket, "-M", "0600", "--",
-               testenv_require("SSE_FCGI_BIN"), (char *)NULL);
-        _exit(127);
-    }
+    /* -n: spawn-fcgi execs the responder in its own place (same PID, our child) */
+    const char *const argv[] = {"spawn-fcgi", "-n", "-s", srv->backend_socket, "-M", "0600",
+                                "--", testenv_require("SSE_FCGI_BIN"), NULL};
+    pid_t pid = testenv_spawn(srv->backend_stdio_log, argv, pairs, false);
     srv->backend_pid = pid;
     int64_t deadline = testenv_now_ms() + SERVER_READY_MS;
     int status = 0;

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -260,4 +261,27 @@ testenv_move_database(const struct testenv *env, const char *from_suffix,
         DIAG_CHECK(rename(from, to) == 0 || (i > 0 && errno == ENOENT), "rename %s: %s", from,
                    strerror(errno));
     }
+}
+
+pid_t
+testenv_spawn(const char *log_path, const char *const *argv, const char *const *env_pairs,
+              bool is_group_leader)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    DIAG_CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        if (is_group_leader)
+            setpgid(0, 0);
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+            _exit(126);
+        for (size_t i = 0; env_pairs && env_pairs[i] && env_pairs[i + 1]; i += 2)
+            setenv(env_pairs[i], env_pairs[i + 1], 1);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    if (is_group_leader)
+        setpgid(pid, pid);  /* also here, so that the group exists before either runs on */
+    return pid;
 }

@@ -78,4 +78,12 @@ int testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t c
 void testenv_move_database(const struct testenv *env, const char *from_suffix,
                            const char *to_suffix);
 
+/* Forks and execs argv (argv[0] looked up in PATH when it has no slash) with stdout and
+ * stderr appended to log_path and env_pairs ("NAME", "value", ..., NULL; may be NULL) set.
+ * With is_group_leader the child leads a process group of its own (its PID). Returns the
+ * child's PID; the child exits 126 when the log cannot be opened, 127 when argv[0] cannot
+ * be run. */
+pid_t testenv_spawn(const char *log_path, const char *const *argv, const char *const *env_pairs,
+                    bool is_group_leader);
+
 #endif

@@ -13,7 +13,6 @@
 #include "tests/lib/webdriver.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -126,28 +125,17 @@ session_command(struct webdriver *wd, const char *method, const char *path, cons
     return command(wd, method, full, body);
 }
 
+/* chromedriver, leading a process group of its own that Chromium and its helpers join.
+ * Chromium's profile and temp files go to the test's dir, removed with it. */
 static pid_t
 spawn_driver(const struct webdriver *wd)
 {
     char port_arg[32], log_arg[TESTENV_PATH_MAX + 16];
     snprintf(port_arg, sizeof(port_arg), "--port=%d", wd->port);
     snprintf(log_arg, sizeof(log_arg), "--log-path=%s", wd->log_path);
-    fflush(NULL);
-    pid_t pid = fork();
-    DIAG_CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        setpgid(0, 0);  /* its own group: chromium and its helpers join it */
-        int fd = open(wd->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
-            _exit(126);
-        /* Chromium's profile and temp files go to the test's dir, removed with it. */
-        setenv("TMPDIR", wd->home, 1);
-        setenv("HOME", wd->home, 1);
-        execl(CHROMEDRIVER, "chromedriver", port_arg, log_arg, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);  /* also here, so that the group exists before either runs on */
-    return pid;
+    const char *const argv[] = {CHROMEDRIVER, port_arg, log_arg, NULL};
+    const char *const env_pairs[] = {"TMPDIR", wd->home, "HOME", wd->home, NULL};
+    return testenv_spawn(wd->log_path, argv, env_pairs, true);
 }
 
 static cJSON *

@@ -52,6 +52,23 @@ function checkedTypes() {
   return [...document.querySelectorAll("#type-boxes input:checked")].map((b) => b.value);
 }
 
+// The types= value for the controls, or null when every default box is ticked and no
+// other name given (the server's default set).
+function typesParam() {
+  const ticked = checkedTypes();
+  const extra = splitList($("extra-types").value);
+  return ticked.length < DEFAULT_TYPES.length || extra.length > 0
+    ? [...ticked, ...extra].join(",") : null;
+}
+
+function loadRecentSessions() {
+  try {
+    return JSON.parse(localStorage.getItem(RECENT_KEY) || "[]");
+  } catch (e) {
+    return [];  // storage disabled or a corrupt entry: the list is a convenience
+  }
+}
+
 // The stream URL for the controls; lastId (or null) becomes last_event_id=, for the
 // reconnects the page makes itself (EventSource cannot set the Last-Event-ID header).
 // A fresh connect replays only recent rows of the types marked replayed (SPEC §4.2);
@@ -59,10 +76,9 @@ function checkedTypes() {
 function buildStreamUrl(lastId) {
   const session = $("session").value.trim();
   const url = new URL(`sessions/${encodeURIComponent(session)}/events`, apiBase);
-  const ticked = checkedTypes();
-  const extra = splitList($("extra-types").value);
-  if (ticked.length < DEFAULT_TYPES.length || extra.length > 0)
-    url.searchParams.set("types", [...ticked, ...extra].join(","));
+  const types = typesParam();
+  if (types !== null)
+    url.searchParams.set("types", types);
   const watch = $("watch-all").checked
     ? ["*"]
     : splitList($("watch-ids").value).map((w) => (w === "worker" || w.startsWith("worker:")
@@ -77,11 +93,8 @@ function buildStreamUrl(lastId) {
 }
 
 function rememberSession(session) {
-  let recent = [];
-  try {
-    recent = JSON.parse(localStorage.getItem(RECENT_KEY) || "[]");
-  } catch (e) { /* a corrupt entry: start again */ }
-  recent = [session, ...recent.filter((s) => s !== session)].slice(0, RECENT_MAX);
+  const recent = [session, ...loadRecentSessions().filter((s) => s !== session)]
+    .slice(0, RECENT_MAX);
   try {
     localStorage.setItem(RECENT_KEY, JSON.stringify(recent));
   } catch (e) { /* storage disabled: the list is a convenience */ }
@@ -98,10 +111,9 @@ function fillRecentSessions(recent) {
 function saveControlsInUrl() {
   const p = new URLSearchParams(pageParams);
   p.set("session", $("session").value.trim());
-  const ticked = checkedTypes();
-  const extra = splitList($("extra-types").value);
-  if (ticked.length < DEFAULT_TYPES.length || extra.length > 0)
-    p.set("types", [...ticked, ...extra].join(","));
+  const types = typesParam();
+  if (types !== null)
+    p.set("types", types);
   else
     p.delete("types");
   const watch = $("watch-all").checked ? "*" : $("watch-ids").value.trim();
@@ -123,10 +135,9 @@ function updateStatus() {
   $("open-count").textContent = view.opens;
   $("open-word").textContent = view.opens === 1 ? "connection" : "connections";
   $("empty").hidden = view.count > 0;
-  const ticked = checkedTypes().length;
-  const extra = splitList($("extra-types").value).length;
-  $("type-summary").textContent = ticked === DEFAULT_TYPES.length && extra === 0
-    ? "default set" : `${ticked + extra} chosen`;
+  const types = typesParam();
+  $("type-summary").textContent = types === null
+    ? "default set" : `${types === "" ? 0 : types.split(",").length} chosen`;
 }
 
 function formatTime(timestamp) {
@@ -314,10 +325,7 @@ function setAllTypes(checked) {
 }
 
 function init() {
-  let recent = [];
-  try {
-    recent = JSON.parse(localStorage.getItem(RECENT_KEY) || "[]");
-  } catch (e) { /* ignored */ }
+  const recent = loadRecentSessions();
   fillRecentSessions(recent);
   $("session").value = pageParams.get("session") || recent[0] || "demo";
   buildTypeBoxes(pageParams.has("types") ? splitList(pageParams.get("types")) : null);

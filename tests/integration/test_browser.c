@@ -31,10 +31,10 @@ enum {
 
 static const char *const VIEWER_FILES[] = {"index.html", "viewer.js", "viewer.css"};
 
-/* The ids of the rows the page lists, oldest first, as "1,2,3". */
-static const char ROW_IDS_JS[] =
-    "return [...document.querySelectorAll('#events tr[data-id]')]"
-    ".map((r) => r.dataset.id).reverse().join(',');";
+/* A JS expression: the ids of the rows the page lists, oldest first, as "1,2,3". */
+#define ROW_IDS_EXPR                                                                        \
+    "[...document.querySelectorAll('#events tr[data-id]')]"                                 \
+    ".map((r) => r.dataset.id).reverse().join(',')"
 
 static bool
 is_lighttpd(void)
@@ -137,12 +137,10 @@ static void
 expect_rows(struct webdriver *wd, const char *expected)
 {
     char script[512], shown[1024];
-    snprintf(script, sizeof(script),
-             "return [...document.querySelectorAll('#events tr[data-id]')]"
-             ".map((r) => r.dataset.id).reverse().join(',') === '%s';", expected);
+    snprintf(script, sizeof(script), "return " ROW_IDS_EXPR " === '%s';", expected);
     if (webdriver_wait_until(wd, script, BROWSER_WAIT_MS))
         return;
-    webdriver_execute_string(wd, ROW_IDS_JS, shown, sizeof(shown));
+    webdriver_execute_string(wd, "return " ROW_IDS_EXPR ";", shown, sizeof(shown));
     DIAG_CHECK(false, "the viewer lists ids [%s], expected [%s]", shown, expected);
 }
 
@@ -154,6 +152,21 @@ page_number(struct webdriver *wd, const char *element_id)
              element_id);
     webdriver_execute_string(wd, script, text, sizeof(text));
     return strtol(text, NULL, 10);
+}
+
+/* Saves the page as $SSE_ARTIFACT_DIR/name and checks it is a PNG of some size. */
+static void
+save_screenshot(struct webdriver *wd, const char *name)
+{
+    char artifact[TESTENV_PATH_MAX];
+    const char *dir = testenv_require("SSE_ARTIFACT_DIR");
+    mkdir(dir, 0755);
+    snprintf(artifact, sizeof(artifact), "%s/%s", dir, name);
+    long png_bytes = webdriver_screenshot(wd, artifact);
+    char magic[8] = "";
+    testenv_read_file(artifact, magic, sizeof(magic));
+    DIAG_CHECK(png_bytes > 10000 && memcmp(magic, "\x89PNG", 4) == 0,
+               "the screenshot %s is not a PNG of the page (%ld bytes)", artifact, png_bytes);
 }
 
 /* Rows like an agent run's, with ids 1.. in a fresh database. */
@@ -277,19 +290,11 @@ START_TEST(test_viewer_live_restart_end)
                    && strstr(json, "\"summary\": \"2 invoices, 1 meeting\""),
                "the JSON shown for row 5 is: %s", json);
 
-    char artifact[TESTENV_PATH_MAX];
-    const char *dir = testenv_require("SSE_ARTIFACT_DIR");
-    mkdir(dir, 0755);
     static const char *const NAMES[SERVER_FRONT_END_COUNT] = {
         [SERVER_LIGHTTPD] = "viewer.png", [SERVER_APACHE_FCGID] = "viewer-fcgid.png",
         [SERVER_APACHE_CGI] = "viewer-cgi.png",
     };
-    snprintf(artifact, sizeof(artifact), "%s/%s", dir, NAMES[server_front_end]);
-    long png_bytes = webdriver_screenshot(&wd, artifact);
-    char magic[8] = "";
-    testenv_read_file(artifact, magic, sizeof(magic));
-    DIAG_CHECK(png_bytes > 10000 && memcmp(magic, "\x89PNG", 4) == 0,
-               "the screenshot %s is not a PNG of the page (%ld bytes)", artifact, png_bytes);
+    save_screenshot(&wd, NAMES[server_front_end]);
 
     publish_ok(&test_env, "UPDATE sessions SET closed_at = "
                "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 's1';\n");
@@ -435,11 +440,7 @@ START_TEST(test_demo_as_make_run_starts_it)
     expect_rows(&wd, "1,2,3,4,5,6,7,8,9");
     webdriver_click(&wd, "#events tr[data-id='6']");
 
-    char artifact[TESTENV_PATH_MAX];
-    const char *dir = testenv_require("SSE_ARTIFACT_DIR");
-    mkdir(dir, 0755);
-    snprintf(artifact, sizeof(artifact), "%s/viewer-demo.png", dir);
-    DIAG_CHECK(webdriver_screenshot(&wd, artifact) > 10000, "no screenshot of the demo");
+    save_screenshot(&wd, "viewer-demo.png");
 
     /* A new page replays only the replayed types (1, 7, 8 client_output_delta, 2
      * execution_started); "whole history" asks for every event from id 0. */

@@ -338,6 +338,25 @@ START_TEST(test_viewer_waits_out_503)
 }
 END_TEST
 
+/* Rows pruned before the page asks for the whole history: it shows the gap event
+ * (SPEC §4.3) as a row of its own, then the kept rows. */
+START_TEST(test_viewer_shows_gap)
+{
+    start_viewer_server();
+    publish_agent_rows(0, 5);
+    publish_ok(&test_env, "DELETE FROM events WHERE id <= 3;\n");
+    struct webdriver wd;
+    open_viewer(&wd, "session=s1&history=all");
+    expect_rows(&wd, "4,5");
+    char gap[256];
+    webdriver_execute_string(&wd, "const g = document.querySelector('#events tr.gap');"
+                                  "return g ? g.textContent : '';", gap, sizeof(gap));
+    DIAG_CHECK(strcmp(gap, "gap: events after 0 were pruned; resumed from 4") == 0,
+               "the gap row says: '%s'", gap);
+    webdriver_stop(&wd);
+}
+END_TEST
+
 /* Typing a session, choosing types and watching workers: the page asks for exactly that. */
 START_TEST(test_viewer_controls)
 {
@@ -377,6 +396,11 @@ START_TEST(test_viewer_controls)
     webdriver_execute_string(&wd, "return location.search;", shown_url, sizeof(shown_url));
     DIAG_CHECK(strstr(shown_url, "session=s1") && strstr(shown_url, "watch=*"),
                "the page URL does not keep the choice: %s", shown_url);
+    char recent[64];
+    webdriver_execute_string(&wd, "return [...document.querySelectorAll('#recent-sessions "
+                                  "option')].map((o) => o.value).join(',');", recent,
+                             sizeof(recent));
+    DIAG_CHECK(strcmp(recent, "s1,demo") == 0, "recent sessions offered: [%s]", recent);
     webdriver_stop(&wd);
 }
 END_TEST
@@ -473,6 +497,7 @@ suite_browser(void)
     tcase_add_test(tc, test_viewer_live_restart_end);
     tcase_add_test(tc, test_viewer_controls);
     tcase_add_test(tc, test_viewer_waits_out_503);
+    tcase_add_test(tc, test_viewer_shows_gap);
     if (server_building_front_end == SERVER_LIGHTTPD)  /* make run is lighttpd's */
         tcase_add_test(tc, test_demo_as_make_run_starts_it);
     suite_add_tcase(s, tc);

@@ -37,7 +37,7 @@ SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 FUZZ_CC      := clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?= -max_len=8192 -timeout=10
-FUZZ_TARGETS := fuzz_path fuzz_query fuzz_event_id fuzz_frame
+FUZZ_TARGETS := fuzz_path fuzz_query fuzz_event_id fuzz_frame fuzz_ring
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 FUZZ_CFLAGS   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L \
@@ -47,7 +47,7 @@ FUZZ_CFLAGS   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 PURE_SRC   := fcgi/buf.c fcgi/params.c fcgi/filter.c fcgi/sse.c fcgi/http.c fcgi/config.c \
               fcgi/auth.c fcgi/cli.c
 SRC        := $(PURE_SRC) fcgi/log.c fcgi/stream.c fcgi/main.c fcgi/commands.c store/store.c \
-              store/wait.c store/hub.c store/prune.c store/deploycheck.c
+              store/wait.c store/ring.c store/hub.c store/prune.c store/deploycheck.c
 TEST_SRC   := tests/main.c $(wildcard tests/unit/*.c tests/integration/*.c tests/lib/*.c)
 
 OBJ        := $(SRC:%.c=$(BUILD)/obj/%.o)
@@ -123,9 +123,12 @@ fuzz:
 # Each target links only the modules it feeds.
 $(BUILD)/fuzz/fuzz_path $(BUILD)/fuzz/fuzz_query $(BUILD)/fuzz/fuzz_event_id: fcgi/params.c
 $(BUILD)/fuzz/fuzz_frame: fcgi/sse.c fcgi/buf.c
+$(BUILD)/fuzz/fuzz_ring: store/ring.c store/store.c
+$(BUILD)/fuzz/fuzz_ring: FUZZ_EXTRA_LIBS = $(shell pkg-config --libs sqlite3)
 $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/check.h $(wildcard fcgi/*.h store/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(shell pkg-config --libs libcjson)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(shell pkg-config --libs libcjson) \
+	    $(FUZZ_EXTRA_LIBS)
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -286,26 +286,49 @@ append_event_line(struct buf *b, const char *type, size_t type_len)
     return rc;
 }
 
-int
-sse_append_event(struct buf *b, const struct event *e, bool is_named)
+char *
+sse_event_json(const struct event *e, size_t *len)
 {
+    *len = 0;
     char *json = event_json(e);
     if (json == NULL)
-        return -1;
+        return NULL;
     /* cJSON escapes every control character inside strings; raw data was checked above. */
     assert(strpbrk(json, "\r\n") == NULL);
+    *len = strlen(json);
+    if (*len <= SSE_FRAME_JSON_MAX)
+        return json;
+    cJSON_free(json);
+    return NULL;
+}
+
+int
+sse_append_frame(struct buf *b, const struct event *e, bool is_named, const char *json,
+                 size_t json_len)
+{
     size_t start = b->len;
     int rc = buf_appendf(b, "id: %" PRId64 "\n", e->id);
     if (rc == 0 && is_named)
         rc = append_event_line(b, e->type, e->type_len);
     if (rc == 0)
         rc = buf_append_str(b, "data: ");
-    if (rc == 0)
-        rc = buf_append_str(b, json);
-    if (rc == 0)
-        rc = buf_append(b, "\n\n", 2);
+    if (rc == 0 && json != NULL)
+        rc = buf_append(b, json, json_len);
+    if (rc == 0 && json != NULL)
+        rc = buf_append_str(b, SSE_FRAME_END);
     if (rc < 0)
         buf_truncate(b, start);
+    return rc;
+}
+
+int
+sse_append_event(struct buf *b, const struct event *e, bool is_named)
+{
+    size_t len;
+    char *json = sse_event_json(e, &len);
+    if (json == NULL)
+        return -1;
+    int rc = sse_append_frame(b, e, is_named, json, len);
     cJSON_free(json);
     return rc;
 }
@@ -335,6 +358,12 @@ sse_append_refusal(struct buf *b, long retry_ms, bool has_cursor, int64_t cursor
     if (rc < 0)
         buf_truncate(b, start);
     return rc;
+}
+
+int
+sse_append_cursor(struct buf *b, int64_t id)
+{
+    return buf_appendf(b, "id: %" PRId64 "\n\n", id);
 }
 
 int

@@ -19,6 +19,10 @@
 /* Stream opening (SPEC §4.1): "retry: <ms>\n" then a comment line and a blank line. */
 int sse_append_open(struct buf *b, long retry_ms);
 
+/* "id: <id>\n\n": sets the client's Last-Event-ID without firing an event (WHATWG: a
+ * block without data dispatches nothing, but the id is kept). */
+int sse_append_cursor(struct buf *b, int64_t id);
+
 /* ": keepalive\n\n" (SPEC §4.7). */
 int sse_append_keepalive(struct buf *b);
 
@@ -36,9 +40,24 @@ int sse_append_gap(struct buf *b, int64_t requested, int64_t resumed_from);
 int sse_append_refusal(struct buf *b, long retry_ms, bool has_cursor, int64_t cursor,
                        const char *reason);
 
+enum { SSE_FRAME_JSON_MAX = 64 * 1024 * 1024 };  /* a longer frame is not built */
+
 /* One event frame (SPEC §4.6): "id: <id>\n" [ "event: <type>\n" ] "data: <json>\n\n".
  * Returns 0, or -1 when cJSON or the buffer runs out of memory or the limit. */
 int sse_append_event(struct buf *b, const struct event *e, bool is_named);
+
+/* The frame's JSON for e, what follows "data: " (the part every stream shares): malloc'd,
+ * free() it, *len bytes, no CR, LF or NUL. NULL with *len == 0 when out of memory, NULL
+ * with *len > 0 (its length) when longer than SSE_FRAME_JSON_MAX. */
+char *sse_event_json(const struct event *e, size_t *len);
+
+/* The frame of e around json from sse_event_json: with json appends the whole frame; with
+ * json NULL only its head ("id:", "event:", "data: "), for a caller that sends json and
+ * SSE_FRAME_END itself. Returns 0 or -1 (buffer limit or memory; b unchanged). */
+int sse_append_frame(struct buf *b, const struct event *e, bool is_named, const char *json,
+                     size_t json_len);
+
+#define SSE_FRAME_END "\n\n"
 
 /* Copies in[0..len) to out, replacing each invalid UTF-8 sequence and each NUL with U+FFFD.
  * out must have room for 3 * len + 1 bytes; it is NUL-terminated. Returns bytes written. */

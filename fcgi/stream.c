@@ -87,7 +87,7 @@ struct request {
     struct store_channel channel;
     char channel_key[PARAMS_ID_MAX + 8]; /* "worker:<id>" for worker streams */
     char log_subject[LOG_VALUE_MAX + 16]; /* "session=<id>", "worker=<id>", "channel=global" */
-    struct buf out;                 /* bytes waiting for io->send; at most STREAM_FRAME_MAX */
+    struct buf out;                 /* bytes waiting for io->send; at most STREAM_OUT_MAX */
 };
 
 /* The live state of an open stream. */
@@ -378,33 +378,43 @@ resume_point(struct request *r, int64_t *after_id)
     return false;
 }
 
-static long
-event_bytes(const struct event *e)
+/* Sends len bytes now, past r->out (a frame too large to copy). Returns 0 or -1. */
+static int
+send_direct(struct request *r, const char *bytes, size_t len)
 {
-    return (long)(e->type_len + e->stream_id_len + e->node_id_len + e->execution_id_len
-                  + e->data_len + e->timestamp.text_len + e->correlation_id_len
-                  + e->colony_id_len + e->run_id_len);
+    return flush_out(r) < 0 || r->io->send(r->io->ctx, bytes, len) < 0 ? -1 : 0;
 }
 
-/* Appends one frame, flushing first when the buffer is full. Returns 0, 1 when the event
- * was skipped as too large, -1 when the client is gone, -2 when out of memory. */
+/* Appends the frame of row: the one the hub built for every stream when there is one, else
+ * one built here for this send. A frame of STREAM_FLUSH_BYTES or more goes out as it is,
+ * never copied into r->out. Returns 0, 1 when the event was skipped as too large, -1 when
+ * the client is gone, -2 when out of memory. */
 static int
-append_frame(struct request *r, const struct event *e)
+append_frame(struct request *r, const struct store_row *row)
 {
-    if (r->out.len >= STREAM_FLUSH_BYTES && flush_out(r) < 0)
-        return -1;
-    if (sse_append_event(&r->out, e, r->query.is_named) == 0)
-        return 0;
-    if (flush_out(r) < 0)
-        return -1;
-    if (sse_append_event(&r->out, e, r->query.is_named) == 0)
-        return 0;
-    /* JSON escaping grows text at most 6-fold (\u00XX). */
-    if (event_bytes(e) * 6 + 1024 < (long)STREAM_FRAME_MAX)
+    const struct event *e = &row->event;
+    size_t len = row->frame_len;
+    char *own = NULL;
+    const char *json = row->frame;
+    if (json == NULL && !e->is_oversized && (json = own = sse_event_json(e, &len)) == NULL
+        && len == 0)
         return -2;
-    log_line(LOG_LEVEL_WARN, "warning event too large, skipped id=%" PRId64 " bytes=%ld",
-             e->id, event_bytes(e));
-    return 1;
+    if (json == NULL) {
+        log_line(LOG_LEVEL_WARN, "warning event too large, skipped id=%" PRId64 " bytes=%ld",
+                 e->id, e->is_oversized ? -1L : (long)len);
+        return 1;
+    }
+    int rc = 0;
+    bool is_big = len >= STREAM_FLUSH_BYTES;
+    if (r->out.len >= STREAM_FLUSH_BYTES && flush_out(r) < 0)
+        rc = -1;
+    else if (sse_append_frame(&r->out, e, r->query.is_named, is_big ? NULL : json, len) < 0)
+        rc = -2;
+    else if (is_big && (send_direct(r, json, len) < 0
+                        || send_direct(r, SSE_FRAME_END, strlen(SSE_FRAME_END)) < 0))
+        rc = -1;
+    free(own);
+    return rc;
 }
 
 /* Filters and frames the batch. Returns 0, or a negative end_reason. */
@@ -415,12 +425,16 @@ send_batch(struct request *r, struct live *lv, int64_t newest_id)
         const struct event *e = &lv->batch.events[i];
         bool is_replay = e->id <= lv->replay_until;
         lv->cursor = e->id;
+        if (e->is_oversized) {  /* its type is unknown: skipped, whatever the filter */
+            append_frame(r, lv->batch.rows[i]);
+            continue;
+        }
         enum filter_verdict v = filter_check(&lv->filter, e, is_replay, newest_id - e->id);
         if (v == FILTER_SHED)
             lv->shed++;
         if (v != FILTER_SEND)
             continue;
-        int rc = append_frame(r, e);
+        int rc = append_frame(r, lv->batch.rows[i]);
         if (rc == -1)
             return -END_CLIENT_DISCONNECTED;
         if (rc == -2)
@@ -484,6 +498,24 @@ check_retention(struct request *r, struct live *lv, int64_t after_id, struct sta
     return rc;
 }
 
+/* A resume point this database never issued: the client read another file (one restored
+ * from an older copy, or replaced). Its ids past the newest mean nothing here, and rows
+ * that get them later are new to it: resume after the newest id, and say so with the gap
+ * notice of SPEC §4.3. */
+static int
+check_beyond_newest(struct live *lv, int64_t after_id, struct start *s)
+{
+    int64_t newest = 0;
+    int rc = store_newest_id(lv->st, &newest);
+    if (rc == 0 && after_id > newest) {
+        s->has_gap = true;
+        s->gap_requested = after_id;
+        s->gap_resumed_from = newest + 1;
+        lv->cursor = newest;
+    }
+    return rc;
+}
+
 /* Sets the cursor (resume point, replay window, or newest id) and reads the first rows
  * before any byte is sent. Returns 0 or a store error. */
 static int
@@ -494,6 +526,8 @@ read_start(struct request *r, struct live *lv, struct start *s)
     if (resume_point(r, &after_id)) {
         lv->cursor = after_id;
         rc = check_retention(r, lv, after_id, s);
+        if (rc == 0)
+            rc = check_beyond_newest(lv, after_id, s);
     } else if (r->route.kind == ROUTE_GLOBAL_EVENTS) {
         rc = store_newest_id(lv->st, &lv->cursor);  /* SPEC §3: no replay on global */
     } else {
@@ -613,14 +647,33 @@ read_from_database(struct request *r, struct live *lv, int64_t *newest_id)
     return rc;
 }
 
+/* The database was restored in place from an older copy whose newest id is
+ * restored_newest (-1: it was not a restore). A client past that id has seen rows the file
+ * no longer holds, and rows published now get ids it has seen: it is told of the gap, and
+ * handed restored_newest as its Last-Event-ID, so that it comes back for exactly those. */
+static void
+send_restored_cursor(struct request *r, struct live *lv, int64_t restored_newest)
+{
+    if (restored_newest < 0 || lv->cursor <= restored_newest)
+        return;
+    if (sse_append_gap(&r->out, lv->cursor, restored_newest + 1) == 0
+        && sse_append_cursor(&r->out, restored_newest) == 0)
+        send_now(r, lv, true);
+    log_line(LOG_LEVEL_WARN, "warning gap %s requested=%" PRId64 " resumed_from=%" PRId64
+             " reason=database_restored", r->log_subject, lv->cursor, restored_newest + 1);
+}
+
 /* One round of the live loop: closed flag, then rows after the cursor, from the hub's
  * memory when it has them, else from the database. Returns 0 to go on reading at once, 1
  * when caught up, or -end_reason. */
 static int
 read_and_send(struct request *r, struct live *lv)
 {
-    if (hub_generation(lv->hub) != lv->hub_generation)
+    int64_t restored_newest;
+    if (hub_generation(lv->hub, &restored_newest) != lv->hub_generation) {
+        send_restored_cursor(r, lv, restored_newest);
         return -END_ERROR_DATABASE_GONE;  /* removed or replaced: its ids mean nothing now */
+    }
     check_session_closed(r, lv);
     int rc;
     int64_t newest_id = 0, scanned_through = lv->cursor;
@@ -806,7 +859,7 @@ prepare_stream(struct request *r, struct live *lv, struct start *s)
 static int
 join_hub(struct request *r, struct live *lv)
 {
-    lv->hub = hub_get(r->cfg.db_path, r->cfg.poll_ms, r->shared->shutdown_fd);
+    lv->hub = hub_get(r->cfg.db_path, r->cfg.poll_ms, r->shared->shutdown_fd, sse_event_json);
     lv->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (lv->hub == NULL || lv->wake_fd < 0) {
         log_line(LOG_LEVEL_ERROR, "error status=503 %s reason=\"no thread or descriptor for "
@@ -816,7 +869,8 @@ join_hub(struct request *r, struct live *lv)
     }
     lv->sub = (struct hub_sub){.scope = r->channel.scope, .key = r->channel.key,
                                .wake_fd = lv->wake_fd};
-    lv->hub_generation = hub_generation(lv->hub);
+    int64_t restored_newest;
+    lv->hub_generation = hub_generation(lv->hub, &restored_newest);
     hub_subscribe(lv->hub, &lv->sub);
     lv->is_subscribed = true;
     lv->wait_opt = (struct wait_options){
@@ -880,7 +934,7 @@ stream_serve(const struct stream_io *io, struct stream_shared *shared)
     }
     r->io = io;
     r->shared = shared;
-    buf_init(&r->out, STREAM_FRAME_MAX);
+    buf_init(&r->out, STREAM_OUT_MAX);
     snprintf(r->log_subject, sizeof(r->log_subject), "session=-");
     if (load_config(r) == 0 && parse_request(r) == 0) {
         r->cors_origin = http_cors_origin(r->cfg.cors_origin, param(r, "HTTP_ORIGIN"));

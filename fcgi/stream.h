@@ -4,8 +4,12 @@
  *
  * The caller (main.c) supplies the transport as a struct stream_io, so the same code serves
  * FastCGI and plain CGI. Memory per stream is bounded: one batch of at most
- * STREAM_BATCH_ROWS rows and about STREAM_BATCH_BYTES bytes of row data (plus the row that
- * crosses that line), and one output buffer flushed at STREAM_FLUSH_BYTES.
+ * STREAM_BATCH_ROWS rows and about STREAM_BATCH_BYTES bytes (plus the row that crosses that
+ * line, each of its values at most STORE_VALUE_MAX), whose rows it shares with the hub when
+ * the hub's memory serves them; one frame at a time built for a row the hub did not frame
+ * (at most SSE_FRAME_JSON_MAX, rarely: the hub frames every row a stream subscribes to
+ * when it reads it); and one output buffer of at most STREAM_OUT_MAX. A frame of
+ * STREAM_FLUSH_BYTES or more is sent from where it lies, never copied.
  * stream_serve is thread-safe; each call owns everything it opens.
  */
 #ifndef SSE_STREAM_H
@@ -19,7 +23,10 @@ enum {
     STREAM_BATCH_ROWS = 256,
     STREAM_BATCH_BYTES = 256 * 1024,
     STREAM_FLUSH_BYTES = 64 * 1024,
-    STREAM_FRAME_MAX = 64 * 1024 * 1024,  /* one frame; larger rows are skipped and logged */
+    /* What r->out may hold: it is flushed once it holds STREAM_FLUSH_BYTES, and a frame
+     * that goes into it is smaller than that, with its head (an event: line of a 128-byte
+     * type, sanitized). */
+    STREAM_OUT_MAX = 2 * STREAM_FLUSH_BYTES + 1024,
 };
 
 /* The transport of one request. */

@@ -33,6 +33,11 @@ struct event_value {
 struct event {
     int64_t id;                  /* SSE id and resume cursor */
     const char *session_id;      /* NULL for the global channel */
+    size_t session_id_len;
+    bool is_session_id_blob;     /* stored as a BLOB (a hand-edited row): like SQL's =, it */
+    bool is_stream_id_blob;      /* matches no session (stream id: no worker) channel */
+    bool is_oversized;           /* a value over STORE_VALUE_MAX: only id, and the keys when
+                                  * they could be read, are set; it is skipped, logged */
     const char *type;            /* never NULL in a row the schema accepted */
     size_t type_len;
     const char *stream_id;

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ring.h"
 #include "wait.h"
 
 enum {
@@ -34,17 +35,13 @@ struct hub {
     int shutdown_fd;
     dev_t db_dev;                   /* the file the watcher opened: a different one at */
     ino_t db_ino;                   /* db_path means the database was replaced */
+    bool has_file;                  /* db_dev/db_ino are set */
     atomic_ulong generation;        /* +1 each time the file is found gone or replaced */
+    _Atomic int64_t restored_newest; /* with the last +1: newest id of a restored file, or -1 */
 
     pthread_rwlock_t ring_lock;
-    struct event *ring;             /* HUB_RING_ROWS slots, oldest at ring_head */
-    char **ring_blocks;             /* the row block each slot's strings live in */
-    uint32_t *ring_session_hash;    /* key_hash of each row's session_id and stream_id: */
-    uint32_t *ring_stream_hash;     /* a stream skips other channels' rows without strcmp */
-    size_t ring_head, ring_count, ring_bytes;
-    int64_t base;                   /* every row with base < id <= newest is in the ring */
-    int64_t newest;
-    bool is_reading;                /* base/newest are known: the first read happened */
+    struct ring ring;               /* guarded by ring_lock; only the watcher changes it */
+    hub_frame_fn frame;             /* builds a row's frame once, for every stream */
 
     pthread_mutex_t subs_lock;
     struct hub_sub *buckets[HUB_BUCKETS]; /* SESSION and WORKER subscriptions by key */
@@ -125,15 +122,36 @@ mark(struct hub *h, struct hub_sub *sub)
     h->marked[h->marked_count++] = sub;
 }
 
-/* Marks the subscriptions of chain whose scope is scope and key is text[0..len). */
-static void
-mark_matching(struct hub *h, struct hub_sub *chain, enum store_scope scope, const char *text,
-              size_t len)
+/* Whether sub's channel holds e: the same rule as the database's queries. */
+static bool
+is_subscribed_to(const struct hub_sub *sub, const struct event *e)
 {
-    for (struct hub_sub *s = chain; s != NULL; s = s->next) {
-        if (s->scope == scope && strlen(s->key) == len && memcmp(s->key, text, len) == 0)
+    struct store_channel ch = {sub->scope, sub->key};
+    return store_event_in_channel(e, &ch);
+}
+
+/* The subscriptions whose channel holds e: marked to be woken (is_marking), or only
+ * counted. Returns whether there is one. Called with subs_lock held. */
+static bool
+mark_subscribers(struct hub *h, const struct event *e, bool is_marking)
+{
+    bool has_any = false;
+    struct hub_sub *chains[3] = {h->global_subs, NULL, NULL};
+    if (e->session_id != NULL)
+        chains[1] = h->buckets[bucket_of(e->session_id, e->session_id_len)];
+    if (e->stream_id != NULL)
+        chains[2] = h->buckets[bucket_of(e->stream_id, e->stream_id_len)];
+    for (size_t c = 0; c < 3; c++) {
+        for (struct hub_sub *s = chains[c]; s != NULL; s = s->next) {
+            if (!is_subscribed_to(s, e))
+                continue;
+            has_any = true;
+            if (!is_marking)
+                return true;
             mark(h, s);
+        }
     }
+    return has_any;
 }
 
 /* Reads the closed flag of sub's session (once per session and round) into every
@@ -171,22 +189,10 @@ wake_for(struct hub *h, struct store *st, const struct store_batch *batch)
                 mark(h, s);
         }
     }
-    bool has_global_row = batch->count == 0;
-    for (size_t i = 0; i < batch->count && !has_global_row; i++)
-        has_global_row = batch->events[i].session_id == NULL;
-    for (struct hub_sub *s = h->global_subs; s != NULL && has_global_row; s = s->next)
+    for (struct hub_sub *s = h->global_subs; s != NULL && batch->count == 0; s = s->next)
         mark(h, s);
-    for (size_t i = 0; i < batch->count; i++) {
-        const struct event *e = &batch->events[i];
-        if (e->session_id != NULL) {
-            size_t len = strlen(e->session_id);
-            mark_matching(h, h->buckets[bucket_of(e->session_id, len)], STORE_SCOPE_SESSION,
-                          e->session_id, len);
-        }
-        if (e->stream_id != NULL)
-            mark_matching(h, h->buckets[bucket_of(e->stream_id, e->stream_id_len)],
-                          STORE_SCOPE_WORKER, e->stream_id, e->stream_id_len);
-    }
+    for (size_t i = 0; i < batch->count; i++)
+        mark_subscribers(h, &batch->events[i], true);
     for (size_t i = 0; i < h->marked_count; i++)
         check_closed(h, st, h->marked[i]);
     uint64_t one = 1;
@@ -219,46 +225,30 @@ sweep_closed(struct hub *h, struct store *st)
     pthread_mutex_unlock(&h->subs_lock);
 }
 
-static size_t
-row_bytes(const struct event *e)
+/* Builds the frame of every row some stream of this process subscribes to, once for all
+ * of them (the rows are the watcher's alone until they are in the ring). A row without a
+ * subscriber is framed by whoever reads it later, if anyone does. */
+static void
+frame_subscribed_rows(struct hub *h, struct store_batch *batch)
 {
-    return e->type_len + e->stream_id_len + e->node_id_len + e->execution_id_len + e->data_len
-           + e->correlation_id_len + e->colony_id_len + e->run_id_len + 256;
+    for (size_t i = 0; i < batch->count; i++) {
+        struct store_row *row = batch->rows[i];
+        pthread_mutex_lock(&h->subs_lock);
+        bool is_wanted = !row->event.is_oversized && mark_subscribers(h, &row->event, false);
+        pthread_mutex_unlock(&h->subs_lock);
+        size_t len = 0;
+        char *frame = is_wanted ? h->frame(&row->event, &len) : NULL;
+        if (frame != NULL)
+            store_row_set_frame(row, frame, len);  /* NULL: too large or no memory */
+    }
 }
 
+/* Puts the batch's rows into the ring (which takes references of its own). */
 static void
-evict_oldest(struct hub *h)
-{
-    struct event *e = &h->ring[h->ring_head];
-    h->base = e->id;
-    h->ring_bytes -= row_bytes(e);
-    free(h->ring_blocks[h->ring_head]);
-    h->ring_head = (h->ring_head + 1) % HUB_RING_ROWS;
-    h->ring_count--;
-}
-
-/* Gives the batch's rows to the ring. The batch still points at them until the caller
- * forgets them: only this thread evicts, so they stay valid until its next append. */
-static void
-append_rows(struct hub *h, struct store_batch *batch)
+append_rows(struct hub *h, const struct store_batch *batch)
 {
     pthread_rwlock_wrlock(&h->ring_lock);
-    for (size_t i = 0; i < batch->count; i++) {
-        size_t bytes = row_bytes(&batch->events[i]);
-        while (h->ring_count > 0
-               && (h->ring_count == HUB_RING_ROWS || h->ring_bytes + bytes > HUB_RING_BYTES))
-            evict_oldest(h);
-        size_t slot = (h->ring_head + h->ring_count) % HUB_RING_ROWS;
-        const struct event *e = &batch->events[i];
-        h->ring[slot] = *e;
-        h->ring_blocks[slot] = batch->row_blocks[i];
-        h->ring_session_hash[slot] = key_hash(e->session_id,
-                                              e->session_id ? strlen(e->session_id) : 0);
-        h->ring_stream_hash[slot] = key_hash(e->stream_id, e->stream_id_len);
-        h->ring_count++;
-        h->ring_bytes += bytes;
-        h->newest = batch->events[i].id;
-    }
+    ring_append(&h->ring, batch);
     pthread_rwlock_unlock(&h->ring_lock);
 }
 
@@ -270,8 +260,25 @@ pause_or_shutdown(const struct hub *h, long ms)
     return poll(&p, 1, (int)ms) > 0;
 }
 
-/* Reads every row after h->newest into the ring and wakes their streams. Returns 0, or a
- * store error (the connection is then reopened). */
+/* The database file was removed, replaced or restored: forget its rows, and wake every
+ * stream, which ends (what it sent may not be in the new file). With is_known the ring
+ * starts again at newest, the new file's newest id. */
+static void
+forget_database(struct hub *h, bool is_known, int64_t newest, bool is_restore)
+{
+    pthread_rwlock_wrlock(&h->ring_lock);
+    ring_restart(&h->ring, is_known, newest);
+    pthread_rwlock_unlock(&h->ring_lock);
+    atomic_store(&h->restored_newest, is_restore ? newest : -1);
+    atomic_fetch_add(&h->generation, 1);
+    struct store_batch none;
+    store_batch_init(&none);
+    wake_for(h, NULL, &none);
+}
+
+/* Reads every row after the ring's newest into the ring and wakes their streams; a newest
+ * id that went back is a database restored in place. Returns 0, or a store error (the
+ * connection is then reopened). */
 static int
 read_new_rows(struct hub *h, struct store *st, struct store_batch *batch)
 {
@@ -279,16 +286,22 @@ read_new_rows(struct hub *h, struct store *st, struct store_batch *batch)
     bool has_rows = false;
     for (;;) {
         /* The rows and the closed flags wake_for reads come from one snapshot. */
+        int64_t newest = 0;
         int rc = store_read_begin(st);
+        bool is_reading = rc == 0;
+        if (rc == 0 && (rc = store_newest_id(st, &newest)) == 0 && newest < h->ring.newest)
+            forget_database(h, true, newest, true);  /* restored in place: same file */
+        if (rc == 0)
+            rc = store_events_after(st, &all, h->ring.newest, HUB_READ_ROWS, HUB_READ_BYTES,
+                                    batch);
         if (rc == 0) {
-            rc = store_events_after(st, &all, h->newest, HUB_READ_ROWS, SIZE_MAX, batch);
-            if (rc == 0) {
-                append_rows(h, batch);  /* in the ring before anyone is woken to copy them */
-                if (batch->count > 0 || !has_rows)
-                    wake_for(h, st, batch);
-            }
-            store_read_end(st);
+            frame_subscribed_rows(h, batch);
+            append_rows(h, batch);  /* in the ring before anyone is woken to copy them */
+            if (batch->count > 0 || !has_rows)
+                wake_for(h, st, batch);  /* the batch still holds its rows */
         }
+        if (is_reading)
+            store_read_end(st);
         if (rc == STORE_ERR_BUSY) {
             if (pause_or_shutdown(h, HUB_BUSY_RETRY_MS))
                 return 0;
@@ -298,7 +311,7 @@ read_new_rows(struct hub *h, struct store *st, struct store_batch *batch)
             return rc;
         bool is_full = batch->is_full;
         has_rows = has_rows || batch->count > 0;
-        store_batch_forget_rows(batch);
+        store_batch_clear(batch);
         if (!is_full)
             return 0;
     }
@@ -312,24 +325,8 @@ is_same_file(const struct hub *h)
     return stat(h->db_path, &sb) == 0 && sb.st_dev == h->db_dev && sb.st_ino == h->db_ino;
 }
 
-/* The database file was removed or replaced: forget its rows and connections, and wake
- * every stream, which ends (its rows may not be the new file's rows). */
-static void
-forget_database(struct hub *h)
-{
-    pthread_rwlock_wrlock(&h->ring_lock);
-    while (h->ring_count > 0)
-        evict_oldest(h);
-    h->base = h->newest = 0;
-    h->is_reading = false;
-    pthread_rwlock_unlock(&h->ring_lock);
-    atomic_fetch_add(&h->generation, 1);
-    struct store_batch none;
-    store_batch_init(&none);
-    wake_for(h, NULL, &none);
-}
-
-/* Opens the watcher's connection and learns where the table ends. */
+/* Opens the watcher's connection and learns where the table ends. A file other than the
+ * one read before (a new inode), or one whose newest id is older, is a new database. */
 static int
 open_watcher(struct hub *h, struct store **st, struct waiter **w)
 {
@@ -341,8 +338,6 @@ open_watcher(struct hub *h, struct store **st, struct waiter **w)
     if (rc == 0 && (stat(h->db_path, &after) < 0 || after.st_ino != before.st_ino
                     || after.st_dev != before.st_dev))
         rc = STORE_ERR_MISSING;  /* replaced while we opened it: try again */
-    h->db_dev = before.st_dev;
-    h->db_ino = before.st_ino;
     /* The waiter's data_version first, the newest id second: a commit between the two is
      * then both counted in newest and seen as a change, never neither (rows committed
      * after newest was read but before the version would wait for the next commit). */
@@ -360,14 +355,18 @@ open_watcher(struct hub *h, struct store **st, struct waiter **w)
         *st = NULL;
         return rc;
     }
-    pthread_rwlock_wrlock(&h->ring_lock);
-    if (!h->is_reading || newest < h->newest) {  /* first open, or a new database file */
-        while (h->ring_count > 0)
-            evict_oldest(h);
-        h->base = h->newest = newest;
-        h->is_reading = true;
+    bool is_other_file = h->has_file && (before.st_dev != h->db_dev
+                                         || before.st_ino != h->db_ino);
+    h->db_dev = before.st_dev;
+    h->db_ino = before.st_ino;
+    h->has_file = true;
+    if (h->ring.is_known && (is_other_file || newest < h->ring.newest)) {
+        forget_database(h, true, newest, !is_other_file);
+    } else if (!h->ring.is_known) {  /* the first open, or the file is back: no stream */
+        pthread_rwlock_wrlock(&h->ring_lock);  /* has sent a row of it since it joined */
+        ring_restart(&h->ring, true, newest);
+        pthread_rwlock_unlock(&h->ring_lock);
     }
-    pthread_rwlock_unlock(&h->ring_lock);
     return 0;
 }
 
@@ -407,7 +406,7 @@ hub_main(void *arg)
             st = NULL;
         }
         if (is_gone)
-            forget_database(h);
+            forget_database(h, false, 0, false);
     }
     wait_close(w);
     store_close(st);
@@ -416,33 +415,28 @@ hub_main(void *arg)
 }
 
 static struct hub *
-hub_create(const char *db_path, long poll_ms, int shutdown_fd)
+hub_create(const char *db_path, long poll_ms, int shutdown_fd, hub_frame_fn frame)
 {
     struct hub *h = calloc(1, sizeof(*h));
     if (h == NULL)
         return NULL;
     h->db_path = strdup(db_path);
-    h->ring = calloc(HUB_RING_ROWS, sizeof(*h->ring));
-    h->ring_blocks = calloc(HUB_RING_ROWS, sizeof(*h->ring_blocks));
-    h->ring_session_hash = calloc(HUB_RING_ROWS, sizeof(*h->ring_session_hash));
-    h->ring_stream_hash = calloc(HUB_RING_ROWS, sizeof(*h->ring_stream_hash));
     h->poll_ms = poll_ms;
     h->shutdown_fd = shutdown_fd;
+    h->frame = frame;
+    atomic_init(&h->restored_newest, -1);
     pthread_rwlock_init(&h->ring_lock, NULL);
     pthread_mutex_init(&h->subs_lock, NULL);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t thread;
-    bool is_ok = h->db_path && h->ring && h->ring_blocks && h->ring_session_hash
-                 && h->ring_stream_hash && pthread_create(&thread, &attr, hub_main, h) == 0;
+    bool is_ok = h->db_path && ring_init(&h->ring, HUB_RING_ROWS, HUB_RING_BYTES) == 0
+                 && pthread_create(&thread, &attr, hub_main, h) == 0;
     pthread_attr_destroy(&attr);
     if (!is_ok) {
+        ring_release(&h->ring);
         free(h->db_path);
-        free(h->ring);
-        free(h->ring_blocks);
-        free(h->ring_session_hash);
-        free(h->ring_stream_hash);
         free(h);
         return NULL;
     }
@@ -450,13 +444,13 @@ hub_create(const char *db_path, long poll_ms, int shutdown_fd)
 }
 
 struct hub *
-hub_get(const char *db_path, long poll_ms, int shutdown_fd)
+hub_get(const char *db_path, long poll_ms, int shutdown_fd, hub_frame_fn frame)
 {
     pthread_mutex_lock(&hubs_lock);
     struct hub *h = hubs;
     while (h != NULL && strcmp(h->db_path, db_path) != 0)
         h = h->next_hub;
-    if (h == NULL && (h = hub_create(db_path, poll_ms, shutdown_fd)) != NULL) {
+    if (h == NULL && (h = hub_create(db_path, poll_ms, shutdown_fd, frame)) != NULL) {
         h->next_hub = hubs;
         hubs = h;
     }
@@ -464,81 +458,23 @@ hub_get(const char *db_path, long poll_ms, int shutdown_fd)
     return h;
 }
 
-/* Whether ring slot's row belongs to ch; channel_hash is key_hash of ch->key. */
-static bool
-is_in_channel(const struct hub *h, size_t slot, const struct store_channel *ch,
-              uint32_t channel_hash)
-{
-    const struct event *e = &h->ring[slot];
-    switch (ch->scope) {
-    case STORE_SCOPE_SESSION:
-        return h->ring_session_hash[slot] == channel_hash && e->session_id != NULL
-               && strcmp(e->session_id, ch->key) == 0;
-    case STORE_SCOPE_WORKER:
-        return h->ring_stream_hash[slot] == channel_hash && e->stream_id != NULL
-               && e->stream_id_len == strlen(ch->key)
-               && memcmp(e->stream_id, ch->key, e->stream_id_len) == 0;
-    case STORE_SCOPE_GLOBAL:
-        return e->session_id == NULL;
-    default:
-        return true;
-    }
-}
-
-/* Index (0 = oldest) of the first ring row with id > after_id; ring_count when none. */
-static size_t
-first_after(const struct hub *h, int64_t after_id)
-{
-    size_t lo = 0, hi = h->ring_count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (h->ring[(h->ring_head + mid) % HUB_RING_ROWS].id <= after_id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 int
 hub_copy_after(struct hub *h, const struct store_channel *ch, int64_t after_id,
                size_t max_rows, size_t max_bytes, struct store_batch *out,
                int64_t *scanned_through, int64_t *newest_id)
 {
-    store_batch_clear(out);
     pthread_rwlock_rdlock(&h->ring_lock);
-    *newest_id = h->newest;
-    *scanned_through = after_id;
-    if (!h->is_reading || after_id < h->base) {
-        pthread_rwlock_unlock(&h->ring_lock);
-        return 0;
-    }
-    size_t bytes = 0;
-    int rc = 1;
-    uint32_t channel_hash = ch->key ? key_hash(ch->key, strlen(ch->key)) : 0;
-    for (size_t i = first_after(h, after_id); i < h->ring_count; i++) {
-        size_t slot = (h->ring_head + i) % HUB_RING_ROWS;
-        const struct event *e = &h->ring[slot];
-        if (out->count >= max_rows || bytes >= max_bytes) {
-            out->is_full = true;
-            break;
-        }
-        *scanned_through = e->id;
-        if (!is_in_channel(h, slot, ch, channel_hash))
-            continue;
-        long n = store_batch_add_copy(out, e);
-        if (n < 0) {
-            rc = -1;
-            break;
-        }
-        bytes += (size_t)n;
-    }
+    *newest_id = h->ring.newest;
+    int rc = ring_copy_after(&h->ring, ch, after_id, max_rows, max_bytes, out,
+                             scanned_through);
     pthread_rwlock_unlock(&h->ring_lock);
     return rc;
 }
 
 unsigned long
-hub_generation(struct hub *h)
+hub_generation(struct hub *h, int64_t *restored_newest)
 {
-    return atomic_load(&h->generation);
+    unsigned long generation = atomic_load(&h->generation);
+    *restored_newest = atomic_load(&h->restored_newest);
+    return generation;
 }

@@ -4,18 +4,28 @@
  *
  * A hub is a thread with its own read-only connection and one waiter (inotify on the -wal,
  * confirmed by data_version, store/wait.c). Each time another connection commits it reads
- * every new row of the table in one query per batch, appends them to a ring of recent rows
- * and wakes, through their eventfd, only the streams whose channel has a new row (all of
- * them after a commit that added no row: a session closed, rows pruned). Before it wakes a
- * session stream it reads that session's closed flag (once per session and round) into the
- * subscription, so streams never query for it. A woken stream
- * copies its channel's rows after its cursor out of the ring (hub_copy_after) and writes
- * them without holding any lock, so a slow client delays nobody.
+ * every new row of the table in batches, frames once each row some stream of the process
+ * subscribes to (store_row.frame, shared by every stream that sends it), appends the rows
+ * to a ring of recent rows (store/ring.h) and wakes, through their eventfd, only the
+ * streams whose channel has a new row (all of them after a commit that added no row: a
+ * session closed, rows pruned). Before it wakes a session stream it reads that session's
+ * closed flag (once per session and round) into the subscription, so streams never query
+ * for it. A woken stream takes references to its channel's rows after its cursor
+ * (hub_copy_after) and writes them without holding any lock, so a slow client delays
+ * nobody. Rows are reference-counted: eviction from the ring frees nothing a stream holds.
  *
  * The ring keeps every row with id in (base, newest]. A stream whose cursor is older than
  * base (it fell behind, or started from an old resume point) reads the database instead,
- * on a connection of its own, until it has caught up. Rows become visible in id order (AUTOINCREMENT, one writer), so a
- * stream's cursor may pass rows of other channels: they were dealt with.
+ * on a connection of its own, until it has caught up. Rows become visible in id order
+ * (AUTOINCREMENT, one writer), so a stream's cursor may pass rows of other channels: they
+ * were dealt with.
+ *
+ * A new database at the path ends every stream (hub_generation): a new inode (moved in,
+ * replaced), or the newest id ever issued going back (`.restore` of an older copy in
+ * place), since the ids a stream has sent then mean nothing in it.
+ *
+ * Memory: the ring holds at most HUB_RING_BYTES plus one read (HUB_READ_BYTES and the row
+ * that crosses it, which is at most STORE_VALUE_MAX per value) and its frames.
  *
  * All functions are thread-safe. Hubs live until the process exits.
  */
@@ -33,6 +43,7 @@ enum {
     HUB_RING_ROWS = 8192,               /* recent rows kept in memory */
     HUB_RING_BYTES = 16 * 1024 * 1024,  /* and at most about this many bytes of them */
     HUB_READ_ROWS = 1024,               /* rows per query of the watcher */
+    HUB_READ_BYTES = 4 * 1024 * 1024,   /* and about this many bytes */
 };
 
 struct hub;
@@ -49,27 +60,36 @@ struct hub_sub {
     struct hub_sub *next;               /* the hub's: bucket chain */
 };
 
-/* The hub of db_path, started on first use with SSE_POLL_MS poll_ms as its safety net and
- * shutdown_fd (readable once the process must stop) to end it. NULL when the thread or
+/* Builds the frame of e (what a stream sends of it) into memory the caller frees with
+ * free(), *len bytes. NULL when out of memory or too large: streams then frame it
+ * themselves (and skip it when it is too large). Thread-safe. */
+typedef char *(*hub_frame_fn)(const struct event *e, size_t *len);
+
+/* The hub of db_path, started on first use with SSE_POLL_MS poll_ms as its safety net,
+ * shutdown_fd (readable once the process must stop) to end it and frame to build each
+ * subscribed row's frame once for every stream (store_row.frame). NULL when the thread or
  * memory could not be had. */
-struct hub *hub_get(const char *db_path, long poll_ms, int shutdown_fd);
+struct hub *hub_get(const char *db_path, long poll_ms, int shutdown_fd, hub_frame_fn frame);
 
 void hub_subscribe(struct hub *h, struct hub_sub *sub);
 void hub_unsubscribe(struct hub *h, struct hub_sub *sub);
 
-/* Copies into out (cleared first) the rows of ch with id > after_id that the ring holds, at
- * most max_rows and about max_bytes; out->is_full says more follow. *scanned_through gets
- * the highest id looked at (every row of other channels up to it was skipped), *newest_id
- * the newest id the hub has read. Returns true, or false when rows after after_id have left
- * the ring (or the hub has not read the table yet): read the database instead. A negative
- * value is out of memory. */
+/* Puts into out (cleared first) references to the rows of ch with id > after_id that the
+ * ring holds, at most max_rows and about max_bytes; out->is_full says more follow.
+ * *scanned_through gets the highest id looked at (every row of other channels up to it was
+ * skipped), *newest_id the newest id the hub has read. Returns 1, or 0 when rows after
+ * after_id have left the ring (or the hub has not read the table yet): read the database
+ * instead. A negative value is out of memory. */
 int hub_copy_after(struct hub *h, const struct store_channel *ch, int64_t after_id,
                    size_t max_rows, size_t max_bytes, struct store_batch *out,
                    int64_t *scanned_through, int64_t *newest_id);
 
-/* Changes each time the hub finds the database file removed or replaced by another file
- * (a different inode at the path; checked every poll_ms). A stream that sees it change
- * must end: the rows it has sent may not be in the new file. */
-unsigned long hub_generation(struct hub *h);
+/* Changes each time the hub finds a new database at the path: the file removed or replaced
+ * by another (a different inode, checked every poll_ms), or restored in place from an
+ * older copy (the newest id ever issued went back). A stream that sees it change must
+ * end: the rows it has sent may not be in the new file. *restored_newest gets the restored
+ * file's newest id when the last change was such a restore (the stream can then hand its
+ * client that cursor), or -1. */
+unsigned long hub_generation(struct hub *h, int64_t *restored_newest);
 
 #endif

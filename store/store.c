@@ -35,6 +35,8 @@ enum query_id {
     Q_OLDEST_SESSION,
     Q_OLDEST_WORKER,
     Q_OLDEST_GLOBAL,
+    Q_OLDEST_ALL,
+    Q_ROW_KEYS,
     Q_DATA_VERSION,
     Q_USER_VERSION,
     Q_JOURNAL_MODE,
@@ -67,7 +69,13 @@ static const struct {
                           "WHERE session_id = ?1 ORDER BY id DESC LIMIT ?3)", true},
     [Q_REPLAY_WORKER] = {"replay_worker", "SELECT min(id) FROM (SELECT id FROM events "
                          "WHERE stream_id = ?1 ORDER BY id DESC LIMIT ?3)", true},
-    [Q_NEWEST_ID] = {"newest_id", "SELECT coalesce(max(id), 0) FROM events", true},
+    /* The newest id ever issued: AUTOINCREMENT's counter, which never goes back while the
+     * file lives (pruning the newest rows leaves it), or the newest row of a file made
+     * without it. sqlite_sequence holds one row per AUTOINCREMENT table: its scan reads
+     * one page, so it is not listed as a cursor query. */
+    [Q_NEWEST_ID] = {"newest_id", "SELECT max((SELECT coalesce(max(id), 0) FROM events), "
+                     "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))",
+                     false},
     [Q_PRUNED_SCOPE] = {"pruned_scope", "SELECT through_id FROM pruned WHERE scope = ?1", true},
     [Q_PRUNED_ANY] = {"pruned_any", "SELECT coalesce(max(through_id), 0) FROM pruned", false},
     [Q_OLDEST_SESSION] = {"oldest_session", "SELECT min(id) FROM events WHERE "
@@ -76,6 +84,10 @@ static const struct {
                          "stream_id = ?1 AND id > ?2", true},
     [Q_OLDEST_GLOBAL] = {"oldest_global", "SELECT min(id) FROM events WHERE "
                          "session_id IS NULL AND id > ?2", true},
+    [Q_OLDEST_ALL] = {"oldest_all", "SELECT min(id) FROM events WHERE id > ?2", true},
+    /* An oversized row's keys (a value over STORE_VALUE_MAX elsewhere in it) */
+    [Q_ROW_KEYS] = {"row_keys", "SELECT id, session_id, stream_id FROM events WHERE id = ?2",
+                    true},
     [Q_DATA_VERSION] = {"data_version", "PRAGMA data_version", false},
     [Q_USER_VERSION] = {"user_version", "PRAGMA user_version", false},
     [Q_JOURNAL_MODE] = {"journal_mode", "PRAGMA journal_mode", false},
@@ -220,6 +232,8 @@ store_open(const char *path, int busy_timeout_ms, struct store **out, char *errb
         rc = sqlite_failure(st, rc, "open");
     else {
         sqlite3_busy_timeout(st->db, busy_timeout_ms);
+        /* No value longer than this is read into memory: such a row is a stub (run_batch) */
+        sqlite3_limit(st->db, SQLITE_LIMIT_LENGTH, STORE_VALUE_MAX);
         /* Reads are short index range scans the OS page cache serves well; SQLite's
          * default cache (2 MB per connection) would only multiply memory per stream. */
         sqlite3_exec(st->db, "PRAGMA cache_size = -256", NULL, NULL, NULL);
@@ -361,9 +375,9 @@ store_policy_free(struct event_type_policy *policy, size_t count)
 static const struct {
     int column;
     size_t text_offset;     /* const char * field */
-    size_t len_offset;      /* size_t field, or SIZE_MAX for none */
+    size_t len_offset;      /* its size_t length field */
 } TEXT_COLUMNS[] = {
-    {1, offsetof(struct event, session_id), SIZE_MAX},
+    {1, offsetof(struct event, session_id), offsetof(struct event, session_id_len)},
     {2, offsetof(struct event, type), offsetof(struct event, type_len)},
     {3, offsetof(struct event, stream_id), offsetof(struct event, stream_id_len)},
     {4, offsetof(struct event, node_id), offsetof(struct event, node_id_len)},
@@ -381,24 +395,36 @@ store_batch_init(struct store_batch *b)
     memset(b, 0, sizeof(*b));
 }
 
-static void
-batch_clear(struct store_batch *b)
+struct store_row *
+store_row_ref(struct store_row *row)
 {
-    for (size_t i = 0; i < b->count; i++)
-        free(b->row_blocks[i]);
-    b->count = 0;
-    b->is_full = false;
+    atomic_fetch_add_explicit(&row->refs, 1, memory_order_relaxed);
+    return row;
+}
+
+void
+store_row_unref(struct store_row *row)
+{
+    if (row == NULL || atomic_fetch_sub_explicit(&row->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(row->frame);
+    free(row);
+}
+
+void
+store_row_set_frame(struct store_row *row, char *frame, size_t len)
+{
+    free(row->frame);
+    row->bytes = row->bytes - row->frame_len + len;
+    row->frame = frame;
+    row->frame_len = len;
 }
 
 void
 store_batch_clear(struct store_batch *b)
 {
-    batch_clear(b);
-}
-
-void
-store_batch_forget_rows(struct store_batch *b)
-{
+    for (size_t i = 0; i < b->count; i++)
+        store_row_unref(b->rows[i]);
     b->count = 0;
     b->is_full = false;
 }
@@ -408,9 +434,9 @@ store_batch_release(struct store_batch *b)
 {
     if (b == NULL)
         return;
-    batch_clear(b);
+    store_batch_clear(b);
     free(b->events);
-    free(b->row_blocks);
+    free(b->rows);
     memset(b, 0, sizeof(*b));
 }
 
@@ -423,42 +449,113 @@ batch_reserve(struct store_batch *b, size_t rows)
     if (events == NULL)
         return -1;
     b->events = events;
-    char **blocks = realloc(b->row_blocks, rows * sizeof(*blocks));
-    if (blocks == NULL)
+    struct store_row **grown = realloc(b->rows, rows * sizeof(*grown));
+    if (grown == NULL)
         return -1;
-    b->row_blocks = blocks;
+    b->rows = grown;
     b->capacity = rows;
     return 0;
 }
 
-/* Copies a text column into block at *used; sets the event's pointer and length. */
+long
+store_batch_add_row(struct store_batch *b, struct store_row *row)
+{
+    if (batch_reserve(b, b->count + 1) < 0)
+        return -1;
+    b->rows[b->count] = store_row_ref(row);
+    b->events[b->count++] = row->event;
+    return (long)row->bytes;
+}
+
+/* Gives a new row (one reference: the batch's) to the batch. */
+static void
+batch_take(struct store_batch *b, struct store_row *row)
+{
+    b->rows[b->count] = row;
+    b->events[b->count++] = row->event;
+}
+
+/* A new row of text_bytes of string space, one reference. NULL when out of memory. */
+static struct store_row *
+row_new(size_t text_bytes)
+{
+    struct store_row *row = malloc(offsetof(struct store_row, text) + text_bytes);
+    if (row == NULL)
+        return NULL;
+    memset(row, 0, offsetof(struct store_row, text));
+    atomic_init(&row->refs, 1);
+    row->bytes = offsetof(struct store_row, text) + text_bytes;
+    return row;
+}
+
+/* Copies len bytes of text (NULL stays NULL) into text at *used; returns the copy. */
+static const char *
+copy_field(const char *field, size_t len, char *text, size_t *used)
+{
+    if (field == NULL)
+        return NULL;
+    char *copy = text + *used;
+    memcpy(copy, field, len);
+    copy[len] = '\0';
+    *used += len + 1;
+    return copy;
+}
+
+struct store_row *
+store_row_new(const struct event *e)
+{
+    size_t stamp_len = e->timestamp.kind == EVENT_VALUE_TEXT ? e->timestamp.text_len : 0;
+    struct store_row *row = row_new(e->session_id_len + e->type_len + e->stream_id_len
+                                    + e->node_id_len + e->execution_id_len + e->data_len
+                                    + e->correlation_id_len + e->colony_id_len + e->run_id_len
+                                    + stamp_len + 10);
+    if (row == NULL)
+        return NULL;
+    struct event *c = &row->event;
+    *c = *e;
+    size_t used = 0;
+    c->session_id = copy_field(e->session_id, e->session_id_len, row->text, &used);
+    c->type = copy_field(e->type, e->type_len, row->text, &used);
+    c->stream_id = copy_field(e->stream_id, e->stream_id_len, row->text, &used);
+    c->node_id = copy_field(e->node_id, e->node_id_len, row->text, &used);
+    c->execution_id = copy_field(e->execution_id, e->execution_id_len, row->text, &used);
+    c->data = copy_field(e->data, e->data_len, row->text, &used);
+    c->correlation_id = copy_field(e->correlation_id, e->correlation_id_len, row->text, &used);
+    c->colony_id = copy_field(e->colony_id, e->colony_id_len, row->text, &used);
+    c->run_id = copy_field(e->run_id, e->run_id_len, row->text, &used);
+    if (e->timestamp.kind == EVENT_VALUE_TEXT)
+        c->timestamp.text = copy_field(e->timestamp.text, stamp_len, row->text, &used);
+    return row;
+}
+
+/* Copies a text column into text at *used; sets the event's pointer and length. */
 static void
 copy_text(sqlite3_stmt *s, int col, struct event *e, size_t text_off, size_t len_off,
-          char *block, size_t *used)
+          char *text, size_t *used)
 {
     const char **field = (const char **)((char *)e + text_off);
+    size_t *len = (size_t *)((char *)e + len_off);
     if (sqlite3_column_type(s, col) == SQLITE_NULL) {
         *field = NULL;
-        if (len_off != SIZE_MAX)
-            *(size_t *)((char *)e + len_off) = 0;
+        *len = 0;
         return;
     }
-    const unsigned char *text = sqlite3_column_text(s, col);
+    const unsigned char *value = sqlite3_column_text(s, col);
     size_t n = (size_t)sqlite3_column_bytes(s, col);
-    memcpy(block + *used, text ? (const char *)text : "", n);
-    block[*used + n] = '\0';
-    *field = block + *used;
-    if (len_off != SIZE_MAX)
-        *(size_t *)((char *)e + len_off) = n;
+    memcpy(text + *used, value ? (const char *)value : "", n);
+    text[*used + n] = '\0';
+    *field = text + *used;
+    *len = n;
     *used += n + 1;
 }
 
+/* type: the column's type before any conversion (sqlite3_column_type is undefined after) */
 static void
-copy_timestamp(sqlite3_stmt *s, struct event *e, char *block, size_t *used)
+copy_timestamp(sqlite3_stmt *s, int type, struct event *e, char *text, size_t *used)
 {
     struct event_value *v = &e->timestamp;
     memset(v, 0, sizeof(*v));
-    switch (sqlite3_column_type(s, COL_TIMESTAMP)) {
+    switch (type) {
     case SQLITE_INTEGER:
         v->kind = EVENT_VALUE_INTEGER;
         v->integer = sqlite3_column_int64(s, COL_TIMESTAMP);
@@ -470,50 +567,134 @@ copy_timestamp(sqlite3_stmt *s, struct event *e, char *block, size_t *used)
     case SQLITE_NULL:
         break;
     default: {
-        const unsigned char *text = sqlite3_column_text(s, COL_TIMESTAMP);
+        const unsigned char *value = sqlite3_column_text(s, COL_TIMESTAMP);
         size_t n = (size_t)sqlite3_column_bytes(s, COL_TIMESTAMP);
-        memcpy(block + *used, text ? (const char *)text : "", n);
-        block[*used + n] = '\0';
+        memcpy(text + *used, value ? (const char *)value : "", n);
+        text[*used + n] = '\0';
         v->kind = EVENT_VALUE_TEXT;
-        v->text = block + *used;
+        v->text = text + *used;
         v->text_len = n;
         *used += n + 1;
     }
     }
 }
 
-/* Copies the current row into the batch. Returns the row's bytes, or -1 (out of memory). */
+/* The string space the current row needs. (A value over STORE_VALUE_MAX never gets here:
+ * the connection's length limit makes sqlite3_step fail with SQLITE_TOOBIG first.) */
+static void
+row_text_bytes(sqlite3_stmt *s, size_t *total)
+{
+    *total = 1;
+    for (int c = 0; c < TEXT_COLUMN_COUNT; c++) {
+        sqlite3_column_text(s, TEXT_COLUMNS[c].column);  /* converts numbers to text */
+        *total += (size_t)sqlite3_column_bytes(s, TEXT_COLUMNS[c].column) + 1;
+    }
+    sqlite3_column_text(s, COL_TIMESTAMP);
+    *total += (size_t)sqlite3_column_bytes(s, COL_TIMESTAMP) + 1;
+}
+
+/* Copies the current row into the batch. Returns the row's bytes, or -SQLITE_NOMEM. */
 static long
 batch_add_row(struct store_batch *b, sqlite3_stmt *s)
 {
-    if (batch_reserve(b, b->count + 1) < 0)
-        return -1;
-    size_t total = 1;
-    for (int c = 0; c < TEXT_COLUMN_COUNT; c++) {
-        sqlite3_column_text(s, TEXT_COLUMNS[c].column);  /* converts numbers to text */
-        total += (size_t)sqlite3_column_bytes(s, TEXT_COLUMNS[c].column) + 1;
-    }
-    sqlite3_column_text(s, COL_TIMESTAMP);
-    total += (size_t)sqlite3_column_bytes(s, COL_TIMESTAMP) + 1;
-    char *block = malloc(total);
-    if (block == NULL)
-        return -1;
-    struct event *e = &b->events[b->count];
-    memset(e, 0, sizeof(*e));
+    /* The types first: sqlite3_column_text converts the value, and its type with it */
+    bool is_session_id_blob = sqlite3_column_type(s, 1) == SQLITE_BLOB;
+    bool is_stream_id_blob = sqlite3_column_type(s, 3) == SQLITE_BLOB;
+    int timestamp_type = sqlite3_column_type(s, COL_TIMESTAMP);
+    size_t total;
+    row_text_bytes(s, &total);
+    struct store_row *row = batch_reserve(b, b->count + 1) == 0 ? row_new(total) : NULL;
+    if (row == NULL)
+        return -SQLITE_NOMEM;
+    struct event *e = &row->event;
     e->id = sqlite3_column_int64(s, 0);
+    e->is_session_id_blob = is_session_id_blob;
+    e->is_stream_id_blob = is_stream_id_blob;
     size_t used = 0;
     for (int c = 0; c < TEXT_COLUMN_COUNT; c++)
         copy_text(s, TEXT_COLUMNS[c].column, e, TEXT_COLUMNS[c].text_offset,
-                  TEXT_COLUMNS[c].len_offset, block, &used);
-    copy_timestamp(s, e, block, &used);
-    b->row_blocks[b->count++] = block;
-    return (long)total;
+                  TEXT_COLUMNS[c].len_offset, row->text, &used);
+    copy_timestamp(s, timestamp_type, e, row->text, &used);
+    batch_take(b, row);
+    return (long)row->bytes;
 }
 
-/* Steps s to the end (or the limits) and copies the rows into out. */
+/* Copies column col of the current row (TEXT or BLOB) into text at *used; the stub's key. */
+static const char *
+copy_key(sqlite3_stmt *s, int col, char *text, size_t *used, size_t *len, bool *is_blob)
+{
+    *is_blob = sqlite3_column_type(s, col) == SQLITE_BLOB;
+    if (sqlite3_column_type(s, col) == SQLITE_NULL)
+        return NULL;
+    const void *value = *is_blob ? sqlite3_column_blob(s, col) : sqlite3_column_text(s, col);
+    *len = (size_t)sqlite3_column_bytes(s, col);
+    char *copy = text + *used;
+    memcpy(copy, value ? value : "", *len);
+    copy[*len] = '\0';
+    *used += *len + 1;
+    return copy;
+}
+
+/* The stub of the oversized row id: its keys when they can be read (they are in the
+ * schema's bounds unless the file was edited by hand), so that it reaches its channel's
+ * streams, which log it and skip it. Returns 0 or a store error. */
 static int
-run_batch(struct store *st, enum query_id q, size_t max_bytes, size_t max_rows,
-          struct store_batch *out)
+add_oversized_stub(struct store *st, int64_t id, struct store_batch *out)
+{
+    sqlite3_stmt *s = statement(st, Q_ROW_KEYS);
+    if (s == NULL)
+        return STORE_ERR_SCHEMA;
+    sqlite3_bind_int64(s, 2, id);
+    int rc = sqlite3_step(s);
+    size_t bytes = rc == SQLITE_ROW ? (size_t)sqlite3_column_bytes(s, 1)
+                                        + (size_t)sqlite3_column_bytes(s, 2) + 2 : 0;
+    struct store_row *row = batch_reserve(out, out->count + 1) == 0 ? row_new(bytes) : NULL;
+    if (row != NULL) {
+        struct event *e = &row->event;
+        e->id = id;
+        e->is_oversized = true;
+        size_t used = 0;
+        if (rc == SQLITE_ROW) {
+            e->session_id = copy_key(s, 1, row->text, &used, &e->session_id_len,
+                                     &e->is_session_id_blob);
+            e->stream_id = copy_key(s, 2, row->text, &used, &e->stream_id_len,
+                                    &e->is_stream_id_blob);
+        } else {  /* the keys are oversized too: a stub that belongs to no channel */
+            e->is_session_id_blob = e->is_stream_id_blob = true;
+        }
+        batch_take(out, row);
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (row == NULL)
+        return set_error(st, STORE_ERR_NOMEM, "oversized row: out of memory");
+    return rc == SQLITE_ROW || rc == SQLITE_DONE || rc == SQLITE_TOOBIG
+               ? 0 : sqlite_failure(st, rc, "row_keys");
+}
+
+/* The first row of ch after after_id holds a value over STORE_VALUE_MAX: SQLite refused to
+ * read it (SQLITE_TOOBIG). Its id comes from the index alone, then its stub. */
+static int
+add_oversized_row(struct store *st, const struct store_channel *ch, int64_t after_id,
+                  struct store_batch *out)
+{
+    static const enum query_id NEXT[] = {
+        [STORE_SCOPE_SESSION] = Q_OLDEST_SESSION, [STORE_SCOPE_WORKER] = Q_OLDEST_WORKER,
+        [STORE_SCOPE_GLOBAL] = Q_OLDEST_GLOBAL, [STORE_SCOPE_ALL] = Q_OLDEST_ALL,
+    };
+    bool has_key = ch->scope == STORE_SCOPE_SESSION || ch->scope == STORE_SCOPE_WORKER;
+    int64_t id = 0;
+    int rc = query_integer(st, NEXT[ch->scope], has_key ? ch->key : NULL, after_id, &id);
+    if (rc < 0 || id <= after_id)
+        return rc < 0 && rc != STORE_ERR_NOT_FOUND ? rc : 0;
+    return add_oversized_stub(st, id, out);
+}
+
+/* Steps s to the end (or the limits) and copies the rows into out. A row with a value over
+ * STORE_VALUE_MAX ends the batch as a stub (is_full: the rest follows). */
+static int
+run_batch(struct store *st, enum query_id q, const struct store_channel *ch, int64_t after_id,
+          size_t max_bytes, size_t max_rows, struct store_batch *out)
 {
     sqlite3_stmt *s = st->stmts[q];
     size_t bytes = 0;
@@ -521,7 +702,7 @@ run_batch(struct store *st, enum query_id q, size_t max_bytes, size_t max_rows,
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         long n = batch_add_row(out, s);
         if (n < 0) {
-            rc = SQLITE_NOMEM;
+            rc = (int)-n;
             break;
         }
         bytes += (size_t)n;
@@ -533,55 +714,39 @@ run_batch(struct store *st, enum query_id q, size_t max_bytes, size_t max_rows,
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    if (rc == SQLITE_TOOBIG) {
+        int64_t last = out->count > 0 ? out->events[out->count - 1].id : after_id;
+        rc = add_oversized_row(st, ch, last, out);
+        out->is_full = true;
+        if (rc == 0)
+            return 0;
+        store_batch_clear(out);
+        return rc;
+    }
     if (rc != SQLITE_DONE) {
-        batch_clear(out);
+        store_batch_clear(out);
         return sqlite_failure(st, rc, QUERIES[q].name);
     }
     return 0;
 }
 
-/* Copies len bytes of text (NULL stays NULL) into block at *used; returns the copy. */
-static const char *
-copy_field(const char *text, size_t len, char *block, size_t *used)
+bool
+store_event_in_channel(const struct event *e, const struct store_channel *ch)
 {
-    if (text == NULL)
-        return NULL;
-    char *copy = block + *used;
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    *used += len + 1;
-    return copy;
-}
-
-long
-store_batch_add_copy(struct store_batch *b, const struct event *e)
-{
-    if (batch_reserve(b, b->count + 1) < 0)
-        return -1;
-    size_t session_len = e->session_id ? strlen(e->session_id) : 0;
-    size_t stamp_len = e->timestamp.kind == EVENT_VALUE_TEXT ? e->timestamp.text_len : 0;
-    size_t total = session_len + e->type_len + e->stream_id_len + e->node_id_len
-                   + e->execution_id_len + e->data_len + e->correlation_id_len
-                   + e->colony_id_len + e->run_id_len + stamp_len + 10;
-    char *block = malloc(total);
-    if (block == NULL)
-        return -1;
-    struct event *c = &b->events[b->count];
-    *c = *e;
-    size_t used = 0;
-    c->session_id = copy_field(e->session_id, session_len, block, &used);
-    c->type = copy_field(e->type, e->type_len, block, &used);
-    c->stream_id = copy_field(e->stream_id, e->stream_id_len, block, &used);
-    c->node_id = copy_field(e->node_id, e->node_id_len, block, &used);
-    c->execution_id = copy_field(e->execution_id, e->execution_id_len, block, &used);
-    c->data = copy_field(e->data, e->data_len, block, &used);
-    c->correlation_id = copy_field(e->correlation_id, e->correlation_id_len, block, &used);
-    c->colony_id = copy_field(e->colony_id, e->colony_id_len, block, &used);
-    c->run_id = copy_field(e->run_id, e->run_id_len, block, &used);
-    if (e->timestamp.kind == EVENT_VALUE_TEXT)
-        c->timestamp.text = copy_field(e->timestamp.text, stamp_len, block, &used);
-    b->row_blocks[b->count++] = block;
-    return (long)total;
+    switch (ch->scope) {
+    case STORE_SCOPE_SESSION:
+        return e->session_id != NULL && !e->is_session_id_blob
+               && e->session_id_len == strlen(ch->key)
+               && memcmp(e->session_id, ch->key, e->session_id_len) == 0;
+    case STORE_SCOPE_WORKER:
+        return e->stream_id != NULL && !e->is_stream_id_blob
+               && e->stream_id_len == strlen(ch->key)
+               && memcmp(e->stream_id, ch->key, e->stream_id_len) == 0;
+    case STORE_SCOPE_GLOBAL:
+        return e->session_id == NULL && !e->is_session_id_blob;
+    default:
+        return true;
+    }
 }
 
 static enum query_id
@@ -603,7 +768,7 @@ int
 store_events_after(struct store *st, const struct store_channel *ch, int64_t after_id,
                    size_t max_rows, size_t max_bytes, struct store_batch *out)
 {
-    batch_clear(out);
+    store_batch_clear(out);
     enum query_id q = after_query(ch->scope);
     sqlite3_stmt *s = statement(st, q);
     if (s == NULL)
@@ -612,7 +777,7 @@ store_events_after(struct store *st, const struct store_channel *ch, int64_t aft
         sqlite3_bind_text(s, 1, ch->key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, after_id);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)max_rows);
-    return run_batch(st, q, max_bytes, max_rows, out);
+    return run_batch(st, q, ch, after_id, max_bytes, max_rows, out);
 }
 
 static int

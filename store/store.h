@@ -12,6 +12,7 @@
 #ifndef SSE_STORE_H
 #define SSE_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,14 +41,52 @@ struct store_channel {
     const char *key;            /* borrowed */
 };
 
+enum {
+    /* The longest value a connection reads (SQLITE_LIMIT_LENGTH): a row holding a longer
+     * one (only a hand-edited database can: schema.sql bounds every column) is read as an
+     * oversized stub, never into memory. */
+    STORE_VALUE_MAX = 64 * 1024 * 1024,
+};
+
+/* One row as read from the database: the event and every string it points to in one
+ * allocation, shared by reference (the hub's ring, every stream that copies it) and freed
+ * with its last reference. Immutable once another thread can see it. */
+struct store_row {
+    atomic_long refs;
+    size_t bytes;               /* what the row costs: this allocation plus frame */
+    struct event event;         /* its strings live in text[] */
+    char *frame;                /* owned (free()); the frame's JSON, built once by whoever
+                                 * publishes the row (store/hub.c), or NULL */
+    size_t frame_len;
+    char text[];
+};
+
+/* A new row holding a deep copy of e (for tests and the fuzz target: rows are otherwise
+ * read from the database), one reference. NULL when out of memory. */
+struct store_row *store_row_new(const struct event *e);
+
+/* Takes one more reference to row and returns it. Thread-safe. */
+struct store_row *store_row_ref(struct store_row *row);
+
+/* Drops a reference; the last one frees the row. NULL is safe. Thread-safe. */
+void store_row_unref(struct store_row *row);
+
+/* Attaches frame (takes ownership; malloc'd, len bytes) to a row nobody else sees yet. */
+void store_row_set_frame(struct store_row *row, char *frame, size_t len);
+
 /* Rows read in one query, in id order, with everything they point to. */
 struct store_batch {
-    struct event *events;       /* owned */
+    struct event *events;       /* owned; events[i] is rows[i]->event */
+    struct store_row **rows;    /* one reference each */
     size_t count;
     bool is_full;               /* the query hit max_rows/max_bytes: more rows may follow */
-    char **row_blocks;          /* owned: one allocation per row, holding its strings */
-    size_t capacity;            /* slots in events and row_blocks */
+    size_t capacity;            /* slots in events and rows */
 };
+
+/* Whether e belongs to ch, exactly as the SQL of store_events_after decides it: session_id
+ * (TEXT, every byte) equal to the key, stream_id likewise, or session_id NULL for GLOBAL. A
+ * pure function. */
+bool store_event_in_channel(const struct event *e, const struct store_channel *ch);
 
 struct store;
 
@@ -133,12 +172,7 @@ void store_batch_release(struct store_batch *b);
 /* Frees the rows but keeps the arrays for the next fill. */
 void store_batch_clear(struct store_batch *b);
 
-/* Empties the batch without freeing its row blocks: the caller has taken row_blocks[i]
- * (and the events that point into them). */
-void store_batch_forget_rows(struct store_batch *b);
-
-/* Appends a deep copy of e (its strings in one new row block). Returns the bytes copied,
- * or -1 when out of memory. */
-long store_batch_add_copy(struct store_batch *b, const struct event *e);
+/* Appends a reference to row (no copy). Returns row->bytes, or -1 when out of memory. */
+long store_batch_add_row(struct store_batch *b, struct store_row *row);
 
 #endif

@@ -152,14 +152,12 @@ auth_check_token(const char *token, const struct stored_token *stored, size_t co
     return is_match ? AUTH_ALLOW : AUTH_DENIED;
 }
 
-/* Decodes base64url (no padding) text[0..len) into out (size bytes). Returns the decoded
- * length, or -1 when it is not base64url or does not fit. */
+/* Writes base64url text[0..len) into std in standard base64 with its '=' padding and
+ * returns that length, or -1 when text holds a character outside the url-safe alphabet
+ * ('=' included: RFC 7515 §2 encodes without padding). */
 static long
-base64url_decode(const char *text, size_t len, unsigned char *out, size_t size)
+translate_base64url(const char *text, size_t len, char *std)
 {
-    if (len == 0 || len % 4 == 1 || len + 3 > JWT_PART_MAX * 4 / 3 || (len + 3) / 4 * 3 > size)
-        return -1;
-    char std[JWT_PART_MAX * 4 / 3 + 4];
     for (size_t i = 0; i < len; i++) {
         char c = text[i];
         if (c == '-')
@@ -172,8 +170,29 @@ base64url_decode(const char *text, size_t len, unsigned char *out, size_t size)
     }
     size_t padding = (4 - len % 4) % 4;
     memset(std + len, '=', padding);
-    int n = EVP_DecodeBlock(out, (const unsigned char *)std, (int)(len + padding));
-    return n < 0 ? -1 : n - (long)padding;
+    return (long)(len + padding);
+}
+
+/* Decodes canonical base64url text[0..len) into out (size bytes). Returns the decoded
+ * length, or -1 when it is not base64url, not canonical or does not fit. */
+static long
+base64url_decode(const char *text, size_t len, unsigned char *out, size_t size)
+{
+    if (len == 0 || len % 4 == 1 || len + 3 > JWT_PART_MAX * 4 / 3 || (len + 3) / 4 * 3 > size)
+        return -1;
+    char std[JWT_PART_MAX * 4 / 3 + 4];
+    unsigned char again[sizeof(std)];
+    long std_len = translate_base64url(text, len, std);
+    int n = std_len < 0 ? -1 : EVP_DecodeBlock(out, (const unsigned char *)std, (int)std_len);
+    if (n < 0)
+        return -1;
+    n -= (int)(std_len - (long)len);    /* DecodeBlock counts padding as zero bytes */
+    /* Canonical: the bytes encode back to the text. A last character whose unused low bits
+     * are set decodes to the same bytes, and a token must have one spelling (issue 11). */
+    if (EVP_EncodeBlock(again, out, n) != (int)std_len
+        || memcmp(again, std, (size_t)std_len) != 0)
+        return -1;
+    return n;
 }
 
 /* Decodes one JWT part as a JSON object (cJSON_Delete it), or NULL. */

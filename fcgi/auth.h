@@ -59,9 +59,10 @@ enum auth_channel {
     AUTH_CHANNEL_GLOBAL,        /* "global": true */
 };
 
-/* Checks an HS256 JWT: three base64url parts, header alg "HS256", HMAC-SHA256 with secret
- * (compared in constant time), numeric "exp" after now_s (and "nbf", when present, not
- * after it), and an "sse" claim object that grants channel/id. */
+/* Checks an HS256 JWT: three canonical base64url parts (no '=', unused low bits zero),
+ * header alg "HS256", HMAC-SHA256 with secret (compared in constant time), numeric "exp"
+ * after now_s (and "nbf", when present, not after it), and an "sse" claim object that
+ * grants channel/id. */
 enum auth_verdict auth_check_jwt(const char *jwt, const unsigned char *secret,
                                  size_t secret_len, int64_t now_s, enum auth_channel channel,
                                  const char *id);

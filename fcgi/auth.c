@@ -195,13 +195,31 @@ base64url_decode(const char *text, size_t len, unsigned char *out, size_t size)
     return n;
 }
 
-/* Decodes one JWT part as a JSON object (cJSON_Delete it), or NULL. */
+/* True when JSON text holds a NUL, raw or as the escape \u0000: cJSON's strings end at the
+ * first NUL, so "HS256\u0000x" would read as "HS256" (issue 11). In JSON a backslash only
+ * starts an escape, so skipping the escaped character finds each \u0000 and no "\\u0000". */
+static bool
+has_nul(const char *text, size_t len)
+{
+    if (memchr(text, '\0', len) != NULL)
+        return true;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\')
+            continue;
+        if (text[i + 1] == 'u' && len - i >= 6 && memcmp(text + i + 2, "0000", 4) == 0)
+            return true;
+        i++;
+    }
+    return false;
+}
+
+/* Decodes one JWT part as a JSON object with no NUL in it (cJSON_Delete it), or NULL. */
 static cJSON *
 decode_json_part(const char *text, size_t len)
 {
     unsigned char decoded[JWT_PART_MAX + 1];
     long n = base64url_decode(text, len, decoded, JWT_PART_MAX);
-    if (n <= 0)
+    if (n <= 0 || has_nul((const char *)decoded, (size_t)n))
         return NULL;
     cJSON *json = cJSON_ParseWithLength((const char *)decoded, (size_t)n);
     if (!cJSON_IsObject(json)) {

@@ -7,7 +7,7 @@
  * alg HS512, tampered claims, bad base64, too many parts, claims that grant another
  * session, "*", workers, global - each with its verdict. Issue 11: a part spelt another
  * way that decodes to the same bytes (unused low bits, '=' padding, the standard
- * alphabet) is refused.
+ * alphabet) and a NUL in a string are refused.
  */
 #include <check.h>
 #include <stdio.h>
@@ -84,6 +84,8 @@ enum { NOW = 1800000000 };
 /* Shorthands for the JWT tests. */
 #define EXP "\"exp\":1800000060"
 #define S1 "{" EXP ",\"sse\":{\"sessions\":[\"s1\"]}}"
+#define SESSION AUTH_CHANNEL_SESSION
+#define BAD AUTH_BAD_CREDENTIAL
 
 static const struct jwt_case {
     const char *header;         /* NULL: HS256 */
@@ -125,6 +127,12 @@ static const struct jwt_case {
     {"[1]", "{\"exp\":1800000060,\"sse\":{\"sessions\":[\"s1\"]}}", NULL,
      AUTH_CHANNEL_SESSION, "s1", AUTH_BAD_CREDENTIAL},
     {NULL, "not json", NULL, AUTH_CHANNEL_SESSION, "s1", AUTH_BAD_CREDENTIAL},
+    /* Issue 11: a NUL (\u0000) cut cJSON's strings short, in a value or in a key. */
+    {"{\"alg\":\"HS256\\u0000x\"}", S1, NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\\u0000x\"]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\\u0000x\":[\"s1\"]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\"]},\"note\":\"\\\\u0000\"}", NULL, SESSION,
+     "s1", AUTH_ALLOW},  /* an escaped backslash, then "u0000": no NUL */
 };
 
 START_TEST(test_jwt_table)

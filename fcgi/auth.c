@@ -229,32 +229,81 @@ decode_json_part(const char *text, size_t len)
     return json;
 }
 
+/* A member by its exact name, or NULL (also when object is NULL). */
+static const cJSON *
+get_member(const cJSON *object, const char *name)
+{
+    return cJSON_GetObjectItemCaseSensitive(object, name);
+}
+
+/* True when item is absent or an array of strings only. (The loop also walks an object's
+ * members, harmlessly: an object fails the last test.) */
+static bool
+is_string_array_or_absent(const cJSON *item)
+{
+    const cJSON *element;
+    cJSON_ArrayForEach(element, item) {
+        if (!cJSON_IsString(element))
+            return false;
+    }
+    return item == NULL || cJSON_IsArray(item);
+}
+
+/* True when the "sse" claim is absent (it grants nothing) or an object whose "sessions"
+ * and "workers" are arrays of strings and "global" a boolean, each optional. Any other
+ * shape is a malformed token, not a narrower grant (issue 11). */
+static bool
+is_sse_claim_well_formed(const cJSON *sse)
+{
+    if (sse == NULL)
+        return true;
+    if (!cJSON_IsObject(sse))
+        return false;
+    const cJSON *global = get_member(sse, "global");
+    return is_string_array_or_absent(get_member(sse, "sessions"))
+           && is_string_array_or_absent(get_member(sse, "workers"))
+           && (global == NULL || cJSON_IsBool(global));
+}
+
 /* True when array (of strings) holds id or "*". */
 static bool
 list_grants(const cJSON *array, const char *id)
 {
     const cJSON *item;
     cJSON_ArrayForEach(item, array) {
-        if (cJSON_IsString(item)
-            && (strcmp(item->valuestring, "*") == 0 || strcmp(item->valuestring, id) == 0))
+        if (strcmp(item->valuestring, "*") == 0 || strcmp(item->valuestring, id) == 0)
             return true;
     }
     return false;
 }
 
+/* True when a well-formed "sse" claim grants channel/id. */
 static bool
 claims_grant(const cJSON *sse, enum auth_channel channel, const char *id)
 {
-    if (!cJSON_IsObject(sse))
-        return false;
     switch (channel) {
     case AUTH_CHANNEL_SESSION:
-        return list_grants(cJSON_GetObjectItemCaseSensitive(sse, "sessions"), id);
+        return list_grants(get_member(sse, "sessions"), id);
     case AUTH_CHANNEL_WORKER:
-        return list_grants(cJSON_GetObjectItemCaseSensitive(sse, "workers"), id);
+        return list_grants(get_member(sse, "workers"), id);
     default:
-        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sse, "global"));
+        return cJSON_IsTrue(get_member(sse, "global"));
     }
+}
+
+/* The verdict of a signed token's claims (NULL when they did not decode): malformed or
+ * outside [nbf, exp) is AUTH_BAD_CREDENTIAL, else the "sse" claim allows or denies. */
+static enum auth_verdict
+check_claims(const cJSON *claims, int64_t now_s, enum auth_channel channel, const char *id)
+{
+    const cJSON *exp = get_member(claims, "exp"), *nbf = get_member(claims, "nbf");
+    const cJSON *sse = get_member(claims, "sse");
+    if (!cJSON_IsNumber(exp) || (nbf != NULL && !cJSON_IsNumber(nbf))
+        || !is_sse_claim_well_formed(sse))
+        return AUTH_BAD_CREDENTIAL;
+    if (exp->valuedouble <= (double)now_s || (nbf != NULL && nbf->valuedouble > (double)now_s))
+        return AUTH_BAD_CREDENTIAL;
+    return claims_grant(sse, channel, id) ? AUTH_ALLOW : AUTH_DENIED;
 }
 
 static bool
@@ -270,13 +319,15 @@ is_signature_valid(const char *jwt, size_t signed_len, const char *signature, si
     return n == (long)expected_len && CRYPTO_memcmp(given, expected, expected_len) == 0;
 }
 
-/* The header must say HS256; anything else (notably "none") is refused. */
+/* The header must say HS256; anything else (notably "none") is refused. "typ", which
+ * nothing here needs, must still be a string when present. */
 static bool
 is_header_hs256(const char *text, size_t len)
 {
     cJSON *header = decode_json_part(text, len);
-    const cJSON *alg = cJSON_GetObjectItemCaseSensitive(header, "alg");
-    bool is_ok = cJSON_IsString(alg) && strcmp(alg->valuestring, "HS256") == 0;
+    const cJSON *alg = get_member(header, "alg"), *typ = get_member(header, "typ");
+    bool is_ok = cJSON_IsString(alg) && strcmp(alg->valuestring, "HS256") == 0
+                 && (typ == NULL || cJSON_IsString(typ));
     cJSON_Delete(header);
     return is_ok;
 }
@@ -296,14 +347,7 @@ auth_check_jwt(const char *jwt, const unsigned char *secret, size_t secret_len, 
                                secret_len))
         return AUTH_BAD_CREDENTIAL;
     cJSON *claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
-    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
-    const cJSON *nbf = cJSON_GetObjectItemCaseSensitive(claims, "nbf");
-    enum auth_verdict v = AUTH_DENIED;
-    if (!cJSON_IsNumber(exp) || exp->valuedouble <= (double)now_s
-        || (nbf != NULL && (!cJSON_IsNumber(nbf) || nbf->valuedouble > (double)now_s)))
-        v = AUTH_BAD_CREDENTIAL;
-    else if (claims_grant(cJSON_GetObjectItemCaseSensitive(claims, "sse"), channel, id))
-        v = AUTH_ALLOW;
+    enum auth_verdict v = check_claims(claims, now_s, channel, id);
     cJSON_Delete(claims);
     return v;
 }

@@ -7,7 +7,7 @@
  * alg HS512, tampered claims, bad base64, too many parts, claims that grant another
  * session, "*", workers, global - each with its verdict. Issue 11: a part spelt another
  * way that decodes to the same bytes (unused low bits, '=' padding, the standard
- * alphabet) and a NUL in a string are refused.
+ * alphabet), a NUL in a string and claims of the wrong type are refused.
  */
 #include <check.h>
 #include <stdio.h>
@@ -85,6 +85,8 @@ enum { NOW = 1800000000 };
 #define EXP "\"exp\":1800000060"
 #define S1 "{" EXP ",\"sse\":{\"sessions\":[\"s1\"]}}"
 #define SESSION AUTH_CHANNEL_SESSION
+#define WORKER AUTH_CHANNEL_WORKER
+#define GLOBAL AUTH_CHANNEL_GLOBAL
 #define BAD AUTH_BAD_CREDENTIAL
 
 static const struct jwt_case {
@@ -107,8 +109,6 @@ static const struct jwt_case {
      "w1", AUTH_ALLOW},
     {NULL, "{\"exp\":1800000060,\"sse\":{\"global\":true}}", NULL, AUTH_CHANNEL_GLOBAL, "",
      AUTH_ALLOW},
-    {NULL, "{\"exp\":1800000060,\"sse\":{\"global\":1}}", NULL, AUTH_CHANNEL_GLOBAL, "",
-     AUTH_DENIED},
     {NULL, "{\"exp\":1800000060}", NULL, AUTH_CHANNEL_SESSION, "s1", AUTH_DENIED},
     {NULL, "{\"exp\":1800000000,\"sse\":{\"sessions\":[\"s1\"]}}", NULL, AUTH_CHANNEL_SESSION,
      "s1", AUTH_BAD_CREDENTIAL},  /* expired: exp must be after now */
@@ -133,6 +133,24 @@ static const struct jwt_case {
     {NULL, "{" EXP ",\"sse\":{\"sessions\\u0000x\":[\"s1\"]}}", NULL, SESSION, "s1", BAD},
     {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\"]},\"note\":\"\\\\u0000\"}", NULL, SESSION,
      "s1", AUTH_ALLOW},  /* an escaped backslash, then "u0000": no NUL */
+    /* Issue 11: sessions and workers are arrays of strings, global a boolean, typ a string. */
+    {"{\"alg\":\"HS256\"}", S1, NULL, SESSION, "s1", AUTH_ALLOW},  /* typ is optional */
+    {"{\"alg\":\"HS256\",\"typ\":1}", S1, NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":{\"a\":\"s1\"}}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":\"s1\"}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\",1]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[[\"s1\"]]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"workers\":{\"a\":\"w1\"}}}", NULL, WORKER, "w1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\"],\"workers\":7}}", NULL, SESSION, "s1",
+     BAD},
+    {NULL, "{" EXP ",\"sse\":{\"global\":1}}", NULL, GLOBAL, "", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"global\":\"true\"}}", NULL, GLOBAL, "", BAD},
+    {NULL, "{" EXP ",\"sse\":[\"s1\"]}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":null}", NULL, SESSION, "s1", BAD},
+    {NULL, "{\"exp\":true,\"sse\":{\"sessions\":[\"s1\"]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"global\":false}}", NULL, GLOBAL, "", AUTH_DENIED},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[]}}", NULL, SESSION, "s1", AUTH_DENIED},
+    {NULL, "{" EXP ",\"sse\":{}}", NULL, SESSION, "s1", AUTH_DENIED},
 };
 
 START_TEST(test_jwt_table)

@@ -213,7 +213,23 @@ has_nul(const char *text, size_t len)
     return false;
 }
 
-/* Decodes one JWT part as a JSON object with no NUL in it (cJSON_Delete it), or NULL. */
+/* True when object has two members of one name. cJSON keeps both and finds the first,
+ * while other readers take the last: {"alg":"HS256","alg":"none"} must mean nothing.
+ * Quadratic, but a part of JWT_PART_MAX bytes holds at most a few hundred members. */
+static bool
+has_duplicate_key(const cJSON *object)
+{
+    for (const cJSON *a = object->child; a != NULL; a = a->next) {
+        for (const cJSON *b = a->next; b != NULL; b = b->next) {
+            if (strcmp(a->string, b->string) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Decodes one JWT part as a JSON object with no NUL in it and no duplicate key among its
+ * members (cJSON_Delete it), or NULL. */
 static cJSON *
 decode_json_part(const char *text, size_t len)
 {
@@ -222,7 +238,7 @@ decode_json_part(const char *text, size_t len)
     if (n <= 0 || has_nul((const char *)decoded, (size_t)n))
         return NULL;
     cJSON *json = cJSON_ParseWithLength((const char *)decoded, (size_t)n);
-    if (!cJSON_IsObject(json)) {
+    if (!cJSON_IsObject(json) || has_duplicate_key(json)) {
         cJSON_Delete(json);
         return NULL;
     }
@@ -249,15 +265,15 @@ is_string_array_or_absent(const cJSON *item)
     return item == NULL || cJSON_IsArray(item);
 }
 
-/* True when the "sse" claim is absent (it grants nothing) or an object whose "sessions"
- * and "workers" are arrays of strings and "global" a boolean, each optional. Any other
- * shape is a malformed token, not a narrower grant (issue 11). */
+/* True when the "sse" claim is absent (it grants nothing) or an object without duplicate
+ * keys whose "sessions" and "workers" are arrays of strings and "global" a boolean, each
+ * optional. Any other shape is a malformed token, not a narrower grant (issue 11). */
 static bool
 is_sse_claim_well_formed(const cJSON *sse)
 {
     if (sse == NULL)
         return true;
-    if (!cJSON_IsObject(sse))
+    if (!cJSON_IsObject(sse) || has_duplicate_key(sse))
         return false;
     const cJSON *global = get_member(sse, "global");
     return is_string_array_or_absent(get_member(sse, "sessions"))

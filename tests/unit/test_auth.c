@@ -7,7 +7,7 @@
  * alg HS512, tampered claims, bad base64, too many parts, claims that grant another
  * session, "*", workers, global - each with its verdict. Issue 11: a part spelt another
  * way that decodes to the same bytes (unused low bits, '=' padding, the standard
- * alphabet), a NUL in a string and claims of the wrong type are refused.
+ * alphabet), a NUL in a string, duplicate keys and claims of the wrong type are refused.
  */
 #include <check.h>
 #include <stdio.h>
@@ -133,6 +133,20 @@ static const struct jwt_case {
     {NULL, "{" EXP ",\"sse\":{\"sessions\\u0000x\":[\"s1\"]}}", NULL, SESSION, "s1", BAD},
     {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\"]},\"note\":\"\\\\u0000\"}", NULL, SESSION,
      "s1", AUTH_ALLOW},  /* an escaped backslash, then "u0000": no NUL */
+    /* Issue 11: duplicate keys resolved to the first, at every level that is read. */
+    {"{\"alg\":\"HS256\",\"alg\":\"none\"}", S1, NULL, SESSION, "s1", BAD},
+    {"{\"alg\":\"HS256\",\"typ\":\"JWT\",\"typ\":\"JWT\"}", S1, NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP "," EXP ",\"sse\":{\"sessions\":[\"s1\"]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"nbf\":1,\"nbf\":1,\"sse\":{\"sessions\":[\"s1\"]}}", NULL, SESSION,
+     "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\"]},\"sse\":{}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"jti\":1,\"jti\":2,\"sse\":{\"sessions\":[\"s1\"]}}", NULL, SESSION,
+     "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\"],\"sessions\":[]}}", NULL, SESSION, "s1",
+     BAD},
+    {NULL, "{" EXP ",\"sse\":{\"workers\":[\"w1\"],\"workers\":[]}}", NULL, WORKER, "w1",
+     BAD},
+    {NULL, "{" EXP ",\"sse\":{\"global\":true,\"global\":false}}", NULL, GLOBAL, "", BAD},
     /* Issue 11: sessions and workers are arrays of strings, global a boolean, typ a string. */
     {"{\"alg\":\"HS256\"}", S1, NULL, SESSION, "s1", AUTH_ALLOW},  /* typ is optional */
     {"{\"alg\":\"HS256\",\"typ\":1}", S1, NULL, SESSION, "s1", BAD},

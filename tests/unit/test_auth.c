@@ -294,6 +294,21 @@ START_TEST(test_jwt_base64url)
 }
 END_TEST
 
+/* A raw NUL byte inside the header's alg, which jwt_make cannot write: cJSON takes it into
+ * the string, which then reads as "HS256" (found by fuzz_auth). */
+START_TEST(test_jwt_raw_nul)
+{
+    static const char HEADER_PART[] = "eyJhbGciOiJIUzI1NgB4In0";  /* {"alg":"HS256\0x"} */
+    char jwt[2048], input[2048];
+    jwt_hs256(SECRET, S1, jwt, sizeof(jwt));
+    const char *dot1 = strchr(jwt, '.'), *dot2 = strrchr(jwt, '.');
+    snprintf(input, sizeof(input), "%s%.*s", HEADER_PART, (int)(dot2 - dot1), dot1);
+    jwt_sign(SECRET, input, jwt, sizeof(jwt));
+    ck_assert_int_eq(auth_check_jwt(jwt, (const unsigned char *)SECRET, strlen(SECRET), NOW,
+                                    AUTH_CHANNEL_SESSION, "s1"), AUTH_BAD_CREDENTIAL);
+}
+END_TEST
+
 Suite *suite_auth(void);
 
 Suite *
@@ -308,6 +323,7 @@ suite_auth(void)
     tcase_add_loop_test(tc, test_jwt_table, 0, COUNT(JWTS));
     tcase_add_test(tc, test_jwt_tampering);
     tcase_add_loop_test(tc, test_jwt_base64url, 0, COUNT(PART_EDITS));
+    tcase_add_test(tc, test_jwt_raw_nul);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -37,11 +37,12 @@ SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 FUZZ_CC      := clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?= -max_len=8192 -timeout=10
-FUZZ_TARGETS := fuzz_path fuzz_query fuzz_event_id fuzz_frame fuzz_ring
+FUZZ_TARGETS := fuzz_path fuzz_query fuzz_event_id fuzz_frame fuzz_auth fuzz_ring
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 FUZZ_CFLAGS   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L \
                 $(WARNINGS) -I. $(shell pkg-config --cflags libcjson)
+FUZZ_LIBS     = $(shell pkg-config --libs libcjson)
 
 # Pure modules: no I/O, no clock, no environment (STYLE §1). Unit tests link only these.
 PURE_SRC   := fcgi/buf.c fcgi/params.c fcgi/filter.c fcgi/sse.c fcgi/http.c fcgi/config.c \
@@ -123,12 +124,13 @@ fuzz:
 # Each target links only the modules it feeds.
 $(BUILD)/fuzz/fuzz_path $(BUILD)/fuzz/fuzz_query $(BUILD)/fuzz/fuzz_event_id: fcgi/params.c
 $(BUILD)/fuzz/fuzz_frame: fcgi/sse.c fcgi/buf.c
+$(BUILD)/fuzz/fuzz_auth: fcgi/auth.c
+$(BUILD)/fuzz/fuzz_auth: FUZZ_LIBS += $(shell pkg-config --libs libcrypto)
 $(BUILD)/fuzz/fuzz_ring: store/ring.c store/store.c
-$(BUILD)/fuzz/fuzz_ring: FUZZ_EXTRA_LIBS = $(shell pkg-config --libs sqlite3)
+$(BUILD)/fuzz/fuzz_ring: FUZZ_LIBS += $(shell pkg-config --libs sqlite3)
 $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/check.h $(wildcard fcgi/*.h store/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(shell pkg-config --libs libcjson) \
-	    $(FUZZ_EXTRA_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -59,9 +59,10 @@ CREATE TABLE IF NOT EXISTS pruned (
 );
 
 -- Read tokens, for SSE_AUTH=token. The producer stores a random salt and the lower-case
--- hex SHA-256 of salt || token, never the token itself. scope is what the token opens: a
--- session id, 'worker:<id>', or '' for the global channel. A scope may have several tokens
--- (rotation: add the new one, delete the old one later).
+-- hex SHA-256 of salt || token, never the token itself. scope is what the token opens:
+-- 'session:<id>', 'worker:<id>' or 'global'; the prefix keeps a session named 'worker:w1'
+-- apart from the worker w1. A scope may have several tokens (rotation: add the new one,
+-- delete the old one later).
 CREATE TABLE IF NOT EXISTS read_tokens (
     scope      TEXT NOT NULL,
     salt       TEXT NOT NULL CHECK (length(salt) BETWEEN 16 AND 128),

@@ -152,14 +152,12 @@ auth_check_token(const char *token, const struct stored_token *stored, size_t co
     return is_match ? AUTH_ALLOW : AUTH_DENIED;
 }
 
-/* Decodes base64url (no padding) text[0..len) into out (size bytes). Returns the decoded
- * length, or -1 when it is not base64url or does not fit. */
+/* Writes base64url text[0..len) into std in standard base64 with its '=' padding and
+ * returns that length, or -1 when text holds a character outside the url-safe alphabet
+ * ('=' included: RFC 7515 §2 encodes without padding). */
 static long
-base64url_decode(const char *text, size_t len, unsigned char *out, size_t size)
+translate_base64url(const char *text, size_t len, char *std)
 {
-    if (len == 0 || len % 4 == 1 || len + 3 > JWT_PART_MAX * 4 / 3 || (len + 3) / 4 * 3 > size)
-        return -1;
-    char std[JWT_PART_MAX * 4 / 3 + 4];
     for (size_t i = 0; i < len; i++) {
         char c = text[i];
         if (c == '-')
@@ -172,24 +170,115 @@ base64url_decode(const char *text, size_t len, unsigned char *out, size_t size)
     }
     size_t padding = (4 - len % 4) % 4;
     memset(std + len, '=', padding);
-    int n = EVP_DecodeBlock(out, (const unsigned char *)std, (int)(len + padding));
-    return n < 0 ? -1 : n - (long)padding;
+    return (long)(len + padding);
 }
 
-/* Decodes one JWT part as a JSON object (cJSON_Delete it), or NULL. */
+/* Decodes canonical base64url text[0..len) into out (size bytes). Returns the decoded
+ * length, or -1 when it is not base64url, not canonical or does not fit. */
+static long
+base64url_decode(const char *text, size_t len, unsigned char *out, size_t size)
+{
+    if (len == 0 || len % 4 == 1 || len + 3 > JWT_PART_MAX * 4 / 3 || (len + 3) / 4 * 3 > size)
+        return -1;
+    char std[JWT_PART_MAX * 4 / 3 + 4];
+    unsigned char again[sizeof(std)];
+    long std_len = translate_base64url(text, len, std);
+    int n = std_len < 0 ? -1 : EVP_DecodeBlock(out, (const unsigned char *)std, (int)std_len);
+    if (n < 0)
+        return -1;
+    n -= (int)(std_len - (long)len);    /* DecodeBlock counts padding as zero bytes */
+    /* Canonical: the bytes encode back to the text. A last character whose unused low bits
+     * are set decodes to the same bytes, and a token must have one spelling (issue 11). */
+    if (EVP_EncodeBlock(again, out, n) != (int)std_len
+        || memcmp(again, std, (size_t)std_len) != 0)
+        return -1;
+    return n;
+}
+
+/* True when JSON text holds a NUL, raw or as the escape \u0000: cJSON's strings end at the
+ * first NUL, so "HS256\u0000x" would read as "HS256" (issue 11). In JSON a backslash only
+ * starts an escape, so skipping the escaped character finds each \u0000 and no "\\u0000". */
+static bool
+has_nul(const char *text, size_t len)
+{
+    if (memchr(text, '\0', len) != NULL)
+        return true;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\')
+            continue;
+        if (text[i + 1] == 'u' && len - i >= 6 && memcmp(text + i + 2, "0000", 4) == 0)
+            return true;
+        i++;
+    }
+    return false;
+}
+
+/* True when object has two members of one name. cJSON keeps both and finds the first,
+ * while other readers take the last: {"alg":"HS256","alg":"none"} must mean nothing.
+ * Quadratic, but a part of JWT_PART_MAX bytes holds at most a few hundred members. */
+static bool
+has_duplicate_key(const cJSON *object)
+{
+    for (const cJSON *a = object->child; a != NULL; a = a->next) {
+        for (const cJSON *b = a->next; b != NULL; b = b->next) {
+            if (strcmp(a->string, b->string) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Decodes one JWT part as a JSON object with no NUL in it and no duplicate key among its
+ * members (cJSON_Delete it), or NULL. */
 static cJSON *
 decode_json_part(const char *text, size_t len)
 {
     unsigned char decoded[JWT_PART_MAX + 1];
     long n = base64url_decode(text, len, decoded, JWT_PART_MAX);
-    if (n <= 0)
+    if (n <= 0 || has_nul((const char *)decoded, (size_t)n))
         return NULL;
     cJSON *json = cJSON_ParseWithLength((const char *)decoded, (size_t)n);
-    if (!cJSON_IsObject(json)) {
+    if (!cJSON_IsObject(json) || has_duplicate_key(json)) {
         cJSON_Delete(json);
         return NULL;
     }
     return json;
+}
+
+/* A member by its exact name, or NULL (also when object is NULL). */
+static const cJSON *
+get_member(const cJSON *object, const char *name)
+{
+    return cJSON_GetObjectItemCaseSensitive(object, name);
+}
+
+/* True when item is absent or an array of strings only. (The loop also walks an object's
+ * members, harmlessly: an object fails the last test.) */
+static bool
+is_string_array_or_absent(const cJSON *item)
+{
+    const cJSON *element;
+    cJSON_ArrayForEach(element, item) {
+        if (!cJSON_IsString(element))
+            return false;
+    }
+    return item == NULL || cJSON_IsArray(item);
+}
+
+/* True when the "sse" claim is absent (it grants nothing) or an object without duplicate
+ * keys whose "sessions" and "workers" are arrays of strings and "global" a boolean, each
+ * optional. Any other shape is a malformed token, not a narrower grant (issue 11). */
+static bool
+is_sse_claim_well_formed(const cJSON *sse)
+{
+    if (sse == NULL)
+        return true;
+    if (!cJSON_IsObject(sse) || has_duplicate_key(sse))
+        return false;
+    const cJSON *global = get_member(sse, "global");
+    return is_string_array_or_absent(get_member(sse, "sessions"))
+           && is_string_array_or_absent(get_member(sse, "workers"))
+           && (global == NULL || cJSON_IsBool(global));
 }
 
 /* True when array (of strings) holds id or "*". */
@@ -198,26 +287,39 @@ list_grants(const cJSON *array, const char *id)
 {
     const cJSON *item;
     cJSON_ArrayForEach(item, array) {
-        if (cJSON_IsString(item)
-            && (strcmp(item->valuestring, "*") == 0 || strcmp(item->valuestring, id) == 0))
+        if (strcmp(item->valuestring, "*") == 0 || strcmp(item->valuestring, id) == 0)
             return true;
     }
     return false;
 }
 
+/* True when a well-formed "sse" claim grants channel/id. */
 static bool
 claims_grant(const cJSON *sse, enum auth_channel channel, const char *id)
 {
-    if (!cJSON_IsObject(sse))
-        return false;
     switch (channel) {
     case AUTH_CHANNEL_SESSION:
-        return list_grants(cJSON_GetObjectItemCaseSensitive(sse, "sessions"), id);
+        return list_grants(get_member(sse, "sessions"), id);
     case AUTH_CHANNEL_WORKER:
-        return list_grants(cJSON_GetObjectItemCaseSensitive(sse, "workers"), id);
+        return list_grants(get_member(sse, "workers"), id);
     default:
-        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sse, "global"));
+        return cJSON_IsTrue(get_member(sse, "global"));
     }
+}
+
+/* The verdict of a signed token's claims (NULL when they did not decode): malformed or
+ * outside [nbf, exp) is AUTH_BAD_CREDENTIAL, else the "sse" claim allows or denies. */
+static enum auth_verdict
+check_claims(const cJSON *claims, int64_t now_s, enum auth_channel channel, const char *id)
+{
+    const cJSON *exp = get_member(claims, "exp"), *nbf = get_member(claims, "nbf");
+    const cJSON *sse = get_member(claims, "sse");
+    if (!cJSON_IsNumber(exp) || (nbf != NULL && !cJSON_IsNumber(nbf))
+        || !is_sse_claim_well_formed(sse))
+        return AUTH_BAD_CREDENTIAL;
+    if (exp->valuedouble <= (double)now_s || (nbf != NULL && nbf->valuedouble > (double)now_s))
+        return AUTH_BAD_CREDENTIAL;
+    return claims_grant(sse, channel, id) ? AUTH_ALLOW : AUTH_DENIED;
 }
 
 static bool
@@ -233,13 +335,15 @@ is_signature_valid(const char *jwt, size_t signed_len, const char *signature, si
     return n == (long)expected_len && CRYPTO_memcmp(given, expected, expected_len) == 0;
 }
 
-/* The header must say HS256; anything else (notably "none") is refused. */
+/* The header must say HS256; anything else (notably "none") is refused. "typ", which
+ * nothing here needs, must still be a string when present. */
 static bool
 is_header_hs256(const char *text, size_t len)
 {
     cJSON *header = decode_json_part(text, len);
-    const cJSON *alg = cJSON_GetObjectItemCaseSensitive(header, "alg");
-    bool is_ok = cJSON_IsString(alg) && strcmp(alg->valuestring, "HS256") == 0;
+    const cJSON *alg = get_member(header, "alg"), *typ = get_member(header, "typ");
+    bool is_ok = cJSON_IsString(alg) && strcmp(alg->valuestring, "HS256") == 0
+                 && (typ == NULL || cJSON_IsString(typ));
     cJSON_Delete(header);
     return is_ok;
 }
@@ -259,14 +363,7 @@ auth_check_jwt(const char *jwt, const unsigned char *secret, size_t secret_len, 
                                secret_len))
         return AUTH_BAD_CREDENTIAL;
     cJSON *claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
-    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
-    const cJSON *nbf = cJSON_GetObjectItemCaseSensitive(claims, "nbf");
-    enum auth_verdict v = AUTH_DENIED;
-    if (!cJSON_IsNumber(exp) || exp->valuedouble <= (double)now_s
-        || (nbf != NULL && (!cJSON_IsNumber(nbf) || nbf->valuedouble > (double)now_s)))
-        v = AUTH_BAD_CREDENTIAL;
-    else if (claims_grant(cJSON_GetObjectItemCaseSensitive(claims, "sse"), channel, id))
-        v = AUTH_ALLOW;
+    enum auth_verdict v = check_claims(claims, now_s, channel, id);
     cJSON_Delete(claims);
     return v;
 }

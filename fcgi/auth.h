@@ -59,9 +59,13 @@ enum auth_channel {
     AUTH_CHANNEL_GLOBAL,        /* "global": true */
 };
 
-/* Checks an HS256 JWT: three base64url parts, header alg "HS256", HMAC-SHA256 with secret
- * (compared in constant time), numeric "exp" after now_s (and "nbf", when present, not
- * after it), and an "sse" claim object that grants channel/id. */
+/* Checks an HS256 JWT: three canonical base64url parts (no '=', unused low bits zero),
+ * header alg "HS256", HMAC-SHA256 with secret (compared in constant time), numeric "exp"
+ * after now_s (and "nbf", when present, not after it), and an "sse" claim object that
+ * grants channel/id. Header and claims are JSON objects with no NUL (\u0000) in any string
+ * and no duplicate key, also inside "sse", whose "sessions" and "workers" are arrays of
+ * strings and "global" a boolean; any of that broken is AUTH_BAD_CREDENTIAL. A missing
+ * "sse", or one that does not list channel/id, is AUTH_DENIED. */
 enum auth_verdict auth_check_jwt(const char *jwt, const unsigned char *secret,
                                  size_t secret_len, int64_t now_s, enum auth_channel channel,
                                  const char *id);

@@ -799,7 +799,12 @@ authorize(struct request *r, struct store *st)
     if (r->cfg.auth_mode == AUTH_MODE_TOKEN) {
         struct stored_token stored[AUTH_TOKENS_MAX];
         size_t count = 0;
-        const char *scope = r->channel.scope == STORE_SCOPE_GLOBAL ? "" : r->channel.key;
+        /* read_tokens.scope (schema.sql): "session:" is prefixed, since a session may be
+         * named "worker:w1"; worker keys are already "worker:<id>" (issue 11). */
+        char scope[sizeof("session:") + PARAMS_ID_MAX];
+        snprintf(scope, sizeof(scope), "%s%s",
+                 r->channel.scope == STORE_SCOPE_SESSION ? "session:" : "",
+                 r->channel.scope == STORE_SCOPE_GLOBAL ? "global" : r->channel.key);
         int rc = token != NULL ? store_read_tokens(st, scope, stored, AUTH_TOKENS_MAX, &count)
                                : 0;
         if (rc < 0) {

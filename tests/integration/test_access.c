@@ -3,10 +3,12 @@
  *
  * Token mode: the producer stores salt and SHA-256(salt || token) with the sqlite3 CLI; a
  * stream needs the token as ?token=, as the sse_token cookie or as a Bearer header; no
- * credential is 401, a wrong token and an unknown session are the same 403. JWT mode: an
- * HS256 token signed with the secret from SSE_JWT_SECRET_FILE opens the sessions its "sse"
- * claim lists until "exp". Denials are JSON with one log line; no token or secret is ever
- * logged. /api/health needs no credential.
+ * credential is 401, a wrong token and an unknown session are the same 403; the scopes
+ * "session:<id>", "worker:<id>" and "global" each open their own stream only, also for a
+ * session named "worker:w1" (issue 11). JWT mode: an HS256 token signed with the secret
+ * from SSE_JWT_SECRET_FILE opens the sessions its "sse" claim lists until "exp". Denials
+ * are JSON with one log line; no token or secret is ever logged. /api/health needs no
+ * credential.
  */
 #include <check.h>
 #include <stdio.h>
@@ -57,14 +59,21 @@ expect_no_secret_in_log(const char *secret)
     DIAG_CHECK(strstr(log, secret) == NULL, "a credential or secret is in the log");
 }
 
+/* Stores token for scope ("session:<id>", "worker:<id>" or "global") as a producer does. */
+static void
+store_token(const char *scope, const char *salt, const char *token)
+{
+    char hash[65];
+    token_hash_hex(salt, token, hash);
+    publish_okf(&test_env, "INSERT INTO read_tokens(scope, salt, hash) VALUES ('%s', '%s', "
+                "'%s');\n", scope, salt, hash);
+}
+
 START_TEST(test_read_tokens)
 {
     const char *const settings[] = {"SSE_AUTH", "token", NULL};
     server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
-    char hash[65];
-    token_hash_hex("5a1f0c3e9b7d2468", TOKEN, hash);
-    publish_okf(&test_env, "INSERT INTO read_tokens(scope, salt, hash) VALUES ('s1', "
-                "'5a1f0c3e9b7d2468', '%s');\n", hash);
+    store_token("session:s1", "5a1f0c3e9b7d2468", TOKEN);
     publish_events(&test_env, "s1", "execution_started", NULL, 1);  /* replayed */
     char wrong[512], unknown[512], query[256], cookie[128], bearer[128];
     DIAG_CHECK(get_status("/api/sessions/s1/events", NULL, NULL, 0) == 401,
@@ -91,6 +100,43 @@ START_TEST(test_read_tokens)
     logwait_expect_count(test_srv.sse_log, "sse denied status=", NULL, 3, 2000);
     expect_no_secret_in_log(TOKEN);
     DIAG_CHECK(get_status("/api/health", NULL, NULL, 0) == 200, "health needs no token");
+}
+END_TEST
+
+/* Opens path with ?token=token and expects a 200 stream (which it closes) or a status. */
+static void
+expect_token_status(const char *path, const char *token, int expected)
+{
+    char query[512];
+    snprintf(query, sizeof(query), "%s?token=%s", path, token);
+    int status = get_status(query, NULL, NULL, 0);
+    DIAG_CHECK(status == expected, "%s with the token: %d, expected %d", path, status,
+               expected);
+}
+
+/* Issue 11: a session may be named "worker:w1", so its token's scope must not be the
+ * worker w1's. Each scope opens its own stream and no other. */
+START_TEST(test_token_scopes_are_separate)
+{
+    const char *const settings[] = {"SSE_AUTH", "token", NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
+    static const char SESSION_TOKEN[] = "tok-session-worker-w1-0123456789abcdef";
+    static const char WORKER_TOKEN[] = "tok-worker-w1-0123456789abcdef012345";
+    static const char GLOBAL_TOKEN[] = "tok-global-0123456789abcdef0123456789";
+    store_token("session:worker:w1", "5a1f0c3e9b7d2468", SESSION_TOKEN);
+    store_token("worker:w1", "6b2e1d4f0a8c3579", WORKER_TOKEN);
+    store_token("global", "7c3f2e5a1b9d4680", GLOBAL_TOKEN);
+    publish_ok(&test_env, "INSERT INTO sessions(id) VALUES ('worker:w1'), ('global');\n");
+    static const char SESSION[] = "/api/sessions/worker:w1/events",
+                      WORKER[] = "/api/workers/w1/events", GLOBAL[] = "/api/events/global",
+                      GLOBAL_SESSION[] = "/api/sessions/global/events";
+    expect_token_status(SESSION, SESSION_TOKEN, 200);
+    expect_token_status(WORKER, SESSION_TOKEN, 403);
+    expect_token_status(WORKER, WORKER_TOKEN, 200);
+    expect_token_status(SESSION, WORKER_TOKEN, 403);
+    expect_token_status(GLOBAL, GLOBAL_TOKEN, 200);
+    expect_token_status(GLOBAL_SESSION, GLOBAL_TOKEN, 403);
+    expect_token_status(GLOBAL, SESSION_TOKEN, 403);
 }
 END_TEST
 
@@ -140,6 +186,7 @@ suite_access(void)
     TCase *tc = server_tcase_create("access");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_read_tokens);
+    tcase_add_test(tc, test_token_scopes_are_separate);
     tcase_add_test(tc, test_jwt);
     suite_add_tcase(s, tc);
     return s;

@@ -27,13 +27,11 @@ append_base64url(const unsigned char *bytes, size_t len, char *out, size_t size,
 }
 
 char *
-jwt_make(const char *secret, const char *header_json, const char *claims_json, char *out,
-         size_t size)
+jwt_sign(const char *secret, const char *signing_input, char *out, size_t size)
 {
-    size_t used = 0;
-    append_base64url((const unsigned char *)header_json, strlen(header_json), out, size, &used);
-    out[used++] = '.';
-    append_base64url((const unsigned char *)claims_json, strlen(claims_json), out, size, &used);
+    size_t used = strlen(signing_input);
+    DIAG_CHECK(used + 1 < size, "JWT too long for its buffer");
+    memmove(out, signing_input, used);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int mac_len = 0;
     DIAG_CHECK(HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)out,
@@ -41,6 +39,17 @@ jwt_make(const char *secret, const char *header_json, const char *claims_json, c
     out[used++] = '.';
     append_base64url(mac, mac_len, out, size, &used);
     return out;
+}
+
+char *
+jwt_make(const char *secret, const char *header_json, const char *claims_json, char *out,
+         size_t size)
+{
+    size_t used = 0;
+    append_base64url((const unsigned char *)header_json, strlen(header_json), out, size, &used);
+    out[used++] = '.';
+    append_base64url((const unsigned char *)claims_json, strlen(claims_json), out, size, &used);
+    return jwt_sign(secret, out, out, size);
 }
 
 char *

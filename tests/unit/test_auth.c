@@ -5,7 +5,9 @@
  * hashes checked against a known SHA-256 vector; a wrong token and an unknown channel
  * refused alike; a table of JWTs - good, expired, not yet valid, wrong secret, alg none,
  * alg HS512, tampered claims, bad base64, too many parts, claims that grant another
- * session, "*", workers, global - each with its verdict.
+ * session, "*", workers, global - each with its verdict. Issue 11: a part spelt another
+ * way that decodes to the same bytes (unused low bits, '=' padding, the standard
+ * alphabet), a NUL in a string, duplicate keys and claims of the wrong type are refused.
  */
 #include <check.h>
 #include <stdio.h>
@@ -79,6 +81,14 @@ END_TEST
 
 enum { NOW = 1800000000 };
 
+/* Shorthands for the JWT tests. */
+#define EXP "\"exp\":1800000060"
+#define S1 "{" EXP ",\"sse\":{\"sessions\":[\"s1\"]}}"
+#define SESSION AUTH_CHANNEL_SESSION
+#define WORKER AUTH_CHANNEL_WORKER
+#define GLOBAL AUTH_CHANNEL_GLOBAL
+#define BAD AUTH_BAD_CREDENTIAL
+
 static const struct jwt_case {
     const char *header;         /* NULL: HS256 */
     const char *claims;
@@ -99,8 +109,6 @@ static const struct jwt_case {
      "w1", AUTH_ALLOW},
     {NULL, "{\"exp\":1800000060,\"sse\":{\"global\":true}}", NULL, AUTH_CHANNEL_GLOBAL, "",
      AUTH_ALLOW},
-    {NULL, "{\"exp\":1800000060,\"sse\":{\"global\":1}}", NULL, AUTH_CHANNEL_GLOBAL, "",
-     AUTH_DENIED},
     {NULL, "{\"exp\":1800000060}", NULL, AUTH_CHANNEL_SESSION, "s1", AUTH_DENIED},
     {NULL, "{\"exp\":1800000000,\"sse\":{\"sessions\":[\"s1\"]}}", NULL, AUTH_CHANNEL_SESSION,
      "s1", AUTH_BAD_CREDENTIAL},  /* expired: exp must be after now */
@@ -119,6 +127,44 @@ static const struct jwt_case {
     {"[1]", "{\"exp\":1800000060,\"sse\":{\"sessions\":[\"s1\"]}}", NULL,
      AUTH_CHANNEL_SESSION, "s1", AUTH_BAD_CREDENTIAL},
     {NULL, "not json", NULL, AUTH_CHANNEL_SESSION, "s1", AUTH_BAD_CREDENTIAL},
+    /* Issue 11: a NUL (\u0000) cut cJSON's strings short, in a value or in a key. */
+    {"{\"alg\":\"HS256\\u0000x\"}", S1, NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\\u0000x\"]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\\u0000x\":[\"s1\"]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\"]},\"note\":\"\\\\u0000\"}", NULL, SESSION,
+     "s1", AUTH_ALLOW},  /* an escaped backslash, then "u0000": no NUL */
+    /* Issue 11: duplicate keys resolved to the first, at every level that is read. */
+    {"{\"alg\":\"HS256\",\"alg\":\"none\"}", S1, NULL, SESSION, "s1", BAD},
+    {"{\"alg\":\"HS256\",\"typ\":\"JWT\",\"typ\":\"JWT\"}", S1, NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP "," EXP ",\"sse\":{\"sessions\":[\"s1\"]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"nbf\":1,\"nbf\":1,\"sse\":{\"sessions\":[\"s1\"]}}", NULL, SESSION,
+     "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\"]},\"sse\":{}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"jti\":1,\"jti\":2,\"sse\":{\"sessions\":[\"s1\"]}}", NULL, SESSION,
+     "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\"],\"sessions\":[]}}", NULL, SESSION, "s1",
+     BAD},
+    {NULL, "{" EXP ",\"sse\":{\"workers\":[\"w1\"],\"workers\":[]}}", NULL, WORKER, "w1",
+     BAD},
+    {NULL, "{" EXP ",\"sse\":{\"global\":true,\"global\":false}}", NULL, GLOBAL, "", BAD},
+    /* Issue 11: sessions and workers are arrays of strings, global a boolean, typ a string. */
+    {"{\"alg\":\"HS256\"}", S1, NULL, SESSION, "s1", AUTH_ALLOW},  /* typ is optional */
+    {"{\"alg\":\"HS256\",\"typ\":1}", S1, NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":{\"a\":\"s1\"}}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":\"s1\"}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\",1]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[[\"s1\"]]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"workers\":{\"a\":\"w1\"}}}", NULL, WORKER, "w1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[\"s1\"],\"workers\":7}}", NULL, SESSION, "s1",
+     BAD},
+    {NULL, "{" EXP ",\"sse\":{\"global\":1}}", NULL, GLOBAL, "", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"global\":\"true\"}}", NULL, GLOBAL, "", BAD},
+    {NULL, "{" EXP ",\"sse\":[\"s1\"]}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":null}", NULL, SESSION, "s1", BAD},
+    {NULL, "{\"exp\":true,\"sse\":{\"sessions\":[\"s1\"]}}", NULL, SESSION, "s1", BAD},
+    {NULL, "{" EXP ",\"sse\":{\"global\":false}}", NULL, GLOBAL, "", AUTH_DENIED},
+    {NULL, "{" EXP ",\"sse\":{\"sessions\":[]}}", NULL, SESSION, "s1", AUTH_DENIED},
+    {NULL, "{" EXP ",\"sse\":{}}", NULL, SESSION, "s1", AUTH_DENIED},
 };
 
 START_TEST(test_jwt_table)
@@ -130,8 +176,8 @@ START_TEST(test_jwt_table)
              sizeof(jwt));
     enum auth_verdict v = auth_check_jwt(jwt, (const unsigned char *)SECRET, strlen(SECRET),
                                          NOW, t->channel, t->id);
-    ck_assert_msg(v == t->verdict, "case %d (%s): verdict %d, expected %d", _i, t->claims, v,
-                  t->verdict);
+    ck_assert_msg(v == t->verdict, "case %d (%s %s): verdict %d, expected %d", _i,
+                  t->header ? t->header : "HS256", t->claims, v, t->verdict);
 }
 END_TEST
 
@@ -164,6 +210,105 @@ START_TEST(test_jwt_tampering)
 }
 END_TEST
 
+/* How test_jwt_base64url spoils one part of a good JWT. */
+enum part_edit {
+    EDIT_NONE,                  /* the control: still allowed */
+    EDIT_LOW_BITS,              /* set an unused low bit of the last character */
+    EDIT_PAD,                   /* append the '=' padding of standard base64 */
+    EDIT_STD_ALPHABET,          /* '-' and '_' as standard base64's '+' and '/' */
+    EDIT_APPEND,                /* append text */
+    EDIT_PREPEND,               /* insert text before the part */
+};
+
+static const struct base64url_case {
+    int part;                   /* 0 header, 1 claims, 2 signature */
+    enum part_edit edit;
+    const char *text;           /* for EDIT_APPEND and EDIT_PREPEND */
+} PART_EDITS[] = {
+    {0, EDIT_NONE, NULL}, {1, EDIT_NONE, NULL},
+    {0, EDIT_LOW_BITS, NULL}, {1, EDIT_LOW_BITS, NULL}, {2, EDIT_LOW_BITS, NULL},
+    {0, EDIT_PAD, NULL}, {1, EDIT_PAD, NULL}, {2, EDIT_PAD, NULL},
+    {2, EDIT_STD_ALPHABET, NULL},
+    {0, EDIT_APPEND, " "}, {1, EDIT_APPEND, "\n"}, {2, EDIT_APPEND, "\t"},
+    {0, EDIT_PREPEND, " "}, {1, EDIT_PREPEND, "+"}, {2, EDIT_PREPEND, "%"},
+    {1, EDIT_APPEND, "\x80"}, {2, EDIT_APPEND, "="},
+};
+
+/* The url-safe alphabet of RFC 4648 §5, written out here rather than taken from auth.c. */
+static const char BASE64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* Inserts text at jwt[at] (jwt has room: size bytes). */
+static void
+insert_text(char *jwt, size_t size, size_t at, const char *text)
+{
+    size_t len = strlen(jwt), n = strlen(text);
+    ck_assert_uint_lt(len + n, size);
+    memmove(jwt + at + n, jwt + at, len - at + 1);
+    memcpy(jwt + at, text, n);
+}
+
+/* Applies edit to part [start, end) of jwt. */
+static void
+edit_part(char *jwt, size_t size, size_t start, size_t end, enum part_edit edit,
+          const char *text)
+{
+    size_t len = end - start;
+    if (edit == EDIT_LOW_BITS) {
+        ck_assert_uint_ne(len % 4, 0);  /* the last character carries unused bits */
+        const char *at = strchr(BASE64URL, jwt[end - 1]);
+        ck_assert_ptr_nonnull(at);
+        ck_assert_int_eq((at - BASE64URL) & 1, 0);
+        jwt[end - 1] = BASE64URL[(at - BASE64URL) | 1];
+    } else if (edit == EDIT_PAD) {
+        ck_assert_uint_ne(len % 4, 0);
+        insert_text(jwt, size, end, len % 4 == 2 ? "==" : "=");
+    } else if (edit == EDIT_STD_ALPHABET) {
+        ck_assert_ptr_nonnull(strpbrk(jwt + start, "-_"));
+        for (size_t i = start; i < end; i++)
+            jwt[i] = jwt[i] == '-' ? '+' : jwt[i] == '_' ? '/' : jwt[i];
+    } else if (edit != EDIT_NONE) {
+        insert_text(jwt, size, edit == EDIT_APPEND ? end : start, text);
+    }
+}
+
+/* Issue 11: every part is canonical base64url: the unused low bits of its last character
+ * are zero, no '=' padding, no character outside the alphabet. A part a lenient decoder
+ * reads as the same bytes must still be refused; header and claims are signed again. */
+START_TEST(test_jwt_base64url)
+{
+    const struct base64url_case *t = &PART_EDITS[_i];
+    char jwt[2048];
+    /* lengths 38, 59 and 43: each part's last character carries unused bits */
+    jwt_make(SECRET, "{\"alg\":\"HS256\",\"typ\":\"JOSE\"}", S1, jwt, sizeof(jwt));
+    size_t dot1 = (size_t)(strchr(jwt, '.') - jwt), dot2 = (size_t)(strrchr(jwt, '.') - jwt);
+    size_t starts[3] = {0, dot1 + 1, dot2 + 1}, ends[3] = {dot1, dot2, strlen(jwt)};
+    edit_part(jwt, sizeof(jwt), starts[t->part], ends[t->part], t->edit, t->text);
+    if (t->part < 2) {
+        *strrchr(jwt, '.') = '\0';
+        jwt_sign(SECRET, jwt, jwt, sizeof(jwt));
+    }
+    enum auth_verdict v = auth_check_jwt(jwt, (const unsigned char *)SECRET, strlen(SECRET),
+                                         NOW, AUTH_CHANNEL_SESSION, "s1");
+    enum auth_verdict expected = t->edit == EDIT_NONE ? AUTH_ALLOW : AUTH_BAD_CREDENTIAL;
+    ck_assert_msg(v == expected, "case %d (%s): verdict %d, expected %d", _i, jwt, v, expected);
+}
+END_TEST
+
+/* A raw NUL byte inside the header's alg, which jwt_make cannot write: cJSON takes it into
+ * the string, which then reads as "HS256" (found by fuzz_auth). */
+START_TEST(test_jwt_raw_nul)
+{
+    static const char HEADER_PART[] = "eyJhbGciOiJIUzI1NgB4In0";  /* {"alg":"HS256\0x"} */
+    char jwt[2048], input[2048];
+    jwt_hs256(SECRET, S1, jwt, sizeof(jwt));
+    const char *dot1 = strchr(jwt, '.'), *dot2 = strrchr(jwt, '.');
+    snprintf(input, sizeof(input), "%s%.*s", HEADER_PART, (int)(dot2 - dot1), dot1);
+    jwt_sign(SECRET, input, jwt, sizeof(jwt));
+    ck_assert_int_eq(auth_check_jwt(jwt, (const unsigned char *)SECRET, strlen(SECRET), NOW,
+                                    AUTH_CHANNEL_SESSION, "s1"), AUTH_BAD_CREDENTIAL);
+}
+END_TEST
+
 Suite *suite_auth(void);
 
 Suite *
@@ -177,6 +322,8 @@ suite_auth(void)
     tcase_add_test(tc, test_token_checks);
     tcase_add_loop_test(tc, test_jwt_table, 0, COUNT(JWTS));
     tcase_add_test(tc, test_jwt_tampering);
+    tcase_add_loop_test(tc, test_jwt_base64url, 0, COUNT(PART_EDITS));
+    tcase_add_test(tc, test_jwt_raw_nul);
     suite_add_tcase(s, tc);
     return s;
 }

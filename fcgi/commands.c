@@ -77,6 +77,33 @@ struct prune_report {
     bool is_verbose;
 };
 
+enum { SCOPE_HEX_MAX = 64 };   /* bytes of an irregular session id shown in hex */
+
+/* "session s1 (open)", or for an id no stream can ask for (it may hold any bytes) its
+ * first SCOPE_HEX_MAX bytes in SQL hex: "session x'7331' (a BLOB; open)". */
+static void
+describe_scope(const struct prune_scope *sc, char *out, size_t size)
+{
+    const char *state = sc->is_open ? "open" : "closed";
+    if (sc->session_id == NULL) {
+        snprintf(out, size, "global channel");
+        return;
+    }
+    if (!sc->is_irregular) {
+        snprintf(out, size, "session %.*s (%s)", (int)sc->session_id_len, sc->session_id,
+                 state);
+        return;
+    }
+    char hex[2 * SCOPE_HEX_MAX + 1];
+    size_t shown = sc->session_id_len < SCOPE_HEX_MAX ? sc->session_id_len : SCOPE_HEX_MAX;
+    for (size_t i = 0; i < shown; i++)
+        snprintf(hex + 2 * i, 3, "%02X", (unsigned char)sc->session_id[i]);
+    hex[2 * shown] = '\0';
+    snprintf(out, size, "session x'%s'%s (%s; %s)", hex,
+             shown < sc->session_id_len ? "..." : "",
+             sc->is_blob ? "a BLOB" : "text that is no session id", state);
+}
+
 /* --verbose: one line per scope that loses events. */
 static void
 print_scope(void *ctx, const struct prune_scope *sc)
@@ -84,12 +111,8 @@ print_scope(void *ctx, const struct prune_scope *sc)
     const struct prune_report *pr = ctx;
     if (!pr->is_verbose || sc->deleted == 0)
         return;
-    char what[64 + 128], deleted[64], kept[64];
-    if (sc->session_id == NULL)
-        snprintf(what, sizeof(what), "global channel");
-    else
-        snprintf(what, sizeof(what), "session %.128s (%s)", sc->session_id,
-                 sc->is_open ? "open" : "closed");
+    char what[64 + 2 * SCOPE_HEX_MAX + 128], deleted[64], kept[64];
+    describe_scope(sc, what, sizeof(what));
     printf("sse-fcgi prune: %s: %s ids %" PRId64 "-%" PRId64 " (%s); ", what,
            pr->is_dry_run ? "would delete" : "deletes", sc->first_deleted_id,
            sc->last_deleted_id, count_of(sc->deleted, "event", deleted, sizeof(deleted)));
@@ -124,6 +147,7 @@ static void
 print_summary(const struct prune_summary *sum, long floor_hours, bool is_dry_run)
 {
     char deleted[64], pruned[COUNT_TEXT_MAX], kept[64], scopes[64], held[64], tx[64];
+    char odd[COUNT_TEXT_MAX];
     count_of(is_dry_run ? sum->planned : sum->deleted, "event", deleted, sizeof(deleted));
     cli_format_count(sum->scopes_pruned, pruned, sizeof(pruned));
     count_of(sum->kept, "event", kept, sizeof(kept));
@@ -145,6 +169,11 @@ print_summary(const struct prune_summary *sum, long floor_hours, bool is_dry_run
         printf("sse-fcgi prune: the %ld-hour floor kept %s of open sessions that the keep "
                "options let go\n", floor_hours,
                count_of(sum->held_by_floor, "event", held, sizeof(held)));
+    if (sum->scopes_irregular > 0)
+        printf("sse-fcgi prune: %s of the sessions %s an id no stream can ask for (a BLOB, "
+               "or text that is no session id: a hand-edited database); the same rules "
+               "pruned them\n", cli_format_count(sum->scopes_irregular, odd, sizeof(odd)),
+               sum->scopes_irregular == 1 ? "has" : "have");
     print_checkpoint(sum);
 }
 

@@ -46,7 +46,8 @@ static const char CHECK_USAGE[] =
     "usage: sse-fcgi --check [--db PATH]\n"
     "Checks a deployment as the user who runs it; run it as the web server's user with the\n"
     "web server's SSE_* settings, e.g. sudo -u www-data SSE_DB=/var/lib/sse/events.db\n"
-    "sse-fcgi --check. Exit status 0 when every check passed. README: Checking a deployment.\n";
+    "sse-fcgi --check. Exit status 0 when no check failed (WARN lines included), else 1.\n"
+    "README: Checking a deployment.\n";
 
 /* "1 event", "2 events" (count with thousands separators). */
 static const char *
@@ -221,27 +222,37 @@ commands_prune(int argc, char **argv)
 /* ---- check -------------------------------------------------------------------------- */
 
 struct check_tally {
-    int passed, failed, skipped;
-    char failed_names[256];     /* "file, open" */
+    int passed, failed, skipped;    /* passed counts the warned too */
+    int warned;
+    char failed_names[256];         /* "file, open" */
+    char warned_names[256];         /* "permissions" */
 };
+
+/* Appends name to a ", "-separated list of count names. */
+static void
+add_name(char *names, size_t size, int count, const char *name)
+{
+    size_t used = strlen(names);
+    snprintf(names + used, size - used, "%s%s", count > 0 ? ", " : "", name);
+}
 
 static void
 print_check_line(void *ctx, const struct deploycheck_line *line)
 {
     static const char *const LABELS[] = {
         [DEPLOYCHECK_OK] = "ok  ", [DEPLOYCHECK_FAIL] = "FAIL", [DEPLOYCHECK_SKIPPED] = "--  ",
+        [DEPLOYCHECK_WARN] = "WARN",
     };
     struct check_tally *t = ctx;
     printf("%s %s: %s\n", LABELS[line->status], line->name, line->detail);
     if (line->hint != NULL)
         printf("     hint: %s\n", line->hint);
-    t->passed += line->status == DEPLOYCHECK_OK;
+    t->passed += line->status == DEPLOYCHECK_OK || line->status == DEPLOYCHECK_WARN;
     t->skipped += line->status == DEPLOYCHECK_SKIPPED;
-    if (line->status == DEPLOYCHECK_FAIL) {
-        size_t used = strlen(t->failed_names);
-        snprintf(t->failed_names + used, sizeof(t->failed_names) - used, "%s%s",
-                 t->failed++ > 0 ? ", " : "", line->name);
-    }
+    if (line->status == DEPLOYCHECK_FAIL)
+        add_name(t->failed_names, sizeof(t->failed_names), t->failed++, line->name);
+    if (line->status == DEPLOYCHECK_WARN)
+        add_name(t->warned_names, sizeof(t->warned_names), t->warned++, line->name);
 }
 
 /* Reports a line of commands.c's own (settings, database). */
@@ -341,10 +352,14 @@ commands_check(int argc, char **argv)
         };
         deploycheck_run(&opt, print_check_line, &t);
     }
+    char warnings[320] = "";
+    if (t.warned > 0)
+        snprintf(warnings, sizeof(warnings), "; %d with a warning (%s)", t.warned,
+                 t.warned_names);
     if (t.failed == 0)
-        printf("verdict: ok, all %d checks passed\n", t.passed);
+        printf("verdict: ok, all %d checks passed%s\n", t.passed, warnings);
     else
-        printf("verdict: FAIL, %d of %d checks failed (%s); %d not run\n", t.failed,
-               t.passed + t.failed, t.failed_names, t.skipped);
-    return t.failed == 0 ? 0 : 1;
+        printf("verdict: FAIL, %d of %d checks failed (%s); %d not run%s\n", t.failed,
+               t.passed + t.failed, t.failed_names, t.skipped, warnings);
+    return t.failed == 0 ? 0 : 1;  /* a warning does not fail (README) */
 }

@@ -73,7 +73,13 @@ CREATE INDEX IF NOT EXISTS read_tokens_scope ON read_tokens(scope);
 
 -- ---------------------------------------------------------------------------------------
 -- INSERT-time refusal of bad rows, each with a message that names the column and the rule.
--- char(1,...,31,127) is the set of ASCII control characters.
+-- Every column a stream loads has a byte limit, so that no producer can make the responder
+-- hold more than a bounded row (a 1 MiB timestamp made 600 rows cost 630 MB). The limits
+-- are also store/event.h's EVENT_*_MAX; the schema suite checks that both agree:
+--   data 1048576 bytes (1 MiB); type, stream_id, event_types.name 128; node_id,
+--   execution_id, correlation_id, colony_id, run_id 256; timestamp 64 (text or number).
+-- `control` is the GLOB pattern of the ASCII control characters char(1..31, 127); a NUL is
+-- looked for in the bytes (instr), since GLOB stops at one.
 
 CREATE TRIGGER IF NOT EXISTS sessions_check_id BEFORE INSERT ON sessions
 WHEN typeof(NEW.id) <> 'text' OR length(CAST(NEW.id AS BLOB)) NOT BETWEEN 1 AND 128
@@ -82,25 +88,57 @@ BEGIN
     SELECT RAISE(ABORT, 'sessions.id must be 1-128 bytes of A-Z a-z 0-9 . _ : -');
 END;
 
-CREATE TRIGGER IF NOT EXISTS events_check_insert BEFORE INSERT ON events
+-- Dropped and created again, in one transaction, so that applying this file to a database
+-- made with an older one replaces the older checks: CREATE TRIGGER IF NOT EXISTS would keep
+-- them (schema.sql before these limits bounded neither timestamp nor the ids). The cheap
+-- length checks come before json_valid, which reads all of data.
+BEGIN;
+DROP TRIGGER IF EXISTS events_check_insert;
+CREATE TRIGGER events_check_insert BEFORE INSERT ON events
 BEGIN
     SELECT CASE
     WHEN NEW.type IS NULL OR typeof(NEW.type) <> 'text' OR length(NEW.type) = 0 THEN
         RAISE(ABORT, 'events.type must be a non-empty text')
     WHEN length(CAST(NEW.type AS BLOB)) > 128 THEN
         RAISE(ABORT, 'events.type must be at most 128 bytes')
-    WHEN NEW.type GLOB ('*[' || char(1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,
-                                     22,23,24,25,26,27,28,29,30,31,127) || ']*')
-         OR instr(CAST(NEW.type AS BLOB), x'00') > 0 THEN
+    WHEN NEW.type GLOB control OR instr(CAST(NEW.type AS BLOB), x'00') > 0 THEN
         RAISE(ABORT, 'events.type must not contain control characters')
-    WHEN NEW.stream_id IS NOT NULL AND length(CAST(NEW.stream_id AS BLOB)) > 128 THEN
+    WHEN length(CAST(NEW.stream_id AS BLOB)) > 128 THEN
         RAISE(ABORT, 'events.stream_id must be at most 128 bytes')
-    WHEN NEW.stream_id GLOB ('*[' || char(1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,
-                                          21,22,23,24,25,26,27,28,29,30,31,127) || ']*')
-         OR instr(CAST(NEW.stream_id AS BLOB), x'00') > 0 THEN
+    WHEN NEW.stream_id GLOB control OR instr(CAST(NEW.stream_id AS BLOB), x'00') > 0 THEN
         RAISE(ABORT, 'events.stream_id must not contain control characters')
+    WHEN length(CAST(NEW.node_id AS BLOB)) > 256 THEN
+        RAISE(ABORT, 'events.node_id must be at most 256 bytes')
+    WHEN NEW.node_id GLOB control OR instr(CAST(NEW.node_id AS BLOB), x'00') > 0 THEN
+        RAISE(ABORT, 'events.node_id must not contain control characters')
+    WHEN length(CAST(NEW.execution_id AS BLOB)) > 256 THEN
+        RAISE(ABORT, 'events.execution_id must be at most 256 bytes')
+    WHEN NEW.execution_id GLOB control OR instr(CAST(NEW.execution_id AS BLOB), x'00') > 0 THEN
+        RAISE(ABORT, 'events.execution_id must not contain control characters')
+    WHEN length(CAST(NEW.correlation_id AS BLOB)) > 256 THEN
+        RAISE(ABORT, 'events.correlation_id must be at most 256 bytes')
+    WHEN NEW.correlation_id GLOB control
+         OR instr(CAST(NEW.correlation_id AS BLOB), x'00') > 0 THEN
+        RAISE(ABORT, 'events.correlation_id must not contain control characters')
+    WHEN length(CAST(NEW.colony_id AS BLOB)) > 256 THEN
+        RAISE(ABORT, 'events.colony_id must be at most 256 bytes')
+    WHEN NEW.colony_id GLOB control OR instr(CAST(NEW.colony_id AS BLOB), x'00') > 0 THEN
+        RAISE(ABORT, 'events.colony_id must not contain control characters')
+    WHEN length(CAST(NEW.run_id AS BLOB)) > 256 THEN
+        RAISE(ABORT, 'events.run_id must be at most 256 bytes')
+    WHEN NEW.run_id GLOB control OR instr(CAST(NEW.run_id AS BLOB), x'00') > 0 THEN
+        RAISE(ABORT, 'events.run_id must not contain control characters')
+    WHEN typeof(NEW.timestamp) NOT IN ('text', 'integer', 'real') THEN
+        RAISE(ABORT, 'events.timestamp must be text or a number')
+    WHEN length(CAST(NEW.timestamp AS BLOB)) > 64 THEN
+        RAISE(ABORT, 'events.timestamp must be at most 64 bytes')
+    WHEN length(CAST(NEW.data AS BLOB)) > 1048576 THEN
+        RAISE(ABORT, 'events.data must be at most 1048576 bytes')
     WHEN NEW.data IS NULL OR NOT json_valid(NEW.data) THEN
         RAISE(ABORT, 'events.data must be valid JSON (json_valid failed)')
+    -- A BLOB would never equal a session id a stream asks for (SPEC §3 ids are text).
+    WHEN NEW.session_id IS NOT NULL AND typeof(NEW.session_id) <> 'text' THEN
+        RAISE(ABORT, 'events.session_id must be text, or NULL for the global channel')
     WHEN NEW.session_id IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM sessions WHERE id = NEW.session_id) THEN
         RAISE(ABORT, 'events.session_id: no such session; INSERT INTO sessions(id) first')
@@ -108,8 +146,11 @@ BEGIN
          AND EXISTS (SELECT 1 FROM sessions WHERE id = NEW.session_id
                      AND closed_at IS NOT NULL) THEN
         RAISE(ABORT, 'events.session_id: session is closed; no more events may be added')
-    END;
+    END
+    FROM (SELECT '*[' || char(1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,
+                              25,26,27,28,29,30,31,127) || ']*' AS control);
 END;
+COMMIT;
 
 CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
 BEGIN
@@ -120,6 +161,17 @@ CREATE TRIGGER IF NOT EXISTS events_record_prune AFTER DELETE ON events
 BEGIN
     INSERT INTO pruned(scope, through_id) VALUES (coalesce(OLD.session_id, ''), OLD.id)
         ON CONFLICT(scope) DO UPDATE SET through_id = max(through_id, excluded.through_id);
+END;
+
+-- Each stream loads every event_types name; one longer than a type can be matches nothing.
+CREATE TRIGGER IF NOT EXISTS event_types_check_name BEFORE INSERT ON event_types
+BEGIN
+    SELECT CASE
+    WHEN typeof(NEW.name) <> 'text' OR length(NEW.name) = 0 THEN
+        RAISE(ABORT, 'event_types.name must be a non-empty text')
+    WHEN length(CAST(NEW.name AS BLOB)) > 128 THEN
+        RAISE(ABORT, 'event_types.name must be at most 128 bytes')
+    END;
 END;
 
 -- ---------------------------------------------------------------------------------------

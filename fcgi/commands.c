@@ -46,7 +46,8 @@ static const char CHECK_USAGE[] =
     "usage: sse-fcgi --check [--db PATH]\n"
     "Checks a deployment as the user who runs it; run it as the web server's user with the\n"
     "web server's SSE_* settings, e.g. sudo -u www-data SSE_DB=/var/lib/sse/events.db\n"
-    "sse-fcgi --check. Exit status 0 when every check passed. README: Checking a deployment.\n";
+    "sse-fcgi --check. Exit status 0 when no check failed (WARN lines included), else 1.\n"
+    "README: Checking a deployment.\n";
 
 /* "1 event", "2 events" (count with thousands separators). */
 static const char *
@@ -77,6 +78,33 @@ struct prune_report {
     bool is_verbose;
 };
 
+enum { SCOPE_HEX_MAX = 64 };   /* bytes of an irregular session id shown in hex */
+
+/* "session s1 (open)", or for an id no stream can ask for (it may hold any bytes) its
+ * first SCOPE_HEX_MAX bytes in SQL hex: "session x'7331' (a BLOB; open)". */
+static void
+describe_scope(const struct prune_scope *sc, char *out, size_t size)
+{
+    const char *state = sc->is_open ? "open" : "closed";
+    if (sc->session_id == NULL) {
+        snprintf(out, size, "global channel");
+        return;
+    }
+    if (!sc->is_irregular) {
+        snprintf(out, size, "session %.*s (%s)", (int)sc->session_id_len, sc->session_id,
+                 state);
+        return;
+    }
+    char hex[2 * SCOPE_HEX_MAX + 1];
+    size_t shown = sc->session_id_len < SCOPE_HEX_MAX ? sc->session_id_len : SCOPE_HEX_MAX;
+    for (size_t i = 0; i < shown; i++)
+        snprintf(hex + 2 * i, 3, "%02X", (unsigned char)sc->session_id[i]);
+    hex[2 * shown] = '\0';
+    snprintf(out, size, "session x'%s'%s (%s; %s)", hex,
+             shown < sc->session_id_len ? "..." : "",
+             sc->is_blob ? "a BLOB" : "text that is no session id", state);
+}
+
 /* --verbose: one line per scope that loses events. */
 static void
 print_scope(void *ctx, const struct prune_scope *sc)
@@ -84,12 +112,8 @@ print_scope(void *ctx, const struct prune_scope *sc)
     const struct prune_report *pr = ctx;
     if (!pr->is_verbose || sc->deleted == 0)
         return;
-    char what[64 + 128], deleted[64], kept[64];
-    if (sc->session_id == NULL)
-        snprintf(what, sizeof(what), "global channel");
-    else
-        snprintf(what, sizeof(what), "session %.128s (%s)", sc->session_id,
-                 sc->is_open ? "open" : "closed");
+    char what[64 + 2 * SCOPE_HEX_MAX + 128], deleted[64], kept[64];
+    describe_scope(sc, what, sizeof(what));
     printf("sse-fcgi prune: %s: %s ids %" PRId64 "-%" PRId64 " (%s); ", what,
            pr->is_dry_run ? "would delete" : "deletes", sc->first_deleted_id,
            sc->last_deleted_id, count_of(sc->deleted, "event", deleted, sizeof(deleted)));
@@ -124,6 +148,7 @@ static void
 print_summary(const struct prune_summary *sum, long floor_hours, bool is_dry_run)
 {
     char deleted[64], pruned[COUNT_TEXT_MAX], kept[64], scopes[64], held[64], tx[64];
+    char odd[COUNT_TEXT_MAX];
     count_of(is_dry_run ? sum->planned : sum->deleted, "event", deleted, sizeof(deleted));
     cli_format_count(sum->scopes_pruned, pruned, sizeof(pruned));
     count_of(sum->kept, "event", kept, sizeof(kept));
@@ -145,6 +170,11 @@ print_summary(const struct prune_summary *sum, long floor_hours, bool is_dry_run
         printf("sse-fcgi prune: the %ld-hour floor kept %s of open sessions that the keep "
                "options let go\n", floor_hours,
                count_of(sum->held_by_floor, "event", held, sizeof(held)));
+    if (sum->scopes_irregular > 0)
+        printf("sse-fcgi prune: %s of the sessions %s an id no stream can ask for (a BLOB, "
+               "or text that is no session id: a hand-edited database); the same rules "
+               "pruned them\n", cli_format_count(sum->scopes_irregular, odd, sizeof(odd)),
+               sum->scopes_irregular == 1 ? "has" : "have");
     print_checkpoint(sum);
 }
 
@@ -192,27 +222,37 @@ commands_prune(int argc, char **argv)
 /* ---- check -------------------------------------------------------------------------- */
 
 struct check_tally {
-    int passed, failed, skipped;
-    char failed_names[256];     /* "file, open" */
+    int passed, failed, skipped;    /* passed counts the warned too */
+    int warned;
+    char failed_names[256];         /* "file, open" */
+    char warned_names[256];         /* "permissions" */
 };
+
+/* Appends name to a ", "-separated list of count names. */
+static void
+add_name(char *names, size_t size, int count, const char *name)
+{
+    size_t used = strlen(names);
+    snprintf(names + used, size - used, "%s%s", count > 0 ? ", " : "", name);
+}
 
 static void
 print_check_line(void *ctx, const struct deploycheck_line *line)
 {
     static const char *const LABELS[] = {
         [DEPLOYCHECK_OK] = "ok  ", [DEPLOYCHECK_FAIL] = "FAIL", [DEPLOYCHECK_SKIPPED] = "--  ",
+        [DEPLOYCHECK_WARN] = "WARN",
     };
     struct check_tally *t = ctx;
     printf("%s %s: %s\n", LABELS[line->status], line->name, line->detail);
     if (line->hint != NULL)
         printf("     hint: %s\n", line->hint);
-    t->passed += line->status == DEPLOYCHECK_OK;
+    t->passed += line->status == DEPLOYCHECK_OK || line->status == DEPLOYCHECK_WARN;
     t->skipped += line->status == DEPLOYCHECK_SKIPPED;
-    if (line->status == DEPLOYCHECK_FAIL) {
-        size_t used = strlen(t->failed_names);
-        snprintf(t->failed_names + used, sizeof(t->failed_names) - used, "%s%s",
-                 t->failed++ > 0 ? ", " : "", line->name);
-    }
+    if (line->status == DEPLOYCHECK_FAIL)
+        add_name(t->failed_names, sizeof(t->failed_names), t->failed++, line->name);
+    if (line->status == DEPLOYCHECK_WARN)
+        add_name(t->warned_names, sizeof(t->warned_names), t->warned++, line->name);
 }
 
 /* Reports a line of commands.c's own (settings, database). */
@@ -312,10 +352,14 @@ commands_check(int argc, char **argv)
         };
         deploycheck_run(&opt, print_check_line, &t);
     }
+    char warnings[320] = "";
+    if (t.warned > 0)
+        snprintf(warnings, sizeof(warnings), "; %d with a warning (%s)", t.warned,
+                 t.warned_names);
     if (t.failed == 0)
-        printf("verdict: ok, all %d checks passed\n", t.passed);
+        printf("verdict: ok, all %d checks passed%s\n", t.passed, warnings);
     else
-        printf("verdict: FAIL, %d of %d checks failed (%s); %d not run\n", t.failed,
-               t.passed + t.failed, t.failed_names, t.skipped);
-    return t.failed == 0 ? 0 : 1;
+        printf("verdict: FAIL, %d of %d checks failed (%s); %d not run%s\n", t.failed,
+               t.passed + t.failed, t.failed_names, t.skipped, warnings);
+    return t.failed == 0 ? 0 : 1;  /* a warning does not fail (README) */
 }

@@ -6,7 +6,10 @@
  * store_open; the rest read through store.h, so this file needs no SQL of its own. The
  * "wal access" check states DEPLOY-NOTES Q11: a reader that cannot write the directory
  * works only while -wal and -shm exist, and the last connection to close deletes them.
+ * "permissions" looks for what any user of the host may write: the database files, and the
+ * directories that hold them.
  */
+#define _XOPEN_SOURCE 700  /* realpath and S_ISVTX (the sticky bit) are XSI */
 #include "deploycheck.h"
 
 #include <errno.h>
@@ -17,6 +20,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -72,7 +76,8 @@ report(struct checker *c, const char *name, enum deploycheck_status status, cons
         .name = name,
         .status = status,
         .detail = c->detail,
-        .hint = status == DEPLOYCHECK_FAIL && c->hint[0] != '\0' ? c->hint : NULL,
+        .hint = (status == DEPLOYCHECK_FAIL || status == DEPLOYCHECK_WARN) && c->hint[0] != '\0'
+                    ? c->hint : NULL,
     };
     c->report(c->ctx, &line);
     c->failures += status == DEPLOYCHECK_FAIL;
@@ -239,6 +244,102 @@ check_wal_access(struct checker *c)
                   "database\"", user, dir, path);
 }
 
+/* Appends separator (unless out is empty) and the formatted text to out. */
+static void
+append(char *out, size_t size, const char *separator, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+append(char *out, size_t size, const char *separator, const char *fmt, ...)
+{
+    size_t len = strlen(out);
+    if (len > 0 && len + strlen(separator) < size) {
+        memcpy(out + len, separator, strlen(separator) + 1);
+        len += strlen(separator);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out + len, size - len, fmt, ap);
+    va_end(ap);
+}
+
+/* The database, -wal and -shm that every user may write: anyone who can write one of them
+ * can write rows, read tokens included. */
+static void
+find_writable_files(const char *db_path, char *found, size_t size, char *paths,
+                    size_t paths_size)
+{
+    static const char *const SUFFIXES[] = {"", "-wal", "-shm"};
+    char files[CHECK_TEXT_MAX] = "";
+    for (size_t i = 0; i < sizeof(SUFFIXES) / sizeof(SUFFIXES[0]); i++) {
+        char file[CHECK_PATH_MAX + 8];
+        struct stat sb;
+        snprintf(file, sizeof(file), "%s%s", db_path, SUFFIXES[i]);
+        if (stat(file, &sb) != 0 || !S_ISREG(sb.st_mode) || !(sb.st_mode & S_IWOTH))
+            continue;
+        append(files, sizeof(files), ", ", "%s (mode %04o)", file,
+               (unsigned)(sb.st_mode & 07777));
+        append(paths, paths_size, " ", "%s", file);
+    }
+    if (files[0] != '\0')
+        append(found, size, "; ", "%s: writable by every user, so anyone on this host can add "
+               "events and read tokens", files);
+}
+
+/* The database's directory and those above it that every user may write. Without the
+ * sticky bit, anyone may rename or delete what is in them: the database, or a directory on
+ * its path, and put their own in its place. With it (as /tmp), that is kept from them, but
+ * anyone may still create a name that does not exist yet: in the database's own directory,
+ * a -wal or -shm, which SQLite would take for the database's. */
+static void
+find_writable_dirs(const char *db_path, char *found, size_t size, char *paths,
+                   size_t paths_size)
+{
+    char copy[CHECK_PATH_MAX], dir[CHECK_PATH_MAX];
+    snprintf(copy, sizeof(copy), "%s", db_path);
+    if (realpath(dirname(copy), dir) == NULL)
+        snprintf(dir, sizeof(dir), "%s", dirname(strcpy(copy, db_path)));
+    for (bool is_own = true;; is_own = false) {
+        struct stat sb;
+        bool is_sticky = false;
+        if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) && (sb.st_mode & S_IWOTH)) {
+            unsigned mode = (unsigned)(sb.st_mode & 07777);
+            is_sticky = (sb.st_mode & S_ISVTX) != 0;
+            if (!is_sticky)
+                append(found, size, "; ", "%s%s is writable by every user and not sticky (mode "
+                       "%04o): anyone can rename or delete %s and put another file in its "
+                       "place", dir, is_own ? "" : ", above the database,", mode,
+                       is_own ? "the database" : "it");
+            else if (is_own)
+                append(found, size, "; ", "%s is writable by every user (mode %04o, sticky): "
+                       "others cannot rename or delete the database, but anyone can create a "
+                       "missing -wal or -shm there, which SQLite would then use", dir, mode);
+            if (!is_sticky || is_own)
+                append(paths, paths_size, " ", "%s", dir);
+        }
+        if (strcmp(dir, "/") == 0 || strcmp(dir, ".") == 0)
+            return;
+        snprintf(copy, sizeof(copy), "%s", dir);
+        snprintf(dir, sizeof(dir), "%s", dirname(copy));
+    }
+}
+
+static void
+check_permissions(struct checker *c)
+{
+    char found[CHECK_TEXT_MAX] = "", paths[CHECK_TEXT_MAX] = "";
+    find_writable_files(c->opt->db_path, found, sizeof(found), paths, sizeof(paths));
+    find_writable_dirs(c->opt->db_path, found, sizeof(found), paths, sizeof(paths));
+    if (found[0] == '\0') {
+        report(c, "permissions", DEPLOYCHECK_OK, "no one but owners and groups can write %s, "
+               "its -wal and -shm, or the directories above them", c->opt->db_path);
+        return;
+    }
+    set_hint(c, "chmod o-w %s (the documented setup: the database 0664 and its directory "
+             "2775, in the web server's group)", paths);
+    report(c, "permissions", DEPLOYCHECK_WARN, "%s", found);
+}
+
 static void
 check_events(struct checker *c, struct store *st)
 {
@@ -267,6 +368,7 @@ deploycheck_run(const struct deploycheck_options *opt, deploycheck_report_fn *re
         check_open(&c, &st);
     check_schema_and_journal(&c, st);
     check_wal_access(&c);
+    check_permissions(&c);
     check_events(&c, st);
     store_close(st);
     return c.failures;

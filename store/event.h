@@ -13,6 +13,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Byte limits of the columns a stream loads. schema.sql's INSERT triggers refuse a row over
+ * any of them with the same numbers (the schema suite checks that both agree); a row that
+ * slipped past them (an older schema, a hand-edited file) may still exceed them. */
+enum {
+    EVENT_DATA_MAX = 1048576,       /* events.data: 1 MiB */
+    EVENT_ID_FIELD_MAX = 256,       /* node_id, execution_id, correlation_id, colony_id, run_id */
+    EVENT_TIMESTAMP_MAX = 64,       /* events.timestamp, as text or as a number's text */
+    EVENT_NAME_MAX = 128,           /* events.type, events.stream_id, event_types.name */
+};
+
 /* A column that SQLite may hand back as text or as a number (events.timestamp). */
 enum event_value_kind {
     EVENT_VALUE_NULL = 0,

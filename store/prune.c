@@ -498,14 +498,46 @@ delete_planned(struct pruner *p)
 
 /* ---- the scopes, one by one --------------------------------------------------------- */
 
+/* True when the len bytes at id are a session id a stream can ask for (SPEC §5). */
+static bool
+is_session_id(const unsigned char *id, size_t len)
+{
+    if (len < 1 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = id[i];
+        bool is_alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!is_alnum && c != '.' && c != '_' && c != ':' && c != '-')
+            return false;
+    }
+    return true;
+}
+
+/* Fills sc's session id from scope (NULL: the global channel) without changing the value:
+ * sqlite3_value_text() would turn a BLOB into text in place, and the value is bound again
+ * for the scope's queries, so the BLOB x'7331' planned as the text 's1' (UNIQUE constraint
+ * failed: prune_plan.scope) and a BLOB holding a NUL was found again and again as the next
+ * session, for ever. */
+static void
+describe_scope(sqlite3_value *scope, struct prune_scope *sc)
+{
+    if (scope == NULL)
+        return;
+    sc->is_blob = sqlite3_value_type(scope) == SQLITE_BLOB;
+    const void *bytes = sc->is_blob ? sqlite3_value_blob(scope)
+                                    : (const void *)sqlite3_value_text(scope);
+    sc->session_id_len = (size_t)sqlite3_value_bytes(scope);
+    sc->session_id = bytes != NULL ? bytes : "";
+    sc->is_irregular = sc->is_blob || !is_session_id(bytes, sc->session_id_len);
+}
+
 /* Plans and reports one scope, and records its plan unless a dry run. Returns 0 or an
  * error. */
 static int
 prune_scope(struct pruner *p, sqlite3_value *scope, prune_scope_fn *each, void *ctx)
 {
-    struct prune_scope sc = {
-        .session_id = scope != NULL ? (const char *)sqlite3_value_text(scope) : NULL,
-    };
+    struct prune_scope sc = {0};
+    describe_scope(scope, &sc);
     int64_t keep_from = 0;
     int rc = scope_is_open(p, scope, &sc.is_open);
     if (rc == 0)
@@ -514,6 +546,7 @@ prune_scope(struct pruner *p, sqlite3_value *scope, prune_scope_fn *each, void *
         return rc;
     p->sum->scopes++;
     p->sum->scopes_pruned += sc.deleted > 0;
+    p->sum->scopes_irregular += sc.is_irregular;
     p->sum->planned += sc.deleted;
     p->sum->kept += sc.kept;
     p->sum->held_by_floor += sc.held_by_floor;

@@ -11,6 +11,9 @@
  *   the floor    rows of an open scope (closed_at NULL, a session with no `sessions` row,
  *                and the global channel) newer than floor_hours.
  * A timestamp that is not ISO-8601 text SQLite can read has no age: the age rules keep it.
+ * A scope is an exact stored session_id value, type and bytes: in a hand-edited database the
+ * BLOB x'7331' and the text 's1' followed by a NUL are scopes of their own, pruned by the same
+ * rules as 's1' and reported as ids no stream can ask for.
  * Deletion is a prefix: every row older than the scope's oldest kept row goes, none after
  * it, so schema.sql's `pruned` trigger records exactly what a resume lost (SPEC §4.3).
  * `sessions` rows are never deleted (a closed session still answers 204).
@@ -43,7 +46,12 @@ struct prune_options {
 
 /* One scope's plan, reported before anything of it is deleted. */
 struct prune_scope {
-    const char *session_id;     /* NULL: the global channel; borrowed for the callback */
+    const char *session_id;     /* NULL: the global channel; else session_id_len bytes, not
+                                 * NUL-terminated, borrowed for the callback */
+    size_t session_id_len;
+    bool is_blob;               /* stored as a BLOB (hand-edited) */
+    bool is_irregular;          /* a BLOB, or text that is no session id (SPEC §5: 1-128
+                                 * bytes of A-Za-z0-9._:-): no stream can ask for it */
     bool is_open;               /* the floor applies */
     int64_t deleted;            /* rows that go (planned) */
     int64_t first_deleted_id;   /* 0 when none go */
@@ -63,6 +71,7 @@ enum prune_checkpoint {
 struct prune_summary {
     int64_t scopes;             /* scopes that have events */
     int64_t scopes_pruned;      /* of them, scopes that lose events */
+    int64_t scopes_irregular;   /* of them, scopes whose session id is_irregular */
     int64_t planned;            /* rows planned to go */
     int64_t deleted;            /* rows deleted and committed (0 in a dry run) */
     int64_t kept;               /* rows planned to stay */

@@ -103,6 +103,7 @@ static const struct {
 struct store {
     sqlite3 *db;                        /* owned; read-only connection */
     sqlite3_stmt *stmts[Q_COUNT];       /* owned; prepared on first use */
+    int prepare_error;                  /* store_error of the last failed prepare */
     char errmsg[512];                   /* last failure, for logs and 503 bodies */
 };
 
@@ -141,6 +142,21 @@ sqlite_failure(struct store *st, int rc, const char *what)
     }
 }
 
+/* Maps a failed prepare. Only a missing table or column means the database lacks (part
+ * of) the schema; a prepare also loads the schema again after another connection changed
+ * it, so it can meet a lock, a damaged file or a full heap as a step can, and those are
+ * reported as themselves. */
+static int
+prepare_failure(struct store *st, int rc, const char *what)
+{
+    const char *msg = sqlite3_errmsg(st->db);
+    if ((rc & 0xff) == SQLITE_ERROR && (strncmp(msg, "no such table", 13) == 0
+                                        || strncmp(msg, "no such column", 14) == 0))
+        return set_error(st, STORE_ERR_SCHEMA, "%s: %s: apply schema.sql", what, msg);
+    return sqlite_failure(st, rc, what);
+}
+
+/* The prepared statement q, or NULL with st->prepare_error and the message set. */
 static sqlite3_stmt *
 statement(struct store *st, enum query_id q)
 {
@@ -148,7 +164,7 @@ statement(struct store *st, enum query_id q)
         int rc = sqlite3_prepare_v3(st->db, QUERIES[q].sql, -1, SQLITE_PREPARE_PERSISTENT,
                                     &st->stmts[q], NULL);
         if (rc != SQLITE_OK) {
-            sqlite_failure(st, rc, QUERIES[q].name);
+            st->prepare_error = prepare_failure(st, rc, QUERIES[q].name);
             st->stmts[q] = NULL;
         }
     }
@@ -162,7 +178,7 @@ query_integer(struct store *st, enum query_id q, const char *text1, int64_t arg2
 {
     sqlite3_stmt *s = statement(st, q);
     if (s == NULL)
-        return STORE_ERR_SCHEMA;
+        return st->prepare_error;
     if (text1 != NULL)
         sqlite3_bind_text(s, 1, text1, -1, SQLITE_STATIC);
     if (sqlite3_bind_parameter_count(s) >= 2)
@@ -272,7 +288,7 @@ store_read_tokens(struct store *st, const char *scope, struct stored_token *out,
     *count = 0;
     sqlite3_stmt *s = statement(st, Q_READ_TOKENS);
     if (s == NULL)
-        return STORE_ERR_SCHEMA;
+        return st->prepare_error;
     sqlite3_bind_text(s, 1, scope, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)cap);
     int rc;
@@ -340,7 +356,7 @@ store_policy_load(struct store *st, struct event_type_policy **out, size_t *coun
     size_t n = 0, capacity = 0;
     sqlite3_stmt *s = statement(st, Q_POLICY);
     if (s == NULL)
-        return STORE_ERR_SCHEMA;
+        return st->prepare_error;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         if (append_policy_row(s, &table, &n, &capacity) < 0) {
@@ -772,7 +788,7 @@ store_events_after(struct store *st, const struct store_channel *ch, int64_t aft
     enum query_id q = after_query(ch->scope);
     sqlite3_stmt *s = statement(st, q);
     if (s == NULL)
-        return STORE_ERR_SCHEMA;
+        return st->prepare_error;
     if (ch->scope == STORE_SCOPE_SESSION || ch->scope == STORE_SCOPE_WORKER)
         sqlite3_bind_text(s, 1, ch->key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, after_id);
@@ -814,7 +830,7 @@ store_replay_window(struct store *st, const struct store_channel *ch, size_t lim
         enum query_id q = ch->scope == STORE_SCOPE_SESSION ? Q_REPLAY_SESSION : Q_REPLAY_WORKER;
         sqlite3_stmt *s = statement(st, q);
         if (s == NULL) {
-            rc = STORE_ERR_SCHEMA;
+            rc = st->prepare_error;
         } else {
             sqlite3_bind_int64(s, 3, (sqlite3_int64)limit);
             rc = query_integer(st, q, ch->key, 0, first_id);
@@ -866,7 +882,7 @@ store_health(struct store *st, int *schema_version, bool *is_wal)
     *schema_version = (int)version;
     sqlite3_stmt *s = statement(st, Q_JOURNAL_MODE);
     if (s == NULL)
-        return STORE_ERR_SCHEMA;
+        return st->prepare_error;
     rc = sqlite3_step(s);
     const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
     *is_wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
@@ -879,7 +895,7 @@ store_session_counts(struct store *st, int64_t *open, int64_t *closed)
 {
     sqlite3_stmt *s = statement(st, Q_SESSION_COUNTS);
     if (s == NULL)
-        return STORE_ERR_SCHEMA;
+        return st->prepare_error;
     int rc = sqlite3_step(s);
     *open = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     *closed = rc == SQLITE_ROW ? sqlite3_column_int64(s, 1) - *open : 0;
@@ -892,7 +908,7 @@ store_schema_has(struct store *st, const char *type, const char *name, bool *exi
 {
     sqlite3_stmt *s = statement(st, Q_SCHEMA_OBJECT);
     if (s == NULL)
-        return STORE_ERR_SCHEMA;
+        return st->prepare_error;
     sqlite3_bind_text(s, 4, name, -1, SQLITE_STATIC);
     int64_t count = 0;
     int rc = query_integer(st, Q_SCHEMA_OBJECT, type, 0, &count);

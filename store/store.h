@@ -21,8 +21,10 @@
 
 enum store_error {
     STORE_ERR_MISSING = -1,     /* no database file at the path */
-    STORE_ERR_UNREADABLE = -2,  /* permissions, -wal/-shm not creatable, locked, corrupt */
-    STORE_ERR_SCHEMA = -3,      /* a database without the sse-fcgi schema */
+    STORE_ERR_UNREADABLE = -2,  /* permissions, -wal/-shm not creatable, corrupt (also a
+                                 * schema SQLite cannot parse); the message is SQLite's */
+    STORE_ERR_SCHEMA = -3,      /* a database without the sse-fcgi schema: user_version 0,
+                                 * or a table or column a query needs is missing */
     STORE_ERR_NOMEM = -4,
     STORE_ERR_NOT_FOUND = -5,   /* store_session_lookup: no such session */
     STORE_ERR_BUSY = -6,        /* locked past the busy timeout: try again later */

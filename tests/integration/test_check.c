@@ -6,8 +6,9 @@
  * the documented group-writable setup, a missing file, a file without the schema, a file
  * that is no database, a rollback-journal database, one without read_tokens under
  * SSE_AUTH=token, a file the user cannot read, a directory the user cannot write (with and
- * without -wal/-shm present), no SSE_DB, a bad SSE_* value, bad options. Each test checks
- * the exit status, the exact ok/FAIL lines that matter, their hints and the verdict.
+ * without -wal/-shm present), a world-writable database and directory (sticky or not: a
+ * WARN, exit 0), no SSE_DB, a bad SSE_* value, bad options. Each test checks the exit
+ * status, the exact ok/WARN/FAIL lines that matter, their hints and the verdict.
  */
 #include <check.h>
 #include <errno.h>
@@ -74,8 +75,9 @@ START_TEST(test_good_database)
                 "read_tokens; trigger events_record_prune", NULL);
     expect_line("ok   journal: journal_mode is wal", NULL);
     expect_line("ok   wal access: root can write ", NULL);
+    expect_line("ok   permissions: no one but owners and groups can write ", NULL);
     expect_line("ok   events: newest event id 3; sessions: 1 open, 1 closed", NULL);
-    expect_line("verdict: ok, all 8 checks passed", NULL);
+    expect_line("verdict: ok, all 9 checks passed", NULL);
     expect_no("FAIL");
 }
 END_TEST
@@ -92,7 +94,61 @@ START_TEST(test_documented_permissions_as_www_data)
     expect_line("ok   database: ", "(from --db)");
     expect_line("ok   file: ", "readable by www-data (mode 0664, owner root:www-data)");
     expect_line("ok   wal access: www-data can write ", "create");
-    expect_line("verdict: ok, all 8 checks passed", NULL);
+    expect_line("ok   permissions: ", NULL);
+    expect_line("verdict: ok, all 9 checks passed", NULL);
+}
+END_TEST
+
+/* Issue 11: a 0666 database in a 0777 directory passed. Anyone on the host could add events
+ * and read tokens, or put another file in the database's place: a warning, not a failure
+ * (exit 0), with the fix. */
+START_TEST(test_world_writable_warns)
+{
+    testenv_place_database(&test_env, 0777, 0666, (gid_t)-1);
+    run_check("www-data", test_env.db_path, NULL, NULL, NULL);
+    expect_status(0);
+    char line[TESTENV_PATH_MAX + 128];
+    snprintf(line, sizeof(line), "WARN permissions: %s (mode 0666)", test_env.db_path);
+    expect_line(line, ": writable by every user, so anyone on this host can add events and "
+                "read tokens");
+    expect_line("WARN permissions: ", "/data is writable by every user and not sticky (mode "
+                "0777): anyone can rename or delete the database and put another file in its "
+                "place");
+    expect_line("     hint: chmod o-w ", "/data");
+    expect_line("verdict: ok, all 9 checks passed; 1 with a warning (permissions)", NULL);
+    expect_no("FAIL");
+}
+END_TEST
+
+/* A sticky world-writable directory (like /tmp) keeps others from renaming the database,
+ * but not from creating a -wal or -shm before SQLite does: still a warning, saying why. */
+START_TEST(test_sticky_world_writable_directory_warns)
+{
+    testenv_place_database(&test_env, 01777, 0664, (gid_t)-1);
+    run_check("www-data", test_env.db_path, NULL, NULL, NULL);
+    expect_status(0);
+    expect_line("WARN permissions: ", "/data is writable by every user (mode 1777, sticky): "
+                "others cannot rename or delete the database, but anyone can create a missing "
+                "-wal or -shm there, which SQLite would then use");
+    expect_no("anyone on this host can add events");
+    expect_line("verdict: ok, all 9 checks passed; 1 with a warning (permissions)", NULL);
+}
+END_TEST
+
+/* A directory above the database that anyone may write, without the sticky bit: anyone
+ * can rename it and put a directory with another database in its place. */
+START_TEST(test_world_writable_parent_warns)
+{
+    testenv_place_database(&test_env, 02775, 0664, testenv_www_data_gid());
+    DIAG_CHECK(chmod(test_env.dir, 0777) == 0, "chmod: %s", strerror(errno));
+    run_check("www-data", test_env.db_path, NULL, NULL, NULL);
+    expect_status(0);
+    char line[TESTENV_PATH_MAX + 128];
+    snprintf(line, sizeof(line), "WARN permissions: %s, above the database, is writable by "
+             "every user and not sticky (mode 0777): anyone can rename or delete it",
+             test_env.dir);
+    expect_line(line, NULL);
+    expect_no("/data is writable");
 }
 END_TEST
 
@@ -107,7 +163,7 @@ START_TEST(test_missing_file)
     expect_line("--   open: not checked", NULL);
     expect_line("--   schema: not checked", NULL);
     expect_line("--   events: not checked", NULL);
-    expect_line("verdict: FAIL, 1 of 4 checks failed (file); 4 not run", NULL);
+    expect_line("verdict: FAIL, 1 of 5 checks failed (file); 4 not run", NULL);
     DIAG_CHECK(access(path, F_OK) != 0, "--check created %s", path);
 }
 END_TEST
@@ -149,7 +205,7 @@ START_TEST(test_rollback_journal_database)
     expect_line("ok   schema: version 1", NULL);
     expect_line("FAIL journal: journal_mode is not wal", NULL);
     expect_line("     hint: as the producers' user: sqlite3 ", "'PRAGMA journal_mode=WAL'");
-    expect_line("verdict: FAIL, 1 of 8 checks failed (journal); 0 not run", NULL);
+    expect_line("verdict: FAIL, 1 of 9 checks failed (journal); 0 not run", NULL);
 }
 END_TEST
 
@@ -175,7 +231,7 @@ START_TEST(test_unreadable_file_as_nobody)
     expect_line("     hint: give nobody read access", NULL);
     expect_line("--   open: not checked: no readable file", NULL);
     expect_line("FAIL wal access: nobody cannot write ", NULL);
-    expect_line("verdict: FAIL, 2 of 4 checks failed (file, wal access); 4 not run", NULL);
+    expect_line("verdict: FAIL, 2 of 5 checks failed (file, wal access); 4 not run", NULL);
 }
 END_TEST
 
@@ -191,7 +247,7 @@ START_TEST(test_unwritable_directory_as_www_data)
     expect_line("     hint: www-data must be able to create the -wal and -shm files", NULL);
     expect_line("FAIL wal access: www-data cannot write ", "-shm is missing");
     expect_line("     hint: let www-data write the directory: chgrp www-data ", "2775");
-    expect_line("verdict: FAIL, 2 of 5 checks failed (open, wal access); 3 not run", NULL);
+    expect_line("verdict: FAIL, 2 of 6 checks failed (open, wal access); 3 not run", NULL);
 }
 END_TEST
 
@@ -214,7 +270,7 @@ START_TEST(test_unwritable_directory_with_wal_files)
     expect_line("ok   open: ", NULL);
     expect_line("ok   events: newest event id 0; sessions: 1 open, 0 closed", NULL);
     expect_line("FAIL wal access: www-data cannot write ", "reads work only while");
-    expect_line("verdict: FAIL, 1 of 8 checks failed (wal access); 0 not run", NULL);
+    expect_line("verdict: FAIL, 1 of 9 checks failed (wal access); 0 not run", NULL);
 }
 END_TEST
 
@@ -236,7 +292,7 @@ START_TEST(test_bad_setting)
     expect_line("FAIL settings: SSE_THREADS: out of range", NULL);
     expect_line("     hint: fix SSE_THREADS where the web server sets it", NULL);
     expect_line("ok   journal: journal_mode is wal", NULL);
-    expect_line("verdict: FAIL, 1 of 8 checks failed (settings); 0 not run", NULL);
+    expect_line("verdict: FAIL, 1 of 9 checks failed (settings); 0 not run", NULL);
 }
 END_TEST
 
@@ -284,6 +340,9 @@ suite_check(void)
     tcase_add_test(tc, test_good_database);
     tcase_add_test(tc, test_top_level_usage);
     tcase_add_test(tc, test_documented_permissions_as_www_data);
+    tcase_add_test(tc, test_world_writable_warns);
+    tcase_add_test(tc, test_sticky_world_writable_directory_warns);
+    tcase_add_test(tc, test_world_writable_parent_warns);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_file_without_schema);
     tcase_add_test(tc, test_file_that_is_no_database);

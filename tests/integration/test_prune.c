@@ -8,7 +8,9 @@
  * global channel as one), the age rule and timestamp formats, the floor (open vs closed,
  * and a timestamp without an age), the union of the keep options and the prefix rule, a dry
  * run, batching, a producer writing throughout, the WAL truncated (or not, with a reader in
- * the way: not an error), ids that keep growing, usage and error exits; and end to end behind lighttpd: a stream open during the prune
+ * the way: not an error), ids that keep growing, session ids of a hand-edited database (a
+ * BLOB, a NUL inside) pruned by their exact value, usage and error exits; and end to end
+ * behind lighttpd: a stream open during the prune
  * goes on, a resume from before the kept range gets `event: gap` and then exactly the kept
  * events, and a closed session pruned to nothing still answers 204.
  */
@@ -370,21 +372,7 @@ START_TEST(test_busy_checkpoint_is_not_an_error)
 {
     publish_ok(&test_env, "INSERT INTO events(session_id, type, timestamp) VALUES ('s1', "
                "'llm_text_delta', " OLD "), ('s1', 'llm_text_delta', " OLD ");\n");
-    char ready[TESTENV_PATH_MAX], sql[TESTENV_PATH_MAX + 512];
-    testenv_path(&test_env, "reader-ready", ready, sizeof(ready));
-    snprintf(sql, sizeof(sql), "BEGIN;\nSELECT count(*) FROM events;\n.once %s\n"
-             "SELECT 'ready';\nSELECT count(*) FROM (WITH RECURSIVE k(i) AS (SELECT 1 UNION "
-             "ALL SELECT i + 1 FROM k WHERE i < 100000000000) SELECT i FROM k);\n", ready);
-    pid_t reader = publish_start(&test_env, sql);
-    char text[64] = "";
-    int64_t deadline = testenv_now_ms() + 10000;
-    while (strstr(text, "ready") == NULL && testenv_now_ms() < deadline) {
-        testenv_poll_step();
-        testenv_read_file(ready, text, sizeof(text));
-    }
-    if (strstr(text, "ready") == NULL)
-        publish_wait(&test_env, reader, 0, NULL);
-    DIAG_CHECK(strstr(text, "ready") != NULL, "the reader never started its transaction");
+    pid_t reader = publish_start_holding(&test_env, "BEGIN;\nSELECT count(*) FROM events;");
     run_prune((const char *const[]){"--keep-events", "1", NULL});
     publish_wait(&test_env, reader, 0, NULL);  /* SIGKILLed and reaped */
     expect_status(0);
@@ -445,6 +433,50 @@ START_TEST(test_resume_after_prune_gets_gap)
     sse_client_close(&live);
     sse_client_close(&old_resume);
     sse_client_close(&edge_resume);
+}
+END_TEST
+
+/* A hand-edited database (the INSERT trigger dropped): besides s1, rows whose session_id is
+ * s1 with a NUL inside (text), s1 as a BLOB, and a BLOB with a NUL. Each is a scope of its
+ * own, by exact stored value: ids 1,5,9 are s1; 2,6 the NUL text; 3,7 and 4,8 the BLOBs.
+ * Before, the BLOB scope planned as the text s1 (UNIQUE constraint failed: prune_plan.scope)
+ * and the BLOB with a NUL never ended. */
+static const char ODD_SCOPES_SQL[] =
+    "DROP TRIGGER events_check_insert;\n"
+    "INSERT INTO events(session_id, type, timestamp) VALUES\n"
+    " ('s1', 'llm_text_delta', " OLD "), ('s1' || char(0) || 'x', 'llm_text_delta', " OLD "),\n"
+    " (x'7331', 'llm_text_delta', " OLD "), (x'733100', 'llm_text_delta', " OLD "),\n"
+    " ('s1', 'llm_text_delta', " OLD "), (CAST(x'733100' || 'x' AS TEXT), 'llm_text_delta', "
+    OLD "),\n (x'7331', 'llm_text_delta', " OLD "), (x'733100', 'llm_text_delta', " OLD "),\n"
+    " ('s1', 'llm_text_delta', " OLD ");\n";
+
+START_TEST(test_hand_edited_session_ids_pruned_by_exact_value)
+{
+    publish_ok(&test_env, ODD_SCOPES_SQL);
+    command_run(&test_env, (const char *const[]){"prune", "--db", test_env.db_path,
+                                                 "--keep-events", "1", "--verbose", NULL},
+                &(struct command_options){.timeout_ms = 10000}, &result);
+    expect_status(0);
+    expect_ids("1", "6,7,8,9");
+    expect_output_line("sse-fcgi prune: session s1 (open): deletes ids 1-5 (2 events); "
+                       "keeps 1 event from id 9");
+    expect_output_line("sse-fcgi prune: session x'73310078' (text that is no session id; "
+                       "open): deletes ids 2-2 (1 event); keeps 1 event from id 6");
+    expect_output_line("sse-fcgi prune: session x'7331' (a BLOB; open): deletes ids 3-3 "
+                       "(1 event); keeps 1 event from id 7");
+    expect_output_line("sse-fcgi prune: session x'733100' (a BLOB; open): deletes ids 4-4 "
+                       "(1 event); keeps 1 event from id 8");
+    expect_output_line("sse-fcgi prune: deleted 5 events from 4 of 4 sessions in 1 "
+                       "transaction; kept 4 events");
+    expect_output_line("sse-fcgi prune: 3 of the sessions have an id no stream can ask for "
+                       "(a BLOB, or text that is no session id: a hand-edited database); the "
+                       "same rules pruned them");
+    struct publish_result r;
+    DIAG_CHECK(publish_sql(&test_env, "SELECT group_concat(typeof(scope) || ':' || hex(scope) "
+                           "|| '=' || through_id, ' ') FROM (SELECT * FROM pruned ORDER BY "
+                           "scope);\n", &r) == 0, "sqlite3: %s", r.err);
+    DIAG_CHECK(strcmp(r.out, "text:7331=5 text:73310078=2 blob:7331=3 blob:733100=4\n") == 0,
+               "pruned: %s", r.out);
 }
 END_TEST
 
@@ -590,6 +622,7 @@ suite_prune(void)
     tcase_add_test(tc, test_not_wal_checkpoint_not_needed);
     tcase_add_test(tc, test_resume_after_prune_gets_gap);
     tcase_add_test(tc, test_closed_session_pruned_to_nothing_answers_204);
+    tcase_add_test(tc, test_hand_edited_session_ids_pruned_by_exact_value);
     tcase_add_loop_test(tc, test_usage_errors, 0, COUNT(USAGE));
     tcase_add_test(tc, test_missing_database_not_created);
     tcase_add_test(tc, test_database_without_schema);

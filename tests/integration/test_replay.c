@@ -6,6 +6,8 @@
  * window (replayed types only, at most SSE_REPLAY_LIMIT rows), or everything after the
  * resume point, with no gap, no duplicate and nothing seen twice. Pruning is a DELETE with
  * the sqlite3 CLI; the schema records it in `pruned`, and the stream must announce the gap.
+ * Rows of a hand-edited database whose session_id only resembles s1 (a NUL inside, a BLOB)
+ * are no part of s1's replay or resume.
  */
 #include <check.h>
 #include <stdio.h>
@@ -164,6 +166,42 @@ START_TEST(test_no_gap_at_prune_boundary)
 }
 END_TEST
 
+/* A hand-edited database (the INSERT trigger dropped) holds rows whose session_id is not s1
+ * but close to it: s1 then a NUL (text, two spellings), s1 as a BLOB, s1 and a NUL as a BLOB.
+ * Ids 1, 4 and 7 are s1's own. Neither a fresh connect (the replay window) nor a resume of s1
+ * may send the others, and every row of s1 itself is sent. */
+static const char NEAR_S1_SQL[] =
+    "DROP TRIGGER events_check_insert;\n"
+    "INSERT INTO events(session_id, type) VALUES\n"
+    " ('s1', 'client_output_delta'), ('s1' || char(0) || 'x', 'client_output_delta'),\n"
+    " (x'7331', 'client_output_delta'), ('s1', 'client_output_delta'),\n"
+    " (CAST(x'733100' AS TEXT), 'client_output_delta'), (x'733100', 'client_output_delta'),\n"
+    " ('s1', 'client_output_delta');\n";
+
+static const struct {
+    const char *header;         /* NULL: a fresh connect */
+    long long expected[4];      /* then 8, live */
+    size_t count;
+} NEAR_S1[] = {
+    {NULL, {1, 4, 7, 8}, 4},
+    {"Last-Event-ID: 0", {1, 4, 7, 8}, 4},
+    {"Last-Event-ID: 1", {4, 7, 8}, 3},
+};
+
+START_TEST(test_replay_skips_near_session_ids)
+{
+    server_start(&test_srv, &test_env, NULL);
+    publish_ok(&test_env, NEAR_S1_SQL);
+    const char *const headers[] = {NEAR_S1[_i].header, NULL};
+    struct sse_client c;
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", headers);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type) VALUES ('s1', "
+               "'client_output_delta');\n");  /* 8 */
+    frames_expect_ids(&c, NEAR_S1[_i].expected, NEAR_S1[_i].count, 5000);
+    sse_client_close(&c);
+}
+END_TEST
+
 Suite *suite_replay(void);
 
 Suite *
@@ -180,6 +218,8 @@ suite_replay(void)
                         (int)(sizeof(MALFORMED_IDS) / sizeof(MALFORMED_IDS[0])));
     tcase_add_test(tc, test_gap_after_prune);
     tcase_add_test(tc, test_no_gap_at_prune_boundary);
+    tcase_add_loop_test(tc, test_replay_skips_near_session_ids, 0,
+                        (int)(sizeof(NEAR_S1) / sizeof(NEAR_S1[0])));
     suite_add_tcase(s, tc);
     return s;
 }

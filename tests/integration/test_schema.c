@@ -3,14 +3,19 @@
  *
  * Each test applies schema.sql to a fresh database in its own temp dir, then checks that bad
  * rows are refused at INSERT time with the documented message and good rows are accepted:
- * the producer's side of the contract. Also: WAL mode, re-applying the schema is harmless,
- * DELETE records the pruned range, UPDATE of events is refused.
+ * the producer's side of the contract. Every column the responder loads has a byte limit,
+ * and the limits are store/event.h's: each is tried at the limit (accepted) and one byte
+ * over (refused, the message naming column and limit), so schema.sql and the C code cannot
+ * drift apart. Also: WAL mode, re-applying the schema is harmless, also to a database made
+ * with an older schema.sql (whose triggers it replaces), DELETE records the pruned range,
+ * UPDATE of events is refused.
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/event.h"
 #include "tests/lib/publish.h"
 #include "tests/lib/testenv.h"
 
@@ -71,6 +76,25 @@ static const struct {
     {"INSERT INTO sessions(id) VALUES (printf('%.129c', 'x'));", "sessions.id must be 1-128"},
     {"INSERT INTO events(session_id, type) VALUES ('s1', 'custom');\n"
      "UPDATE events SET type = 'other';", "events are append-only"},
+    {"INSERT INTO events(session_id, type, node_id) VALUES ('s1', 'custom', 'n' || char(10));",
+     "events.node_id must not contain control characters"},
+    {"INSERT INTO events(session_id, type, execution_id) VALUES ('s1', 'custom', "
+     "'e' || char(0) || 'x');", "events.execution_id must not contain control characters"},
+    {"INSERT INTO events(session_id, type, correlation_id) VALUES ('s1', 'custom', "
+     "char(127));", "events.correlation_id must not contain control characters"},
+    {"INSERT INTO events(session_id, type, colony_id) VALUES ('s1', 'custom', 'a' || char(9));",
+     "events.colony_id must not contain control characters"},
+    {"INSERT INTO events(session_id, type, run_id) VALUES ('s1', 'custom', x'720072');",
+     "events.run_id must not contain control characters"},
+    {"INSERT INTO events(session_id, type) VALUES (x'7331', 'custom');",
+     "events.session_id must be text"},
+    {"INSERT INTO events(session_id, type) VALUES ('s1' || char(0) || 'x', 'custom');",
+     "events.session_id: no such session"},
+    {"INSERT INTO events(session_id, type, timestamp) VALUES ('s1', 'custom', x'00');",
+     "events.timestamp must be text or a number"},
+    {"INSERT INTO events(session_id, type, timestamp) VALUES ('s1', 'custom', NULL);",
+     "events.timestamp must be text or a number"},
+    {"INSERT INTO event_types(name) VALUES ('');", "event_types.name must be a non-empty text"},
 };
 
 START_TEST(test_bad_rows_refused_with_message)
@@ -92,10 +116,113 @@ START_TEST(test_good_rows_accepted)
             "INSERT INTO events(session_id, type) VALUES (NULL, 'crm_changed');\n"
             "INSERT INTO events(session_id, type, stream_id) VALUES "
             "('s1', 'custom', printf('%.128c', 'x'));\n"
+            "INSERT INTO events(session_id, type, timestamp) VALUES ('s1', 'custom', "
+            "1700000000), ('s1', 'custom', 1.5e300), ('s1', 'custom', -9223372036854775808);\n"
             "SELECT count(*), min(data), max(timestamp LIKE '____-__-__T__:__:__.___Z') "
             "FROM events;\n", &r);
     ck_assert_msg(r.status == 0, "refused: %s", r.out);
-    ck_assert_msg(strstr(r.out, "3|{\"a\":[1,2]}|1") != NULL, "got: %s", r.out);
+    ck_assert_msg(strstr(r.out, "6|{\"a\":[1,2]}|1") != NULL, "got: %s", r.out);
+}
+END_TEST
+
+/* Every byte limit of the schema, as store/event.h states it. The value is max bytes of
+ * text (a JSON string for data); prefix and suffix make the statement around it. */
+static const struct {
+    const char *column;         /* as the message names it */
+    int max_bytes;
+    bool is_json;               /* the value is a JSON string: '"' + max - 2 bytes + '"' */
+    const char *prefix;
+    const char *suffix;
+} LIMITS[] = {
+    {"events.type", EVENT_NAME_MAX, false,
+     "INSERT INTO events(session_id, type) VALUES ('s1', ", ");"},
+    {"events.stream_id", EVENT_NAME_MAX, false,
+     "INSERT INTO events(session_id, type, stream_id) VALUES ('s1', 'custom', ", ");"},
+    {"events.node_id", EVENT_ID_FIELD_MAX, false,
+     "INSERT INTO events(session_id, type, node_id) VALUES ('s1', 'custom', ", ");"},
+    {"events.execution_id", EVENT_ID_FIELD_MAX, false,
+     "INSERT INTO events(session_id, type, execution_id) VALUES ('s1', 'custom', ", ");"},
+    {"events.correlation_id", EVENT_ID_FIELD_MAX, false,
+     "INSERT INTO events(session_id, type, correlation_id) VALUES ('s1', 'custom', ", ");"},
+    {"events.colony_id", EVENT_ID_FIELD_MAX, false,
+     "INSERT INTO events(session_id, type, colony_id) VALUES ('s1', 'custom', ", ");"},
+    {"events.run_id", EVENT_ID_FIELD_MAX, false,
+     "INSERT INTO events(session_id, type, run_id) VALUES ('s1', 'custom', ", ");"},
+    {"events.timestamp", EVENT_TIMESTAMP_MAX, false,
+     "INSERT INTO events(session_id, type, timestamp) VALUES ('s1', 'custom', ", ");"},
+    {"events.data", EVENT_DATA_MAX, true,
+     "INSERT INTO events(session_id, type, data) VALUES ('s1', 'custom', ", ");"},
+    {"event_types.name", EVENT_NAME_MAX, false, "INSERT INTO event_types(name) VALUES (", ");"},
+};
+
+/* Runs LIMITS[i]'s statement with a value of bytes bytes. */
+static void
+insert_sized(int i, int bytes, struct publish_result *r)
+{
+    char value[96], sql[512];
+    if (LIMITS[i].is_json)
+        snprintf(value, sizeof(value), "'\"' || printf('%%.%dc', 'a') || '\"'", bytes - 2);
+    else
+        snprintf(value, sizeof(value), "printf('%%.%dc', 'x')", bytes);
+    snprintf(sql, sizeof(sql), "%s%s%s\nSELECT 'rows', (SELECT count(*) FROM events), "
+             "(SELECT count(*) FROM event_types);\n", LIMITS[i].prefix, value, LIMITS[i].suffix);
+    run_cli(sql, r);
+}
+
+/* Exactly the limit is accepted, one byte more is refused with "<column> must be at most
+ * <max> bytes", max being event.h's number: the schema and the C code agree. */
+START_TEST(test_limits_are_event_h_limits)
+{
+    struct publish_result r;
+    insert_sized(_i, LIMITS[_i].max_bytes, &r);
+    ck_assert_msg(r.status == 0 && strstr(r.out, "rows|") != NULL, "%s of %d bytes (the "
+                  "limit) refused: %.300s", LIMITS[_i].column, LIMITS[_i].max_bytes, r.out);
+    insert_sized(_i, LIMITS[_i].max_bytes + 1, &r);
+    char message[128];
+    snprintf(message, sizeof(message), "%s must be at most %d bytes", LIMITS[_i].column,
+             LIMITS[_i].max_bytes);
+    ck_assert_msg(r.status != 0 && strstr(r.out, message) != NULL, "%s of %d bytes: expected "
+                  "'%s', got: %.300s", LIMITS[_i].column, LIMITS[_i].max_bytes + 1, message,
+                  r.out);
+}
+END_TEST
+
+/* A database made with schema.sql as it was at 07674e4 (tests/conf/schema-07674e4.sql, that
+ * file unchanged), which bounded neither timestamp nor the ids. Its triggers were CREATE
+ * TRIGGER IF NOT EXISTS; applying today's schema.sql (twice) must still put today's checks
+ * in place, and keep the rows, the ids and the site's own policy changes. */
+START_TEST(test_reapply_over_older_schema)
+{
+    char old_db[TESTENV_PATH_MAX], sql[4 * TESTENV_PATH_MAX];
+    testenv_path(&env, "old.db", old_db, sizeof(old_db));
+    const char *conf = testenv_require("SSE_TEST_CONF"), *schema = testenv_require("SSE_SCHEMA");
+    struct testenv old = env;
+    snprintf(old.db_path, sizeof(old.db_path), "%s", old_db);
+    snprintf(sql, sizeof(sql), ".read %s/schema-07674e4.sql\n"
+             "INSERT INTO sessions(id) VALUES ('s1');\n"
+             "UPDATE event_types SET replayed = 0 WHERE name = 'client_output_delta';\n"
+             "INSERT INTO events(session_id, type, timestamp) VALUES ('s1', 'custom', "
+             "printf('%%.65c', '1'));\n", conf);
+    struct publish_result r;
+    publish_sql(&old, sql, &r);
+    ck_assert_msg(r.status == 0, "the old schema refused a 65-byte timestamp, so this is no "
+                  "old database: %s", r.err);
+    snprintf(sql, sizeof(sql), ".read %s\n.read %s\nSELECT 'rows', count(*), max(id) FROM "
+             "events;\nSELECT 'replayed', replayed FROM event_types WHERE name = "
+             "'client_output_delta';\nSELECT 'version', user_version FROM pragma_user_version;"
+             "\n", schema, schema);
+    publish_sql(&old, sql, &r);
+    ck_assert_msg(r.status == 0, "applying schema.sql to the old database failed: %s", r.err);
+    ck_assert_msg(strstr(r.out, "rows|1|1\nreplayed|0\nversion|1\n") != NULL, "got: %s",
+                  r.out);
+    publish_sql(&old, "INSERT INTO events(session_id, type, timestamp) VALUES ('s1', "
+                "'custom', printf('%.65c', '1'));\n", &r);
+    ck_assert_msg(r.status != 0 && strstr(r.err, "events.timestamp must be at most 64 bytes")
+                  != NULL, "the old trigger is still in place: %s", r.err);
+    publish_sql(&old, "INSERT INTO events(session_id, type, node_id) VALUES ('s1', 'custom', "
+                "'n1');\nSELECT 'id', max(id) FROM events;\n", &r);
+    ck_assert_msg(r.status == 0 && strstr(r.out, "id|2\n") != NULL, "got: %s %s", r.out,
+                  r.err);
 }
 END_TEST
 
@@ -161,6 +288,9 @@ suite_schema(void)
     tcase_add_loop_test(tc, test_bad_rows_refused_with_message, 0,
                         (int)(sizeof(REFUSED) / sizeof(REFUSED[0])));
     tcase_add_test(tc, test_good_rows_accepted);
+    tcase_add_loop_test(tc, test_limits_are_event_h_limits, 0,
+                        (int)(sizeof(LIMITS) / sizeof(LIMITS[0])));
+    tcase_add_test(tc, test_reapply_over_older_schema);
     tcase_add_test(tc, test_wal_mode_and_reapply);
     tcase_add_test(tc, test_delete_records_pruned_range);
     tcase_add_test(tc, test_policy_seeded_from_reference);

@@ -91,6 +91,31 @@ publish_wait(const struct testenv *env, pid_t pid, int timeout_ms, struct publis
     return status;
 }
 
+pid_t
+publish_start_holding(const struct testenv *env, const char *hold_sql)
+{
+    char name[64], marker[TESTENV_PATH_MAX], text[16] = "";
+    snprintf(name, sizeof(name), "publish-held-%u", publish_counter++);
+    testenv_path(env, name, marker, sizeof(marker));
+    int n = snprintf(sql_scratch, sizeof(sql_scratch), "%s\n.once %s\nSELECT 'held';\n"
+                     "SELECT count(*) FROM (WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT "
+                     "i + 1 FROM k WHERE i < 100000000000) SELECT i FROM k);\n", hold_sql,
+                     marker);
+    DIAG_CHECK(n > 0 && n < (int)sizeof(sql_scratch), "publish_start_holding: SQL too long");
+    pid_t pid = publish_start(env, sql_scratch);
+    int64_t deadline = testenv_now_ms() + 10000;
+    while (strstr(text, "held") == NULL && testenv_now_ms() < deadline) {
+        testenv_poll_step();
+        testenv_read_file(marker, text, sizeof(text));
+    }
+    if (strstr(text, "held") != NULL)
+        return pid;
+    publish_wait(env, pid, 0, &scratch);
+    DIAG_CHECK(false, "sqlite3 never got through:\n%.2000s\nstderr: %s", hold_sql,
+               scratch.err);
+    return -1;
+}
+
 int
 publish_sql(const struct testenv *env, const char *sql, struct publish_result *r)
 {

@@ -49,6 +49,13 @@ void publish_events(const struct testenv *env, const char *session_id, const cha
  * publish_wait). sql is copied to a file first. */
 pid_t publish_start(const struct testenv *env, const char *sql);
 
+/* Starts sqlite3 on hold_sql (a BEGIN and what it should take: a read snapshot, a write
+ * lock) followed by a statement that would run for hours, and returns its PID once hold_sql
+ * is done: it writes a marker file then, polled for up to 10 s (a miss fails the test with
+ * its stderr). What hold_sql took stays held until the caller ends the PID with
+ * publish_wait(env, pid, 0, NULL), which SIGKILLs it. */
+pid_t publish_start_holding(const struct testenv *env, const char *hold_sql);
+
 /* Waits for a publish_start PID up to timeout_ms, then SIGKILLs and reaps it. Returns the
  * exit status (-1 killed or timed out); fills r when not NULL. */
 int publish_wait(const struct testenv *env, pid_t pid, int timeout_ms,

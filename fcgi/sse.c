@@ -317,6 +317,27 @@ sse_append_open(struct buf *b, long retry_ms)
 }
 
 int
+sse_append_refusal(struct buf *b, long retry_ms, bool has_cursor, int64_t cursor,
+                   const char *reason)
+{
+    size_t start = b->len;
+    int rc = buf_appendf(b, "retry: %ld\n", retry_ms);
+    if (rc == 0 && has_cursor)
+        rc = buf_appendf(b, "id: %" PRId64 "\n", cursor);
+    if (rc == 0)
+        rc = buf_append_str(b, ": sse-fcgi unavailable: ");
+    for (const char *p = reason; rc == 0 && *p != '\0'; p++) {
+        char c = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
+        rc = buf_append(b, &c, 1);
+    }
+    if (rc == 0)
+        rc = buf_append_str(b, "\n\n");
+    if (rc < 0)
+        buf_truncate(b, start);
+    return rc;
+}
+
+int
 sse_append_keepalive(struct buf *b)
 {
     return buf_append_str(b, ": keepalive\n\n");

@@ -29,6 +29,13 @@ int sse_append_probe(struct buf *b);
  * client's last event id is unchanged. */
 int sse_append_gap(struct buf *b, int64_t requested, int64_t resumed_from);
 
+/* A soft refusal (SPEC §4.12), the whole body of a 200 stream that a standard EventSource
+ * comes back from: "retry: <ms>\n", "id: <cursor>\n" when has_cursor (it keeps the client's
+ * Last-Event-ID without firing an event), ": sse-fcgi unavailable: <reason>\n", "\n".
+ * reason is ours (a static string); any control byte in it becomes a space. */
+int sse_append_refusal(struct buf *b, long retry_ms, bool has_cursor, int64_t cursor,
+                       const char *reason);
+
 /* One event frame (SPEC §4.6): "id: <id>\n" [ "event: <type>\n" ] "data: <json>\n\n".
  * Returns 0, or -1 when cJSON or the buffer runs out of memory or the limit. */
 int sse_append_event(struct buf *b, const struct event *e, bool is_named);

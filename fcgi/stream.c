@@ -49,7 +49,7 @@
 #include "sse.h"
 
 enum {
-    STREAM_RETRY_AFTER_S = 5,       /* Retry-After on 503 */
+    STREAM_RETRY_AFTER_S = 2,       /* Retry-After on 503, retry: of a soft refusal */
     STREAM_BUSY_TIMEOUT_MS = 2000,  /* SQLite busy timeout of the read connection */
     LOG_VALUE_MAX = 96,             /* bytes of a client-supplied value in a log line */
 };
@@ -151,6 +151,50 @@ respond_error(struct request *r, int status, const char *message)
         flush_out(r);
 }
 
+/* Whether the client speaks SSE: EventSource sends Accept: text/event-stream, and
+ * Last-Event-ID when it comes back (SPEC §4.12). */
+static bool
+is_sse_client(const struct stream_io *io)
+{
+    const char *accept = io->param(io->ctx, "HTTP_ACCEPT");
+    return (accept != NULL && strstr(accept, "text/event-stream") != NULL)
+           || io->param(io->ctx, "HTTP_LAST_EVENT_ID") != NULL;
+}
+
+/* The cursor a client showed: Last-Event-ID, else last_event_id= of query (may be NULL).
+ * Silent: the stream itself logs a malformed one. */
+static bool
+client_cursor(const struct stream_io *io, const struct query *query, int64_t *cursor)
+{
+    if (params_parse_event_id(io->param(io->ctx, "HTTP_LAST_EVENT_ID"), cursor) == 0)
+        return true;
+    if (query != NULL && query->has_last_event_id) {
+        *cursor = query->last_event_id;
+        return true;
+    }
+    return false;
+}
+
+/* A transient refusal (SPEC §4.12). EventSource fails for good on a 503, so an SSE client
+ * gets a 200 stream that only sets retry: and keeps its cursor, then ends: it comes back
+ * after STREAM_RETRY_AFTER_S. Everyone else (HEAD, health, curl) gets the honest 503. The
+ * caller has logged the refusal. */
+static void
+respond_unavailable(struct request *r, bool is_stream_route, const char *message)
+{
+    if (r->is_head || !is_stream_route || !is_sse_client(r->io)) {
+        respond_error(r, 503, message);
+        return;
+    }
+    int64_t cursor = 0;
+    bool has_cursor = client_cursor(r->io, &r->query, &cursor);
+    buf_reset(&r->out);
+    if (http_append_stream_head(&r->out, r->cors_origin) == 0
+        && sse_append_refusal(&r->out, STREAM_RETRY_AFTER_S * 1000L, has_cursor, cursor,
+                              message) == 0)
+        flush_out(r);
+}
+
 /* Logs and answers a failure of store_open/lookup with the SPEC §5 status. */
 static void
 respond_store_error(struct request *r, int rc, const char *detail)
@@ -168,12 +212,15 @@ respond_store_error(struct request *r, int rc, const char *detail)
             log_line(MAP[i].status == 404 ? LOG_LEVEL_INFO : LOG_LEVEL_ERROR,
                      "error status=%d %s reason=%s detail=\"%s\"", MAP[i].status,
                      r->log_subject, MAP[i].message, detail);
-            respond_error(r, MAP[i].status, MAP[i].message);
+            if (MAP[i].status == 503)
+                respond_unavailable(r, r->route.kind != ROUTE_HEALTH, MAP[i].message);
+            else
+                respond_error(r, MAP[i].status, MAP[i].message);
             return;
         }
     }
     log_line(LOG_LEVEL_ERROR, "error status=503 %s detail=\"%s\"", r->log_subject, detail);
-    respond_error(r, 503, "database unavailable");
+    respond_unavailable(r, r->route.kind != ROUTE_HEALTH, "database unavailable");
 }
 
 /* Reads the configuration and applies the process-wide log settings it names. */
@@ -764,7 +811,7 @@ join_hub(struct request *r, struct live *lv)
     if (lv->hub == NULL || lv->wake_fd < 0) {
         log_line(LOG_LEVEL_ERROR, "error status=503 %s reason=\"no thread or descriptor for "
                  "the watcher\"", r->log_subject);
-        respond_error(r, 503, "out of resources");
+        respond_unavailable(r, true, "out of resources");
         return -1;
     }
     lv->sub = (struct hub_sub){.scope = r->channel.scope, .key = r->channel.key,
@@ -857,7 +904,12 @@ stream_reject_busy(const struct stream_io *io)
     buf_init(&r.out, 4096);
     r.cors_origin = http_cors_origin(getenv("SSE_CORS_ORIGIN"),
                                      io->param(io->ctx, "HTTP_ORIGIN"));
+    const char *method = io->param(io->ctx, "REQUEST_METHOD");
+    r.is_head = method != NULL && strcmp(method, "HEAD") == 0;
+    const char *why = NULL;
+    if (params_parse_query(io->param(io->ctx, "QUERY_STRING"), &r.query, &why) < 0)
+        r.query = (struct query){0};  /* only its last_event_id= is wanted here */
     log_line(LOG_LEVEL_WARN, "warning busy status=503 reason=no_free_stream_slot");
-    respond_error(&r, 503, "no free stream slot in this process; retry");
+    respond_unavailable(&r, true, "no free stream slot in this process; retry");
     buf_release(&r.out);
 }

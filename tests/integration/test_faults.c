@@ -208,7 +208,8 @@ expect_stream_status(int want_status, int timeout_ms)
     int status = 0;
     for (;;) {
         struct sse_client c;
-        sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", NULL);
+        const char *const curl[] = {"Accept: */*", NULL};  /* not EventSource: SPEC §4.12 */
+        sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", curl);
         status = c.status;
         sse_client_close(&c);
         if (status == want_status || testenv_now_ms() >= deadline)
@@ -219,7 +220,7 @@ expect_stream_status(int want_status, int timeout_ms)
 }
 
 /* The database file is moved away: streams end with reason=error:database_gone, new ones
- * get 503 while it is missing, and once it is back a client resumes where it was. */
+ * get 503 (EventSource: a soft refusal) while it is missing, and once it is back a client resumes where it was. */
 START_TEST(test_database_removed_then_back)
 {
     struct sse_client c;
@@ -231,6 +232,10 @@ START_TEST(test_database_removed_then_back)
                         "reason=error:database_gone", 2000);
     expect_stream_status(503, 3000);
     logwait_expect_line(test_srv.sse_log, "status=503", "database missing", 2000);
+    const char *const resuming[] = {"Last-Event-ID: 3", NULL};
+    sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", resuming);
+    frames_expect_refusal(&c, "database missing", 3);  /* EventSource comes back later */
+    sse_client_close(&c);
     testenv_move_database(&test_env, ".away", "");
     publish_events(&test_env, "s1", "llm_text_delta", NULL, 2);  /* 4, 5 */
     reconnect(&c, 3, 5000);

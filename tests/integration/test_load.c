@@ -27,6 +27,8 @@
 enum { LAG_ROWS = 2000, LAG_CRITICAL_EVERY = 10 };
 
 
+/* SPEC §4.12: with every slot taken, an EventSource gets a soft refusal it comes back from
+ * (its Last-Event-ID kept), a plain client a 503; both at once. */
 START_TEST(test_no_free_slot_answers_503_at_once)
 {
     const char *const settings[] = {"SSE_THREADS", "1", NULL};
@@ -34,7 +36,15 @@ START_TEST(test_no_free_slot_answers_503_at_once)
     struct sse_client first, second;
     frames_open_stream(&first, test_srv.port, "/api/sessions/s1/events", NULL);
     int64_t start_ms = testenv_now_ms();
-    sse_client_open(&second, test_srv.port, "GET", "/api/sessions/s1/events", NULL);
+    const char *const resuming[] = {"Last-Event-ID: 12", NULL};
+    sse_client_open(&second, test_srv.port, "GET", "/api/sessions/s1/events", resuming);
+    frames_expect_refusal(&second, "no free stream slot", 12);
+    DIAG_CHECK(testenv_now_ms() - start_ms < 1000, "the refusal took %lld ms",
+               (long long)(testenv_now_ms() - start_ms));
+    sse_client_close(&second);
+    start_ms = testenv_now_ms();
+    const char *const curl[] = {"Accept: */*", NULL};
+    sse_client_open(&second, test_srv.port, "GET", "/api/sessions/s1/events", curl);
     int64_t waited_ms = testenv_now_ms() - start_ms;
     char value[64];
     DIAG_CHECK(second.status == 503, "second stream on a 1-thread process: status %d",

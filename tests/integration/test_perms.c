@@ -24,6 +24,10 @@ START_TEST(test_unwritable_directory_gives_503_and_log)
     server_start(&test_srv, &test_env, NULL);
     struct sse_client c;
     sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", NULL);
+    frames_expect_refusal(&c, "database unreadable", -1);  /* SPEC §4.12: EventSource */
+    sse_client_close(&c);
+    const char *const curl[] = {"Accept: */*", NULL};
+    sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", curl);
     char value[64];
     DIAG_CHECK(c.status == 503, "status %d for an unreadable database", c.status);
     DIAG_CHECK(sse_client_header(&c, "Retry-After", value, sizeof(value)) != NULL,

@@ -130,7 +130,8 @@ START_TEST(test_error_answers)
     pid_t backend = server_find_backend(&test_srv, is_lighttpd ? 2000 : 0);
     snprintf(status_text, sizeof(status_text), "%d", e->status);
     int logged = logwait_count_lines(test_srv.sse_log, status_text, NULL);
-    const char *const headers[] = {"Content-Length: 0", NULL};
+    /* A plain HTTP client (curl's Accept): the honest statuses of SPEC §5 */
+    const char *const headers[] = {"Content-Length: 0", "Accept: */*", NULL};
     struct sse_client c;
     sse_client_open(&c, test_srv.port, e->method, path, headers);
     DIAG_CHECK(c.status == e->status, "%s: status %d, expected %d", c.request, c.status,
@@ -155,6 +156,46 @@ START_TEST(test_error_answers)
     else
         DIAG_CHECK(logwait_count_lines(test_srv.error_log, "signal", NULL) == 0,
                    "a responder died by a signal after %s", path);
+}
+END_TEST
+
+/* SPEC §4.12: a transient refusal that an SSE client comes back from. */
+static const struct refusal_case {
+    const char *path;
+    enum db_mode db;
+    const char *header;         /* an extra request header, or NULL */
+    const char *reason;         /* in the refusal's comment */
+    long long cursor;           /* its id: line; -1 for none */
+} REFUSALS[] = {
+    {"/api/sessions/s1/events", DB_MISSING, NULL, "database missing", -1},
+    {"/api/sessions/s1/events", DB_MISSING, "Last-Event-ID: 42", "database missing", 42},
+    {"/api/sessions/s1/events?last_event_id=7", DB_MISSING, NULL, "database missing", 7},
+    {"/api/sessions/s1/events?last_event_id=7", DB_MISSING, "Last-Event-ID: 9",
+     "database missing", 9},
+    {"/api/events/global", DB_MISSING, NULL, "database missing", -1},
+    {"/api/sessions/s1/events", DB_NO_SCHEMA, "Last-Event-ID: 3", "no sse-fcgi schema", 3},
+    {"/api/workers/abc/events", DB_GARBAGE, NULL, "unreadable", -1},
+};
+
+/* An SSE client gets 200, retry:, its cursor back and the reason, then the end, and the
+ * same log line a 503 has; health and HEAD keep the 503 even when they ask for SSE. */
+START_TEST(test_soft_refusals)
+{
+    const struct refusal_case *e = &REFUSALS[_i];
+    start_for(e->db);
+    int logged = logwait_count_lines(test_srv.sse_log, "status=503", NULL);
+    const char *const headers[] = {e->header, NULL};
+    struct sse_client c;
+    sse_client_open(&c, test_srv.port, "GET", e->path, headers);
+    frames_expect_refusal(&c, e->reason, e->cursor);
+    sse_client_close(&c);
+    logwait_expect_count(test_srv.sse_log, "status=503", NULL, logged + 1, 2000);
+    sse_client_open(&c, test_srv.port, "HEAD", e->path, headers);
+    DIAG_CHECK(c.status == 503, "%s: status %d, expected 503", c.request, c.status);
+    sse_client_close(&c);
+    sse_client_open(&c, test_srv.port, "GET", "/api/health", headers);
+    DIAG_CHECK(c.status == 503, "%s: status %d, expected 503", c.request, c.status);
+    sse_client_close(&c);
 }
 END_TEST
 
@@ -275,6 +316,7 @@ suite_routes(void)
     TCase *tc = server_tcase_create("routes");
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_error_answers, 0, (int)(sizeof(ERRORS) / sizeof(ERRORS[0])));
+    tcase_add_loop_test(tc, test_soft_refusals, 0, (int)(sizeof(REFUSALS) / sizeof(REFUSALS[0])));
     tcase_add_test(tc, test_health_facts);
     tcase_add_test(tc, test_head_of_stream);
     int mounts = server_building_front_end == SERVER_LIGHTTPD

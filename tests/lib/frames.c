@@ -127,6 +127,46 @@ frames_open_stream(struct sse_client *c, int port, const char *path,
     DIAG_CHECK(has_retry, "%s: the first block has no retry: line", c->request);
 }
 
+static const char REFUSAL_PREFIX[] = "sse-fcgi unavailable: ";
+
+bool
+frames_read_refusal(struct sse_client *c, char *reason, size_t size, long *retry_ms)
+{
+    struct sse_frame f;
+    sse_client_expect_block(c, &f, 5000);
+    bool is_refusal = f.has_retry && f.data == NULL && f.comment_lines == 1
+                      && strncmp(f.comment, REFUSAL_PREFIX, strlen(REFUSAL_PREFIX)) == 0;
+    if (is_refusal) {
+        snprintf(reason, size, "%s", f.comment + strlen(REFUSAL_PREFIX));
+        *retry_ms = f.retry_ms;
+    }
+    sse_frame_release(&f);
+    return is_refusal;
+}
+
+void
+frames_expect_refusal(struct sse_client *c, const char *reason_part, long long cursor)
+{
+    DIAG_CHECK(c->status == 200, "%s: status %d, expected a 200 soft refusal", c->request,
+               c->status);
+    char type[128];
+    DIAG_CHECK(sse_client_header(c, "Content-Type", type, sizeof(type)) != NULL
+               && strncmp(type, "text/event-stream", 17) == 0,
+               "%s: a soft refusal must be text/event-stream", c->request);
+    struct sse_frame f;
+    sse_client_expect_block(c, &f, 5000);
+    bool is_ok = f.has_retry && f.retry_ms > 0 && f.data == NULL && f.comment_lines == 1
+                 && strncmp(f.comment, REFUSAL_PREFIX, strlen(REFUSAL_PREFIX)) == 0
+                 && strstr(f.comment, reason_part) != NULL
+                 && (cursor < 0 ? !f.has_id : f.has_id && atoll(f.id) == cursor);
+    if (!is_ok)
+        sse_client_dump(c);
+    sse_frame_release(&f);
+    DIAG_CHECK(is_ok, "%s: not a soft refusal naming '%s' with cursor %lld", c->request,
+               reason_part, cursor);
+    sse_client_expect_end(c, 3000);
+}
+
 long
 frames_resume(struct sse_client *c, int port, const char *path, long long last_id,
               int timeout_ms)
@@ -137,11 +177,17 @@ frames_resume(struct sse_client *c, int port, const char *path, long long last_i
     int64_t start_ms = testenv_now_ms();
     for (;;) {
         sse_client_open(c, port, "GET", path, headers);
-        if (c->status == 200 || testenv_now_ms() - start_ms >= timeout_ms)
+        char reason[128];
+        long retry_ms = 0;
+        if (c->status == 200 && !frames_read_refusal(c, reason, sizeof(reason), &retry_ms))
             break;
         sse_client_close(c);
-        testenv_poll_step();
+        /* EventSource waits retry: ms after a soft refusal before it comes back */
+        int64_t again_ms = testenv_now_ms() + retry_ms;
+        while (testenv_now_ms() < again_ms && testenv_now_ms() - start_ms < timeout_ms)
+            testenv_poll_step();
+        DIAG_CHECK(testenv_now_ms() - start_ms < timeout_ms, "%s after %lld: status %d "
+                   "(refused) for %d ms", c->request, last_id, c->status, timeout_ms);
     }
-    DIAG_CHECK(c->status == 200, "%s after %lld: status %d", c->request, last_id, c->status);
     return (long)(testenv_now_ms() - start_ms);
 }

@@ -9,6 +9,7 @@
 #ifndef SSE_TEST_FRAMES_H
 #define SSE_TEST_FRAMES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "tests/lib/sse_client.h"
@@ -38,9 +39,20 @@ void frames_expect_gap(struct sse_client *c, long long requested, long long resu
 void frames_open_stream(struct sse_client *c, int port, const char *path,
                         const char *const *headers);
 
+/* Reads the first block of a 200 response (5 s deadline) and tells whether it is a soft
+ * refusal (SPEC §4.12: "retry:", a comment "sse-fcgi unavailable: ..."), copying the
+ * comment (without that prefix) into reason and the retry into *retry_ms when it is. */
+bool frames_read_refusal(struct sse_client *c, char *reason, size_t size, long *retry_ms);
+
+/* Fails the test unless the response is a soft refusal whose reason contains
+ * reason_part, with an "id: <cursor>" line when cursor >= 0 (none when it is -1), and its
+ * body then ends. */
+void frames_expect_refusal(struct sse_client *c, const char *reason_part, long long cursor);
+
 /* Opens path resuming after last_id (Last-Event-ID), retrying as EventSource does while
- * the web server cannot serve it yet (503, or no backend), for up to timeout_ms; fails
- * unless it gets 200. Returns the ms it took. */
+ * the web server cannot serve it yet (503, no backend, or a soft refusal, after whose
+ * retry: it comes back), for up to timeout_ms; fails unless it gets a stream. The opening
+ * block is read. Returns the ms it took. */
 long frames_resume(struct sse_client *c, int port, const char *path, long long last_id,
                    int timeout_ms);
 

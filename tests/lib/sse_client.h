@@ -51,8 +51,9 @@ struct sse_frame {
     size_t other_lines;                 /* lines with any other field name */
 };
 
-/* Connects, sends "<method> <path> HTTP/1.1" with Host and the given extra header lines
- * ("Name: value", NULL-terminated list or NULL), and waits up to 5 s for the response head.
+/* Connects, sends "<method> <path> HTTP/1.1" with Host, the given extra header lines
+ * ("Name: value", NULL-terminated list or NULL) and, unless they hold an Accept line,
+ * EventSource's "Accept: text/event-stream"; waits up to 5 s for the response head.
  * Fails the test on any error. */
 void sse_client_open(struct sse_client *c, int port, const char *method, const char *path,
                      const char *const *headers);

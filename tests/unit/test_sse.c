@@ -551,6 +551,41 @@ START_TEST(test_keepalive_and_probe)
 }
 END_TEST
 
+/* SPEC §4.12: retry, the cursor when there is one, the reason as a comment; one block, no
+ * data line, so EventSource fires nothing and comes back after retry ms. */
+static const struct {
+    long retry_ms;
+    bool has_cursor;
+    int64_t cursor;
+    const char *reason;
+    const char *expected;
+    int lines;
+} REFUSALS[] = {
+    {2000, false, 0, "database missing",
+     "retry: 2000\n: sse-fcgi unavailable: database missing\n\n", 3},
+    {1000, true, 42, "no free stream slot",
+     "retry: 1000\nid: 42\n: sse-fcgi unavailable: no free stream slot\n\n", 4},
+    {0, true, 0, "x", "retry: 0\nid: 0\n: sse-fcgi unavailable: x\n\n", 4},
+    {5000, true, INT64_MAX, "a\r\nb\x7f",
+     "retry: 5000\nid: 9223372036854775807\n: sse-fcgi unavailable: a  b \n\n", 4},
+};
+
+START_TEST(test_refusal)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    ck_assert_int_eq(sse_append_refusal(&b, REFUSALS[_i].retry_ms, REFUSALS[_i].has_cursor,
+                                        REFUSALS[_i].cursor, REFUSALS[_i].reason), 0);
+    assert_sse_bytes(&b, 0, REFUSALS[_i].lines);
+    ck_assert_str_eq(b.bytes, REFUSALS[_i].expected);
+    buf_release(&b);
+    buf_init(&b, 20);  /* too small: nothing at all is written */
+    ck_assert_int_eq(sse_append_refusal(&b, 2000, true, 1, "database missing"), -1);
+    ck_assert_uint_eq(b.len, 0);
+    buf_release(&b);
+}
+END_TEST
+
 static const struct {
     int64_t requested, resumed_from;
     const char *expected;
@@ -695,6 +730,7 @@ suite_sse(void)
     tcase_add_loop_test(tc, test_timestamp_kinds, 0, COUNT(TIMESTAMPS));
     tcase_add_test(tc, test_open);
     tcase_add_test(tc, test_keepalive_and_probe);
+    tcase_add_loop_test(tc, test_refusal, 0, COUNT(REFUSALS));
     tcase_add_loop_test(tc, test_gap, 0, COUNT(GAPS));
     tcase_add_test(tc, test_buffer_limit_leaves_buffer_unchanged);
     tcase_add_test(tc, test_control_lines_at_limit);

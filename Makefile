@@ -57,9 +57,10 @@ TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 TESTED_OBJ := $(filter-out $(BUILD)/obj/fcgi/main.o,$(OBJ))
 
 BIN        := $(BUILD)/sse-fcgi
+ES_DIR     := tests/eventsource
 TEST_BIN   := $(BUILD)/tests/run-tests
 
-.PHONY: all deps test test-suite sanitize soak run bench install clean lint fuzz
+.PHONY: all deps es-deps test test-suite sanitize soak run bench install clean lint fuzz
 
 all: $(BIN)
 
@@ -91,6 +92,25 @@ deps:
 	    $$SUDO apt-get install -y -q --no-install-recommends $$missing \
 	    || { $$SUDO apt-get update -q && \
 	         $$SUDO apt-get install -y -q --no-install-recommends $$missing; }; \
+	fi
+	@$(MAKE) --no-print-directory es-deps
+
+# The standard EventSource client of the tests (issue 11): npm's `eventsource`, pinned in
+# tests/eventsource/package-lock.json, installed there (not globally) with `npm ci` when
+# node_modules is missing or older than the lock. Node.js from Debian when there is none
+# (Debian 12's nodejs is 18; the pinned version runs on 18 and 20).
+es-deps:
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	    echo "make deps: installing nodejs npm"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    $$SUDO apt-get install -y -q --no-install-recommends nodejs npm \
+	    || { $$SUDO apt-get update -q && \
+	         $$SUDO apt-get install -y -q --no-install-recommends nodejs npm; }; \
+	fi
+	@if [ ! $(ES_DIR)/node_modules/.package-lock.json -nt $(ES_DIR)/package-lock.json ]; then \
+	    echo "make deps: npm ci in $(ES_DIR)"; \
+	    cd $(ES_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
 test: deps

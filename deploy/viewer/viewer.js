@@ -19,7 +19,6 @@ const DEFAULT_TYPES = [
 const MAX_ROWS = 2000;              // the page's memory stays bounded on a busy session
 const RECENT_KEY = "sse-fcgi-viewer.sessions";
 const RECENT_MAX = 12;
-const FALLBACK_RETRY_S = 3;         // after a 503 without Retry-After, or a failed HEAD
 
 const $ = (id) => document.getElementById(id);
 const pageParams = new URLSearchParams(location.search);
@@ -33,7 +32,6 @@ const view = {
   lastId: null,         // id of the last event received (what Last-Event-ID will say)
   count: 0,
   opens: 0,
-  retryTimer: 0,
   hasOpened: false,
 };
 
@@ -69,8 +67,8 @@ function loadRecentSessions() {
   }
 }
 
-// The stream URL for the controls; lastId (or null) becomes last_event_id=, for the
-// reconnects the page makes itself (EventSource cannot set the Last-Event-ID header).
+// The stream URL for the controls; lastId (or null) becomes last_event_id= (EventSource
+// cannot be given a Last-Event-ID header; it sends one itself when it reconnects).
 // A fresh connect replays only recent rows of the types marked replayed (SPEC §4.2);
 // "whole history" resumes from 0 instead: every kept event of the chosen types.
 function buildStreamUrl(lastId) {
@@ -221,7 +219,6 @@ function showGap(message) {
 }
 
 function stopSource() {
-  clearTimeout(view.retryTimer);
   if (view.source)
     view.source.close();
   view.source = null;
@@ -254,35 +251,28 @@ function openStream(url) {
   };
 }
 
-// EventSource gave up: the server answered something other than a 200 stream. It does not
-// say what, so ask the same question with HEAD (same route, same resume point).
+// EventSource gave up for good: the server answered something other than a 200 stream.
+// It does not say what, so ask the same question with HEAD (same route, same resume
+// point). A busy server or a missing database is not among the answers: the responder
+// refuses an EventSource softly (a 200 stream with retry:, SPEC §4.12), and the browser
+// comes back by itself while the page says "reconnecting".
 async function explainClose() {
   stopSource();
-  let response;
+  let status = 0;
   try {
-    response = await fetch(buildStreamUrl(view.lastId), {method: "HEAD", cache: "no-store"});
-  } catch (e) {
-    retryLater(FALLBACK_RETRY_S, "the server cannot be reached");
-    return;
-  }
-  const status = response.status;
+    status = (await fetch(buildStreamUrl(view.lastId), {method: "HEAD", cache: "no-store"}))
+      .status;
+  } catch (e) { /* status 0: not reachable */ }
   if (status === 204)
     setState("ended", "the session is closed and every event was received");
   else if (status === 404)
     setState("error", "no such session (404)");
   else if (status === 401 || status === 403)
     setState("error", `access denied (${status}); add ?token=… to the page URL`);
-  else if (status === 503 || status === 200)
-    retryLater(Number(response.headers.get("Retry-After")) || FALLBACK_RETRY_S,
-               status === 503 ? "the server is busy or the database unavailable (503)"
-                              : "the stream answers again");
   else
-    setState("error", `HTTP ${status}`);
-}
-
-function retryLater(seconds, why) {
-  setState("reconnecting", `${why}; trying again in ${seconds} s`);
-  view.retryTimer = setTimeout(() => openStream(buildStreamUrl(view.lastId)), seconds * 1000);
+    setState("error", (status === 0 ? "the server cannot be reached"
+                                    : `the stream was refused (HTTP ${status})`) +
+                      "; Connect starts again");
 }
 
 function connect() {

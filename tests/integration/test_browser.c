@@ -315,20 +315,27 @@ START_TEST(test_viewer_live_restart_end)
 }
 END_TEST
 
-/* The database goes missing: the server answers EventSource with a soft refusal
- * (SPEC §4.12), which it comes back from by itself after retry:, from where it was. */
-START_TEST(test_viewer_waits_out_503)
+/* The database goes missing: the server answers the page's EventSource with a soft refusal
+ * (SPEC §4.12), a 200 stream it comes back from by itself after retry:, from where it was.
+ * The viewer has no retry of its own: the EventSource the page opened first is the one
+ * that shows the row committed once the database is back. */
+START_TEST(test_viewer_survives_soft_refusal)
 {
     struct webdriver wd;
     start_live_viewer(&wd, 2, "1,2");
+    cJSON_Delete(webdriver_execute(&wd, "window.firstSource = view.source; return true;"));
     int refused = logwait_count_lines(test_srv.sse_log, "status=503", "database missing");
     testenv_move_database(&test_env, "", ".away");
     logwait_expect_count(test_srv.sse_log, "status=503", "database missing", refused + 1,
                          BROWSER_WAIT_MS);
+    expect_state(&wd, "reconnecting");
     testenv_move_database(&test_env, ".away", "");
     publish_agent_rows(2, 1);  /* 3 */
     expect_rows(&wd, "1,2,3");
     expect_state(&wd, "live");
+    DIAG_CHECK(webdriver_wait_until(&wd, "return view.source === window.firstSource && "
+                                         "view.source.readyState === EventSource.OPEN;", 0),
+               "the page's first EventSource gave up; the page opened another");
     webdriver_stop(&wd);
 }
 END_TEST
@@ -491,7 +498,7 @@ suite_browser(void)
     tcase_add_test(tc, test_viewer_files_served);
     tcase_add_test(tc, test_viewer_live_restart_end);
     tcase_add_test(tc, test_viewer_controls);
-    tcase_add_test(tc, test_viewer_waits_out_503);
+    tcase_add_test(tc, test_viewer_survives_soft_refusal);
     tcase_add_test(tc, test_viewer_shows_gap);
     if (server_building_front_end == SERVER_LIGHTTPD)  /* make run is lighttpd's */
         tcase_add_test(tc, test_demo_as_make_run_starts_it);

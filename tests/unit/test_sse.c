@@ -570,6 +570,48 @@ static const struct {
      "retry: 5000\nid: 9223372036854775807\n: sse-fcgi unavailable: a  b \n\n", 4},
 };
 
+/* The cursor block: an id and the end of the block, nothing EventSource would fire. */
+START_TEST(test_cursor_block)
+{
+    struct buf b;
+    buf_init(&b, 64);
+    ck_assert_int_eq(sse_append_cursor(&b, 100), 0);
+    assert_sse_bytes(&b, 0, 2);
+    ck_assert_str_eq(b.bytes, "id: 100\n\n");
+    buf_release(&b);
+}
+END_TEST
+
+/* A shared frame (sse_event_json once, sse_append_frame per stream) is byte for byte the
+ * frame sse_append_event writes, whole or as a head the caller completes. */
+START_TEST(test_shared_frame_pieces)
+{
+    struct event e = {.id = 7, .type = "client_output_delta", .type_len = 19,
+                      .data = "{\"a\":1}", .data_len = 7};
+    for (int is_named = 0; is_named <= 1; is_named++) {
+        struct buf whole, pieces;
+        buf_init(&whole, 4096);
+        buf_init(&pieces, 4096);
+        ck_assert_int_eq(sse_append_event(&whole, &e, is_named), 0);
+        size_t len;
+        char *json = sse_event_json(&e, &len);
+        ck_assert_ptr_nonnull(json);
+        ck_assert_uint_eq(len, strlen(json));
+        ck_assert_int_eq(sse_append_frame(&pieces, &e, is_named, json, len), 0);
+        ck_assert_str_eq(pieces.bytes, whole.bytes);
+        buf_reset(&pieces);
+        ck_assert_int_eq(sse_append_frame(&pieces, &e, is_named, NULL, 0), 0);
+        ck_assert_int_eq(buf_append(&pieces, json, len), 0);
+        ck_assert_int_eq(buf_append_str(&pieces, SSE_FRAME_END), 0);
+        ck_assert_str_eq(pieces.bytes, whole.bytes);
+        assert_frame(&pieces, 0, 7, is_named);
+        free(json);
+        buf_release(&whole);
+        buf_release(&pieces);
+    }
+}
+END_TEST
+
 START_TEST(test_refusal)
 {
     struct buf b;
@@ -731,6 +773,8 @@ suite_sse(void)
     tcase_add_test(tc, test_open);
     tcase_add_test(tc, test_keepalive_and_probe);
     tcase_add_loop_test(tc, test_refusal, 0, COUNT(REFUSALS));
+    tcase_add_test(tc, test_cursor_block);
+    tcase_add_test(tc, test_shared_frame_pieces);
     tcase_add_loop_test(tc, test_gap, 0, COUNT(GAPS));
     tcase_add_test(tc, test_buffer_limit_leaves_buffer_unchanged);
     tcase_add_test(tc, test_control_lines_at_limit);

@@ -385,6 +385,21 @@ send_direct(struct request *r, const char *bytes, size_t len)
     return flush_out(r) < 0 || r->io->send(r->io->ctx, bytes, len) < 0 ? -1 : 0;
 }
 
+/* Puts the head of e's frame (with json, the whole frame) into r->out, flushing first when
+ * it is full or has no room. Returns 0, -1 when the client is gone, 1 when the head alone
+ * is larger than STREAM_OUT_MAX (an event: line of a hand-edited type). */
+static int
+place_frame(struct request *r, const struct event *e, const char *json, size_t len)
+{
+    if (r->out.len >= STREAM_FLUSH_BYTES && flush_out(r) < 0)
+        return -1;
+    if (sse_append_frame(&r->out, e, r->query.is_named, json, len) == 0)
+        return 0;
+    if (flush_out(r) < 0)
+        return -1;
+    return sse_append_frame(&r->out, e, r->query.is_named, json, len) == 0 ? 0 : 1;
+}
+
 /* Appends the frame of row: the one the hub built for every stream when there is one, else
  * one built here for this send. A frame of STREAM_FLUSH_BYTES or more goes out as it is,
  * never copied into r->out. Returns 0, 1 when the event was skipped as too large, -1 when
@@ -399,20 +414,13 @@ append_frame(struct request *r, const struct store_row *row)
     if (json == NULL && !e->is_oversized && (json = own = sse_event_json(e, &len)) == NULL
         && len == 0)
         return -2;
-    if (json == NULL) {
-        log_line(LOG_LEVEL_WARN, "warning event too large, skipped id=%" PRId64 " bytes=%ld",
-                 e->id, e->is_oversized ? -1L : (long)len);
-        return 1;
-    }
-    int rc = 0;
     bool is_big = len >= STREAM_FLUSH_BYTES;
-    if (r->out.len >= STREAM_FLUSH_BYTES && flush_out(r) < 0)
+    int rc = json == NULL ? 1 : place_frame(r, e, is_big ? NULL : json, len);
+    if (rc == 0 && is_big && (send_direct(r, json, len) < 0
+                              || send_direct(r, SSE_FRAME_END, strlen(SSE_FRAME_END)) < 0))
         rc = -1;
-    else if (sse_append_frame(&r->out, e, r->query.is_named, is_big ? NULL : json, len) < 0)
-        rc = -2;
-    else if (is_big && (send_direct(r, json, len) < 0
-                        || send_direct(r, SSE_FRAME_END, strlen(SSE_FRAME_END)) < 0))
-        rc = -1;
+    if (rc == 1)
+        log_line(LOG_LEVEL_WARN, "warning event too large, skipped id=%" PRId64, e->id);
     free(own);
     return rc;
 }

@@ -259,6 +259,28 @@ START_TEST(test_hand_edited_keys_live_and_replay)
 }
 END_TEST
 
+/* A value over 64 MiB (never read into memory: the row is a stub) and, on a named stream,
+ * a type whose event: line cannot fit the output buffer: both skipped with a log line,
+ * the rows after them delivered. */
+START_TEST(test_oversized_rows_skipped)
+{
+    server_start(&test_srv, &test_env, NULL);
+    drop_checks();
+    struct sse_client c;
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events?types=*&named=1", NULL);
+    publish_okf(&test_env, "INSERT INTO events(session_id, type) VALUES ('s1', 'a');\n"
+                "INSERT INTO events(session_id, type, data) VALUES ('s1', 'b', '\"' || "
+                "hex(zeroblob(%d)) || '\"');\n"
+                "INSERT INTO events(session_id, type) VALUES ('s1', hex(zeroblob(%d)));\n"
+                "INSERT INTO events(session_id, type) VALUES ('s1', 'd');\n",
+                33 * MEBIBYTE, 100 * 1024);
+    frames_expect_ids(&c, (const long long[]){1, 4}, 2, 20000);
+    logwait_expect_line(test_srv.sse_log, "sse warning event too large", "id=2", 2000);
+    logwait_expect_line(test_srv.sse_log, "sse warning event too large", "id=3", 2000);
+    sse_client_close(&c);
+}
+END_TEST
+
 Suite *suite_hub(void);
 
 Suite *
@@ -273,6 +295,7 @@ suite_hub(void)
     tcase_add_test(tc, test_memory_counts_every_column);
     tcase_add_test(tc, test_big_row_framed_once);
     tcase_add_test(tc, test_hand_edited_keys_live_and_replay);
+    tcase_add_test(tc, test_oversized_rows_skipped);
     suite_add_tcase(s, tc);
     return s;
 }

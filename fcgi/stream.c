@@ -344,6 +344,7 @@ build_filter(struct request *r, struct live *lv)
         .watch_count = r->query.watch_count,
         .has_watch_all = r->query.has_watch_all,
         .has_worker_rule = r->route.kind == ROUTE_SESSION_EVENTS,
+        .has_open_types = r->route.kind == ROUTE_GLOBAL_EVENTS,  /* SPEC §3 */
         .max_lag = r->cfg.max_lag,
     };
     if (filter_init(&lv->filter, lv->policy, lv->policy_count, &req, is_unknown) < 0)

@@ -418,6 +418,9 @@ main(int argc, char **argv)
         fputs(USAGE, is_help ? stdout : stderr);
         return is_help ? 0 : 2;
     }
+    /* The per-process settings (config_is_per_process) are read here, once; every request
+     * takes them from shared.process. */
+    shared.process = cfg;
     log_set_level(cfg.log_level);
     if (log_open(cfg.log_target) < 0) {
         fprintf(stderr, "sse-fcgi: SSE_LOG: cannot open %s: %s\n", cfg.log_target,

@@ -116,12 +116,22 @@ struct live {
     int64_t end_ms;                 /* SSE_MAX_STREAM_S deadline, INT64_MAX for none */
 };
 
+/* A setting for this request: its parameter (Apache SetEnv), else the process environment
+ * (SPEC §7). */
+static const char *
+setting(const struct stream_io *io, const char *name)
+{
+    const char *value = io->param(io->ctx, name);
+    return value != NULL ? value : getenv(name);
+}
+
+/* config_load's lookup: the request's settings; the per-process ones are left to
+ * load_config, so a request's bad value for one of them cannot fail the request either. */
 static const char *
 lookup_setting(void *ctx, const char *name)
 {
-    const struct stream_io *io = ctx;
-    const char *value = io->param(io->ctx, name);
-    return value != NULL ? value : getenv(name);
+    const struct request *r = ctx;
+    return config_is_per_process(name) ? NULL : setting(r->io, name);
 }
 
 static const char *
@@ -223,12 +233,29 @@ respond_store_error(struct request *r, int rc, const char *detail)
     respond_unavailable(r, r->route.kind != ROUTE_HEALTH, "database unavailable");
 }
 
-/* Reads the configuration and applies the process-wide log settings it names. */
+/* Logs, once a process per name, a per-process setting given as a request parameter: it is
+ * ignored (README "Configuration"). Under CGI the parameters are the process's environment,
+ * which is where such a setting belongs. */
+static void
+warn_per_process_params(struct request *r)
+{
+    for (unsigned i = 0; !r->io->is_cgi && config_per_process_name(i) != NULL; i++) {
+        const char *name = config_per_process_name(i);
+        unsigned bit = 1u << i;
+        if (param(r, name) != NULL
+            && (atomic_fetch_or(&r->shared->warned_params, bit) & bit) == 0)
+            log_line(LOG_LEVEL_WARN, "warning per-process setting ignored in request "
+                     "parameters name=%s (set it in the process environment)", name);
+    }
+}
+
+/* Reads the request's configuration; the per-process settings stay the process's. */
 static int
 load_config(struct request *r)
 {
     const char *bad_name = NULL, *why = NULL;
-    if (config_load(&r->cfg, lookup_setting, (void *)r->io, &bad_name, &why) < 0) {
+    warn_per_process_params(r);
+    if (config_load(&r->cfg, lookup_setting, r, &bad_name, &why) < 0) {
         log_line(LOG_LEVEL_ERROR, "error bad configuration variable=%s reason=\"%s\"",
                  bad_name, why);
         char message[128];
@@ -236,9 +263,7 @@ load_config(struct request *r)
         respond_error(r, 503, message);
         return -1;
     }
-    log_set_level(r->cfg.log_level);
-    if (log_open(r->cfg.log_target) < 0)
-        log_line(LOG_LEVEL_ERROR, "error cannot open SSE_LOG file; logging to previous target");
+    config_copy_per_process(&r->cfg, &r->shared->process);
     return 0;
 }
 

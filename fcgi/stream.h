@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
+
 enum {
     STREAM_BATCH_ROWS = 256,
     STREAM_BATCH_BYTES = 256 * 1024,
@@ -42,10 +44,15 @@ struct stream_io {
     bool is_cgi;              /* plain CGI: one request per process */
 };
 
-/* Process-wide state every stream shares. */
+/* Process-wide state every stream shares. main.c fills it before the first request. */
 struct stream_shared {
     int shutdown_fd;          /* readable once SIGTERM arrived; -1 for none */
     atomic_long streams_open; /* streams now running in this process (/api/health) */
+    struct config process;    /* the settings read once at start from the environment; its
+                               * per-process fields (config_is_per_process) serve every
+                               * request; strings borrowed from the environment */
+    atomic_uint warned_params; /* bit i: config_per_process_name(i) came as a request
+                                * parameter and its warning was logged (once a process) */
 };
 
 /* Serves one request completely and returns when its response has ended. Never exits the

@@ -196,33 +196,12 @@ START_TEST(test_first_request_after_start_is_served)
 }
 END_TEST
 
-/* The descriptors of pid whose link target ends with suffix: how many, and the number of
- * the first one (-1 when none) into *first. */
-static int
-fds_ending_with(pid_t pid, const char *suffix, int *first)
-{
-    int count = 0;
-    *first = -1;
-    for (int fd = 0; fd < 4096; fd++) {
-        char link[96], target[TESTENV_PATH_MAX];
-        snprintf(link, sizeof(link), "/proc/%ld/fd/%d", (long)pid, fd);
-        ssize_t n = readlink(link, target, sizeof(target) - 1);
-        size_t len = strlen(suffix);
-        if (n <= 0 || (size_t)n < len)
-            continue;
-        target[n] = '\0';
-        if (strcmp(target + n - len, suffix) == 0 && count++ == 0)
-            *first = fd;
-    }
-    return count;
-}
-
 /* Returns the open flags of pid's descriptor whose target ends with suffix, or -1. */
 static long
 fd_flags_of(pid_t pid, const char *suffix)
 {
     int fd = -1;
-    if (fds_ending_with(pid, suffix, &fd) == 0)
+    if (testenv_count_fds(pid, suffix, &fd) == 0)
         return -1;
     char info[96], line[128];
     snprintf(info, sizeof(info), "/proc/%ld/fdinfo/%d", (long)pid, fd);
@@ -293,8 +272,8 @@ START_TEST(test_one_watcher_serves_many_streams)
     pid_t backend = server_find_backend(&test_srv, 2000);
     DIAG_CHECK(backend > 0, "no backend process");
     int first;
-    int watchers = fds_ending_with(backend, "anon_inode:inotify", &first);
-    int connections = fds_ending_with(backend, "/events.db", &first);
+    int watchers = testenv_count_fds(backend, "anon_inode:inotify", &first);
+    int connections = testenv_count_fds(backend, "/events.db", &first);
     DIAG_CHECK(watchers == 1, "%d inotify instances for %d streams, expected 1", watchers,
                WATCHED_STREAMS);
     /* SQLite defers closing a descriptor while another connection of the process holds a

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fcgi/config.h"
 #include "tests/lib/diag.h"
 #include "tests/lib/sse_client.h"
 
@@ -146,7 +147,18 @@ collect_env(const char **pairs, const struct server *srv, const struct testenv *
     return n;
 }
 
-/* Renders bin-environment lines `"NAME" => "value",` into out. */
+/* The Apache directive that sets name for the responder: SetEnv makes a request parameter
+ * under mod_fcgid (the environment under CGI); a per-process setting (SSE_LOG, ...) must be
+ * in the process environment, which under mod_fcgid only FcgidInitialEnv reaches. */
+static const char *
+apache_env_directive(const char *name)
+{
+    return server_front_end == SERVER_APACHE_FCGID && config_is_per_process(name)
+               ? "FcgidInitialEnv" : "SetEnv";
+}
+
+/* Renders bin-environment lines `"NAME" => "value",` (Apache: `SetEnv NAME "value"`) into
+ * out. */
 static void
 render_env(char *out, size_t size, const char **pairs, size_t count)
 {
@@ -154,8 +166,8 @@ render_env(char *out, size_t size, const char **pairs, size_t count)
     out[0] = '\0';
     for (size_t i = 0; i < count; i += 2) {
         int n = is_apache()
-                    ? snprintf(out + len, size - len, "SetEnv %s \"%s\"\n", pairs[i],
-                               pairs[i + 1])
+                    ? snprintf(out + len, size - len, "%s %s \"%s\"\n",
+                               apache_env_directive(pairs[i]), pairs[i], pairs[i + 1])
                     : snprintf(out + len, size - len, "            \"%s\" => \"%s\",\n",
                                pairs[i], pairs[i + 1]);
         DIAG_CHECK(n > 0 && (size_t)n < size - len, "bin-environment too long");

@@ -987,7 +987,7 @@ stream_reject_busy(const struct stream_io *io)
 {
     struct request r = {.io = io};
     buf_init(&r.out, 4096);
-    r.cors_origin = http_cors_origin(getenv("SSE_CORS_ORIGIN"),
+    r.cors_origin = http_cors_origin(setting(io, "SSE_CORS_ORIGIN"),
                                      io->param(io->ctx, "HTTP_ORIGIN"));
     const char *method = io->param(io->ctx, "REQUEST_METHOD");
     r.is_head = method != NULL && strcmp(method, "HEAD") == 0;

@@ -59,6 +59,46 @@ START_TEST(test_no_free_slot_answers_503_at_once)
 }
 END_TEST
 
+/* Issue 11: the busy answer reads SSE_CORS_ORIGIN as every other answer does, from the
+ * request's parameters first (lighttpd's setenv.add-environment here, as Apache's SetEnv
+ * gives it), not from the process environment alone. */
+START_TEST(test_busy_answer_takes_cors_from_the_request)
+{
+    const char *const settings[] = {"SSE_THREADS", "1", NULL};
+    const char *const params[] = {"SSE_CORS_ORIGIN", "https://app.example", NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings,
+                                                                .params = params});
+    const char *const origin[] = {"Origin: https://app.example", NULL};
+    struct sse_client first, second;
+    frames_open_stream(&first, test_srv.port, "/api/sessions/s1/events", origin);
+    char value[128];
+    const char *allowed = sse_client_header(&first, "Access-Control-Allow-Origin", value,
+                                            sizeof(value));
+    DIAG_CHECK(allowed != NULL && strcmp(allowed, "https://app.example") == 0,
+               "the stream itself: Access-Control-Allow-Origin %s", allowed ? allowed : "none");
+    /* an EventSource on that origin gets the soft refusal, curl the 503: both need it */
+    const char *const clients[][3] = {
+        {"Origin: https://app.example", NULL, NULL},
+        {"Origin: https://app.example", "Accept: */*", NULL},
+    };
+    for (int i = 0; i < 2; i++) {
+        sse_client_open(&second, test_srv.port, "GET", "/api/sessions/s1/events", clients[i]);
+        allowed = sse_client_header(&second, "Access-Control-Allow-Origin", value,
+                                    sizeof(value));
+        DIAG_CHECK(allowed != NULL && strcmp(allowed, "https://app.example") == 0,
+                   "the busy answer (status %d): Access-Control-Allow-Origin %s",
+                   second.status, allowed ? allowed : "none");
+        if (i == 0)
+            frames_expect_refusal(&second, "no free stream slot", -1);
+        else
+            DIAG_CHECK(second.status == 503, "curl on a busy process: status %d",
+                       second.status);
+        sse_client_close(&second);
+    }
+    sse_client_close(&first);
+}
+END_TEST
+
 START_TEST(test_two_sessions_never_mix)
 {
     server_start(&test_srv, &test_env, NULL);
@@ -299,6 +339,8 @@ suite_load(void)
     tcase_add_test(tc, test_first_request_after_start_is_served);
     if (server_building_front_end == SERVER_LIGHTTPD)  /* one request per process else */
         tcase_add_test(tc, test_no_free_slot_answers_503_at_once);
+    if (server_building_front_end == SERVER_LIGHTTPD)
+        tcase_add_test(tc, test_busy_answer_takes_cors_from_the_request);
     tcase_add_test(tc, test_two_sessions_never_mix);
     tcase_add_test(tc, test_stalled_client_delays_no_other);
     tcase_add_test(tc, test_lagging_client_keeps_critical_events);

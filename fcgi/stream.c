@@ -982,6 +982,23 @@ stream_serve(const struct stream_io *io, struct stream_shared *shared)
     auth_release_thread();
 }
 
+bool
+stream_needs_slot(const struct stream_io *io)
+{
+    const char *method = io->param(io->ctx, "REQUEST_METHOD");
+    if (method == NULL || strcmp(method, "GET") != 0)
+        return false;  /* HEAD sends the head alone; any other method gets 405 */
+    char path[PARAMS_PATH_MAX];
+    struct route route;
+    struct query query;
+    const char *why = NULL;
+    return params_request_path(io->param(io->ctx, "REQUEST_URI"),
+                               io->param(io->ctx, "SCRIPT_NAME"),
+                               io->param(io->ctx, "PATH_INFO"), path, sizeof(path)) == 0
+           && params_match_route(path, &route, &why) == 0 && route.kind != ROUTE_HEALTH
+           && params_parse_query(io->param(io->ctx, "QUERY_STRING"), &query, &why) == 0;
+}
+
 void
 stream_reject_busy(const struct stream_io *io)
 {

@@ -59,6 +59,11 @@ struct stream_shared {
  * process; every failure becomes a response or a log line. */
 void stream_serve(const struct stream_io *io, struct stream_shared *shared);
 
+/* True when the request may stream and so needs one of the process's stream slots: a GET
+ * of a stream route with a well-formed id and query string. Health, HEAD and every request
+ * answered 4xx need none (SPEC §4.12). Only reads io->param; thread-safe. */
+bool stream_needs_slot(const struct stream_io *io);
+
 /* Answers a request at once with 503 and Retry-After because every stream slot of this
  * process is taken (SPEC §4.12), and logs it. Thread-safe. */
 void stream_reject_busy(const struct stream_io *io);

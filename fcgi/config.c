@@ -28,6 +28,39 @@ static const struct {
     {"SSE_PROBE_MS", offsetof(struct config, probe_ms), -1, 0, 60000},
 };
 
+/* Per process: one log target and level serve every thread; the threads are started once;
+ * one watcher per database (store/hub.c) polls for every stream of it, so a request's own
+ * SSE_POLL_MS could only ever be the first request's. */
+static const char *const PER_PROCESS_NAMES[] = {
+    "SSE_LOG", "SSE_LOG_LEVEL", "SSE_THREADS", "SSE_POLL_MS",
+};
+
+const char *
+config_per_process_name(size_t i)
+{
+    return i < sizeof(PER_PROCESS_NAMES) / sizeof(PER_PROCESS_NAMES[0]) ? PER_PROCESS_NAMES[i]
+                                                                          : NULL;
+}
+
+bool
+config_is_per_process(const char *name)
+{
+    for (size_t i = 0; name != NULL && config_per_process_name(i) != NULL; i++) {
+        if (strcmp(name, config_per_process_name(i)) == 0)
+            return true;
+    }
+    return false;
+}
+
+void
+config_copy_per_process(struct config *c, const struct config *process)
+{
+    c->log_target = process->log_target;
+    c->log_level = process->log_level;
+    c->threads = process->threads;
+    c->poll_ms = process->poll_ms;
+}
+
 int
 config_parse_log_level(const char *name, enum log_level *out)
 {

@@ -1,14 +1,17 @@
 /*
  * config.h - the SSE_* settings (SPEC §7), parsed without I/O (pure).
  *
- * Values come through a lookup function, which main.c and stream.c point at the request's
- * FastCGI parameters first and the process environment second. A bad value is an error that
- * names the variable. Strings in struct config are borrowed from the lookup's source.
+ * Values come through a lookup function, which main.c points at the process environment and
+ * stream.c at the request's FastCGI parameters first and the process environment second
+ * (per-process settings aside: those come from the process, see config_is_per_process). A
+ * bad value is an error that names the variable. Strings in struct config are borrowed from
+ * the lookup's source.
  */
 #ifndef SSE_CONFIG_H
 #define SSE_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "auth.h"
 
@@ -54,6 +57,19 @@ typedef const char *(*config_lookup_fn)(void *ctx, const char *name);
  * *bad_name set to the variable and *why to a static reason. Thread-safe. */
 int config_load(struct config *c, config_lookup_fn lookup, void *ctx, const char **bad_name,
                 const char **why);
+
+/* The settings that belong to the process, not to one request: SSE_LOG, SSE_LOG_LEVEL,
+ * SSE_THREADS and SSE_POLL_MS (README "Configuration"). main.c reads them once, at start,
+ * from the environment; a request's parameters cannot change them. Returns the i-th name,
+ * or NULL when i is past the last. Thread-safe. */
+const char *config_per_process_name(size_t i);
+
+/* True when name is one of config_per_process_name's. NULL is false. Thread-safe. */
+bool config_is_per_process(const char *name);
+
+/* Copies the per-process fields (log_target, log_level, threads, poll_ms) of process into
+ * c, leaving every other field of c as it is. Strings stay borrowed from process's source. */
+void config_copy_per_process(struct config *c, const struct config *process);
 
 /* SSE_PROBE_MS when set, else the SPEC §4.10 default: 500 under Apache (server_software
  * starts with "Apache") or plain CGI, 0 (off) elsewhere. */

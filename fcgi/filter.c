@@ -4,7 +4,9 @@
  * The policy is the event_types table, loaded by the store and sorted by name, so a type is
  * found by binary search. The requested set is one bool per policy entry. The worker rule
  * (SPEC §4.5) and replay eligibility (§4.2) are decided per event; shedding (§4.8) never
- * touches a critical type. No I/O, no logging: unknown names are reported to the caller.
+ * touches a critical type. The global channel's types are open (SPEC §3): every type unless
+ * types= narrows it, names matched as given. No I/O, no logging: unknown names are reported
+ * to the caller.
  */
 #include "filter.h"
 
@@ -67,8 +69,17 @@ filter_init(struct filter *f, const struct event_type_policy *policy, size_t pol
     f->is_requested = calloc(policy_count ? policy_count : 1, sizeof(bool));
     if (f->is_requested == NULL)
         return -1;
-    f->requested_count = mark_requested(f, req, is_unknown);
-    if (f->requested_count == 0) {
+    size_t known = mark_requested(f, req, is_unknown);
+    if (req->has_open_types) {
+        /* SPEC §3: the global channel has no default set; app-wide events carry the app's
+         * own type names, so a name the table does not know is asked for, not a typo. */
+        for (size_t i = 0; is_unknown != NULL && i < req->type_count; i++)
+            is_unknown[i] = false;
+        f->open_names = req->type_names;
+        f->open_count = req->type_count;
+        f->has_all_types = f->has_all_types || req->type_count == 0;
+        f->requested_count = req->type_count;
+    } else if ((f->requested_count = known) == 0) {
         /* SPEC §3: an empty or all-unknown list means the default set. */
         for (size_t i = 0; i < policy_count; i++) {
             f->is_requested[i] = policy[i].is_streamed_by_default;
@@ -104,11 +115,23 @@ is_watched(const struct filter *f, const char *stream_id)
     return false;
 }
 
+/* True when type is one of the open names (has_open_types). */
+static bool
+is_open_name(const struct filter *f, const char *type)
+{
+    for (size_t i = 0; type != NULL && i < f->open_count; i++) {
+        if (strcmp(f->open_names[i], type) == 0)
+            return true;
+    }
+    return false;
+}
+
 enum filter_verdict
 filter_check(const struct filter *f, const struct event *e, bool is_replay, int64_t lag)
 {
     const struct event_type_policy *p = filter_find_type(f->policy, f->policy_count, e->type);
-    bool is_requested = p != NULL ? f->is_requested[p - f->policy] : f->has_all_types;
+    bool is_requested = p != NULL ? f->is_requested[p - f->policy]
+                                  : f->has_all_types || is_open_name(f, e->type);
     if (!is_requested || (is_replay && (p == NULL || !p->is_replayed)))
         return FILTER_SKIP_TYPE;
     if (f->has_worker_rule && filter_is_worker_stream(e->stream_id)

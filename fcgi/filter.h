@@ -20,6 +20,9 @@ struct filter {
     bool *is_requested;                     /* owned; one per policy entry */
     size_t requested_count;                 /* entries set in is_requested */
     bool has_all_types;                     /* types=*: unknown row types pass too */
+    const char *const *open_names;          /* borrowed; has_open_types: the names asked
+                                             * for, matched as given (NULL: none) */
+    size_t open_count;
     bool has_worker_rule;                   /* session streams only (SPEC §3) */
     const char *const *watch;               /* borrowed; "worker" or "worker:<id>" */
     size_t watch_count;
@@ -43,13 +46,18 @@ struct filter_request {
     size_t watch_count;
     bool has_watch_all;
     bool has_worker_rule;
+    bool has_open_types;            /* the global channel (SPEC §3): no names means every
+                                     * type, known or not, and a name the policy table does
+                                     * not know is matched as given instead of ignored;
+                                     * type_names is then borrowed for the filter's life */
     int64_t max_lag;
 };
 
 /* Builds a filter over a policy table sorted by name. Names not in the table are reported
  * by setting is_unknown[i] (caller array of type_count, may be NULL). No known name, or no
- * names at all, selects the default set (streamed_by_default). Returns 0, or -1 when out of
- * memory. Release with filter_release. */
+ * names at all, selects the default set (streamed_by_default). With has_open_types, no
+ * names selects every type instead, and every name is kept (none is reported unknown).
+ * Returns 0, or -1 when out of memory. Release with filter_release. */
 int filter_init(struct filter *f, const struct event_type_policy *policy, size_t policy_count,
                 const struct filter_request *req, bool *is_unknown);
 

@@ -55,8 +55,8 @@ switch_target(const char *target)
         int fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         if (fd < 0)
             return -errno;
-        /* The previous file stays open: another thread may be writing to it. Targets
-         * change only at start-up or when a request names a new one, which is rare. */
+        /* The previous file stays open: another thread may be writing to it. main.c opens
+         * the target once, at start-up (SSE_LOG is per process), so none is left behind. */
         atomic_store(&current_fd, fd);
         atomic_store(&is_file_target, true);
     }

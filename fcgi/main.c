@@ -1,13 +1,16 @@
 /*
  * main.c - start-up, signals, CGI or FastCGI, the accept loop and the stream threads.
  *
- * FastCGI: the main thread accepts (libfcgi FCGX_Accept_r) and hands each request to one of
- * SSE_THREADS stream threads; when none is free it answers 503 at once (SPEC §4.12), because
- * lighttpd would otherwise queue the request silently (DEPLOY-NOTES §6). Plain CGI: one
+ * FastCGI: the main thread accepts (libfcgi FCGX_Accept_r) and hands each request that may
+ * stream to one of SSE_THREADS stream threads, and every other one to a thread of its own;
+ * a stream request that finds no thread free within 250 ms is answered busy (SPEC §4.12),
+ * because lighttpd would otherwise queue it silently (DEPLOY-NOTES §6), and the accepting
+ * thread never waits for any of that (see "the pool" below). Plain CGI: one
  * request from the environment and fd 0/1, then exit (FCGX_Accept_r has no CGI fallback,
  * DEPLOY-NOTES §4). SIGTERM writes to a pipe that every stream's wait polls, so streams end
  * with reason=shutdown and the process exits within a second (SPEC §4.11).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcgiapp.h>
 #include <fcntl.h>
@@ -15,6 +18,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +35,6 @@ enum {
     THREAD_STACK_BYTES = 512 * 1024,  /* cJSON recursion on deeply nested data fits */
     SHUTDOWN_GRACE_MS = 800,          /* streams end, then the process exits (SPEC §4.11) */
     STDIN_DRAIN_MAX = 64 * 1024,      /* request body bytes read before streaming */
-    SLOT_WAIT_MS = 250,               /* for a slot about to be freed, before a 503 */
 };
 
 static const char USAGE[] =
@@ -129,135 +132,277 @@ fcgi_io(FCGX_Request *req)
     };
 }
 
-/* ---- stream threads ----------------------------------------------------------------- */
+/* ---- the pool: stream threads, the line of waiting streams, the quick thread ---------- */
 
-/* The hand-off between the accepting thread and the stream threads. Owned by main();
- * every field below `lock` is guarded by it. */
-struct pool {
-    pthread_mutex_t lock;
-    pthread_cond_t changed;        /* a request was handed off, a thread ended, or shutdown */
-    FCGX_Request *requests;        /* threads + 1: the accepting thread always has one */
-    FCGX_Request **free_list;      /* requests nobody holds */
-    size_t free_count;
-    FCGX_Request **handed;         /* accepted, waiting for a stream thread */
-    size_t handed_count;
-    long threads;                  /* SSE_THREADS */
-    long busy_threads;             /* requests handed off and not yet finished */
-    long running_threads;          /* stream threads not yet returned */
+/* How a process answers "at once" (SPEC §4.12) without the accepting thread ever waiting for
+ * a stream slot (issue 11: when it waited in the accept loop, 250 ms per request, the 40th
+ * request waited 9.9 s, and /api/health behind it):
+ *   - the accepting thread accepts and sorts: a request that may stream (stream_needs_slot)
+ *     joins the `waiting` line, any other (health, HEAD, every 4xx) the `quick` line; it
+ *     answers a request itself only when that line is full, with the busy answer, which is
+ *     one short write to a fresh connection;
+ *   - a free stream thread takes the oldest waiting request, so a slot is simply a thread;
+ *   - the refuser thread answers busy to each request still waiting SLOT_WAIT_MS after its
+ *     accept. The wait is for mod_fcgid, which returns a process to its pool as soon as
+ *     Apache sees the client gone, a few ms before the stream itself notices and frees its
+ *     slot; it is counted per request, so a crowd of waiting requests costs no one more;
+ *   - the quick thread answers the quick line, so those never need a stream slot.
+ * At shutdown stream and quick threads take nothing more; the refuser answers busy to
+ * whatever is left in either line. */
+enum {
+    SLOT_WAIT_MS = 250,
+    /* Each waiting request holds a web server connection and an FCGX_Request with its
+     * parameters (a few KiB), for SLOT_WAIT_MS at most. More than 64 arriving within 250 ms
+     * while every slot streams is a flood; those past it are refused at once, which is what
+     * waiting would almost surely have given them. */
+    WAITING_MAX = 64,
+    /* Only health is not instant (it opens the database, whose busy timeout is 2 s); rather
+     * than queue a 17th behind 16 of them, it is refused at once. */
+    QUICK_MAX = 16,
+    /* Requests held outside the lines and the stream threads: the one being accepted, the
+     * one being refused and the one the quick thread serves. */
+    REQUESTS_SPARE = 3,
 };
 
-static struct pool pool = {
-    .lock = PTHREAD_MUTEX_INITIALIZER,
-    .changed = PTHREAD_COND_INITIALIZER,
-};
-
-/* Returns a request to the free list; is_finished_stream also frees its stream slot. */
-static void
-pool_put_free(FCGX_Request *req, bool is_finished_stream)
+/* Milliseconds on the monotonic clock, which every condition variable below waits on. */
+static int64_t
+monotonic_ms(void)
 {
-    pthread_mutex_lock(&pool.lock);
-    pool.free_list[pool.free_count++] = req;
-    pool.busy_threads -= is_finished_stream;
-    if (is_finished_stream)
-        pthread_cond_broadcast(&pool.changed);  /* the accepting thread may wait for it */
-    pthread_mutex_unlock(&pool.lock);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-/* Waits for a request; NULL at shutdown. */
-static FCGX_Request *
-pool_take(void)
+static struct timespec
+monotonic_timespec(int64_t at_ms)
 {
-    pthread_mutex_lock(&pool.lock);
-    while (pool.handed_count == 0 && !atomic_load(&is_shutting_down))
-        pthread_cond_wait(&pool.changed, &pool.lock);
-    FCGX_Request *req = pool.handed_count > 0 ? pool.handed[--pool.handed_count] : NULL;
-    pthread_mutex_unlock(&pool.lock);
+    return (struct timespec){.tv_sec = at_ms / 1000, .tv_nsec = (at_ms % 1000) * 1000000L};
+}
+
+/* A FIFO ring of accepted requests, each with the time it may wait until, and the
+ * threads that take from it. Guarded by pool.lock. */
+struct line {
+    struct line_entry {
+        FCGX_Request *req;
+        int64_t until_ms;          /* monotonic; for `waiting` only */
+    } *entries;                    /* cap of them */
+    size_t head, count, cap;
+    pthread_cond_t ready;          /* a request joined, or shutdown */
+};
+
+static void
+line_push(struct line *l, FCGX_Request *req, int64_t until_ms)
+{
+    l->entries[(l->head + l->count++) % l->cap] = (struct line_entry){req, until_ms};
+}
+
+static FCGX_Request *
+line_pop(struct line *l)
+{
+    FCGX_Request *req = l->entries[l->head].req;
+    l->head = (l->head + 1) % l->cap;
+    l->count--;
     return req;
 }
 
-static void *
-stream_thread(void *unused)
+/* The hand-off between the accepting thread and the threads that answer. Owned by main();
+ * every field below `lock` is guarded by it. */
+struct pool {
+    pthread_mutex_t lock;
+    pthread_cond_t refuser_wake;   /* a request joined `waiting`, or shutdown */
+    pthread_cond_t thread_ended;   /* running_threads went down */
+    FCGX_Request *requests;        /* every request object: threads + lines + spare */
+    FCGX_Request **free_list;      /* requests nobody holds */
+    size_t free_count;
+    struct line waiting;           /* may stream: for the stream threads */
+    struct line quick;             /* stream nothing: for the quick thread */
+    long running_threads;          /* threads not yet returned */
+};
+
+static struct pool pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+pool_put_free(FCGX_Request *req)
 {
-    (void)unused;
-    FCGX_Request *req;
-    while ((req = pool_take()) != NULL) {
-        drain_stdin(req);
-        struct stream_io io = fcgi_io(req);
-        stream_serve(&io, &shared);
-        FCGX_Finish_r(req);
-        pool_put_free(req, true);
-    }
     pthread_mutex_lock(&pool.lock);
-    pool.running_threads--;
-    pthread_cond_broadcast(&pool.changed);
+    pool.free_list[pool.free_count++] = req;
     pthread_mutex_unlock(&pool.lock);
-    return NULL;
 }
 
-/* Hands req to a stream thread. Returns false when every slot is still taken after
- * SLOT_WAIT_MS. A slot counts as taken from hand-off until its request is finished, not by
- * threads waiting, so a thread that has not reached pool_take yet is still a free slot.
- * The short wait is for mod_fcgid, which returns a process to its pool as soon as Apache
- * sees the client gone, a few ms before the stream itself notices and frees its slot. */
-static bool
-pool_hand_off(FCGX_Request *req)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += SLOT_WAIT_MS * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
-    pthread_mutex_lock(&pool.lock);
-    while (pool.busy_threads >= pool.threads && !atomic_load(&is_shutting_down)
-           && pthread_cond_timedwait(&pool.changed, &pool.lock, &until) == 0) {
-    }
-    bool is_taken = pool.busy_threads < pool.threads;
-    if (is_taken) {
-        pool.busy_threads++;
-        pool.handed[pool.handed_count++] = req;
-        pthread_cond_signal(&pool.changed);
-    }
-    pthread_mutex_unlock(&pool.lock);
-    return is_taken;
-}
-
+/* A free request. The lines and the threads hold at most as many as start_threads made
+ * beyond this one, so there always is one. */
 static FCGX_Request *
 pool_get_free(void)
 {
     pthread_mutex_lock(&pool.lock);
-    FCGX_Request *req = pool.free_count > 0 ? pool.free_list[--pool.free_count] : NULL;
+    assert(pool.free_count > 0);
+    FCGX_Request *req = pool.free_list[--pool.free_count];
     pthread_mutex_unlock(&pool.lock);
     return req;
 }
 
-static int
-start_threads(long threads)
+/* Puts an accepted request in its line. Returns false when the line is full or the process
+ * is stopping (then the caller answers it). */
+static bool
+pool_hand_off(FCGX_Request *req, bool needs_slot)
 {
-    size_t total = (size_t)threads + 1;
-    pool.threads = threads;
+    struct line *line = needs_slot ? &pool.waiting : &pool.quick;
+    pthread_mutex_lock(&pool.lock);
+    bool is_queued = line->count < line->cap && !atomic_load(&is_shutting_down);
+    if (is_queued) {
+        line_push(line, req, monotonic_ms() + SLOT_WAIT_MS);
+        pthread_cond_signal(&line->ready);
+        if (needs_slot)
+            pthread_cond_signal(&pool.refuser_wake);
+    }
+    pthread_mutex_unlock(&pool.lock);
+    return is_queued;
+}
+
+/* Waits for the oldest request of line; NULL at shutdown. */
+static FCGX_Request *
+pool_take(struct line *line)
+{
+    pthread_mutex_lock(&pool.lock);
+    while (line->count == 0 && !atomic_load(&is_shutting_down))
+        pthread_cond_wait(&line->ready, &pool.lock);
+    FCGX_Request *req = atomic_load(&is_shutting_down) ? NULL : line_pop(line);
+    pthread_mutex_unlock(&pool.lock);
+    return req;
+}
+
+/* Waits for a request to refuse: the oldest waiting one once its SLOT_WAIT_MS are up, or,
+ * at shutdown, whatever either line still holds. NULL once shutdown has emptied them. */
+static FCGX_Request *
+pool_take_refusal(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    FCGX_Request *req = NULL;
+    while (req == NULL) {
+        if (atomic_load(&is_shutting_down)) {
+            struct line *left = pool.waiting.count > 0 ? &pool.waiting : &pool.quick;
+            req = left->count > 0 ? line_pop(left) : NULL;
+            break;
+        }
+        if (pool.waiting.count == 0) {
+            pthread_cond_wait(&pool.refuser_wake, &pool.lock);
+            continue;
+        }
+        int64_t until_ms = pool.waiting.entries[pool.waiting.head].until_ms;
+        if (until_ms <= monotonic_ms()) {
+            req = line_pop(&pool.waiting);
+        } else {
+            struct timespec until = monotonic_timespec(until_ms);
+            pthread_cond_timedwait(&pool.refuser_wake, &pool.lock, &until);
+        }
+    }
+    pthread_mutex_unlock(&pool.lock);
+    return req;
+}
+
+static void
+pool_thread_ended(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    pool.running_threads--;
+    pthread_cond_broadcast(&pool.thread_ended);
+    pthread_mutex_unlock(&pool.lock);
+}
+
+/* Serves req to its end (a stream thread or the quick thread) and frees it. */
+static void
+serve_request(FCGX_Request *req)
+{
+    drain_stdin(req);
+    struct stream_io io = fcgi_io(req);
+    stream_serve(&io, &shared);
+    FCGX_Finish_r(req);
+    pool_put_free(req);
+}
+
+/* Answers req busy (SPEC §4.12) and frees it. */
+static void
+refuse_request(FCGX_Request *req)
+{
+    struct stream_io io = fcgi_io(req);
+    stream_reject_busy(&io);
+    FCGX_Finish_r(req);
+    pool_put_free(req);
+}
+
+/* A stream thread (line: &pool.waiting) or the quick thread (&pool.quick). */
+static void *
+serving_thread(void *line)
+{
+    FCGX_Request *req;
+    while ((req = pool_take(line)) != NULL)
+        serve_request(req);
+    pool_thread_ended();
+    return NULL;
+}
+
+static void *
+refuser_thread(void *unused)
+{
+    (void)unused;
+    FCGX_Request *req;
+    while ((req = pool_take_refusal()) != NULL)
+        refuse_request(req);
+    pool_thread_ended();
+    return NULL;
+}
+
+/* Allocates the requests and the lines and initialises the condition variables on the
+ * monotonic clock. Returns 0 or -ENOMEM. */
+static int
+init_pool(long threads)
+{
+    size_t total = (size_t)threads + WAITING_MAX + QUICK_MAX + REQUESTS_SPARE;
     pool.requests = calloc(total, sizeof(*pool.requests));
     pool.free_list = calloc(total, sizeof(*pool.free_list));
-    pool.handed = calloc(total, sizeof(*pool.handed));
-    if (!pool.requests || !pool.free_list || !pool.handed)
+    pool.waiting = (struct line){.entries = calloc(WAITING_MAX, sizeof(struct line_entry)),
+                                 .cap = WAITING_MAX};
+    pool.quick = (struct line){.entries = calloc(QUICK_MAX, sizeof(struct line_entry)),
+                               .cap = QUICK_MAX};
+    if (!pool.requests || !pool.free_list || !pool.waiting.entries || !pool.quick.entries)
         return -ENOMEM;
     for (size_t i = 0; i < total; i++) {
         FCGX_InitRequest(&pool.requests[i], 0, 0);
         pool.free_list[pool.free_count++] = &pool.requests[i];
     }
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_t *conds[] = {&pool.waiting.ready, &pool.quick.ready, &pool.refuser_wake,
+                               &pool.thread_ended};
+    for (size_t i = 0; i < sizeof(conds) / sizeof(conds[0]); i++)
+        pthread_cond_init(conds[i], &attr);
+    pthread_condattr_destroy(&attr);
+    return 0;
+}
+
+/* Starts the stream threads, the quick thread and the refuser. Returns 0, or -errno. */
+static int
+start_threads(long threads)
+{
+    int rc = init_pool(threads);
+    if (rc < 0)
+        return rc;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, THREAD_STACK_BYTES);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    /* Stream threads block the shutdown signals, so they interrupt the accepting thread. */
+    /* These threads block the shutdown signals, so they interrupt the accepting thread. */
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    int rc = 0;
-    for (long i = 0; i < threads && rc == 0; i++) {
+    for (long i = 0; i < threads + 2 && rc == 0; i++) {
         pthread_t thread;
-        rc = pthread_create(&thread, &attr, stream_thread, NULL);
+        rc = i < threads ? pthread_create(&thread, &attr, serving_thread, &pool.waiting)
+             : i == threads ? pthread_create(&thread, &attr, serving_thread, &pool.quick)
+                            : pthread_create(&thread, &attr, refuser_thread, NULL);
         if (rc == 0)
             pool.running_threads++;
     }
@@ -266,19 +411,17 @@ start_threads(long threads)
     return -rc;
 }
 
-/* Wakes idle threads and waits up to SHUTDOWN_GRACE_MS for every stream to end. */
+/* Wakes every thread and waits up to SHUTDOWN_GRACE_MS for them to end. */
 static void
 wait_for_threads(void)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += SHUTDOWN_GRACE_MS * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
+    struct timespec until = monotonic_timespec(monotonic_ms() + SHUTDOWN_GRACE_MS);
     pthread_mutex_lock(&pool.lock);
-    pthread_cond_broadcast(&pool.changed);
+    pthread_cond_broadcast(&pool.waiting.ready);
+    pthread_cond_broadcast(&pool.quick.ready);
+    pthread_cond_broadcast(&pool.refuser_wake);
     while (pool.running_threads > 0
-           && pthread_cond_timedwait(&pool.changed, &pool.lock, &until) == 0) {
+           && pthread_cond_timedwait(&pool.thread_ended, &pool.lock, &until) == 0) {
     }
     pthread_mutex_unlock(&pool.lock);
 }
@@ -294,19 +437,16 @@ serve_fastcgi(long threads)
     log_line(LOG_LEVEL_INFO, "started mode=fastcgi threads=%ld pid=%ld", threads,
              (long)getpid());
     while (!atomic_load(&is_shutting_down)) {
-        FCGX_Request *req = pool_get_free();  /* never NULL: threads + 1 requests */
+        FCGX_Request *req = pool_get_free();
         if (FCGX_Accept_r(req) < 0) {
-            pool_put_free(req, false);
+            pool_put_free(req);
             if (!atomic_load(&is_shutting_down))
                 log_line(LOG_LEVEL_ERROR, "error accept failed; exiting");
             break;
         }
-        if (pool_hand_off(req))
-            continue;
         struct stream_io io = fcgi_io(req);
-        stream_reject_busy(&io);
-        FCGX_Finish_r(req);
-        pool_put_free(req, false);
+        if (!pool_hand_off(req, stream_needs_slot(&io)))
+            refuse_request(req);  /* its line is full: answered now, still without waiting */
     }
     wait_for_threads();
     return 0;
@@ -418,6 +558,9 @@ main(int argc, char **argv)
         fputs(USAGE, is_help ? stdout : stderr);
         return is_help ? 0 : 2;
     }
+    /* The per-process settings (config_is_per_process) are read here, once; every request
+     * takes them from shared.process. */
+    shared.process = cfg;
     log_set_level(cfg.log_level);
     if (log_open(cfg.log_target) < 0) {
         fprintf(stderr, "sse-fcgi: SSE_LOG: cannot open %s: %s\n", cfg.log_target,

@@ -135,6 +135,48 @@ decode_id(const struct segment *s, struct route *out, const char **why)
     return 0;
 }
 
+/* True when the mount point, path[0..api_slash) (everything before the '/' that starts the
+ * route's "api" segment), itself ends in an "api" segment: "/api/api/health". Web servers
+ * merge slashes and decode escapes before they match an access rule, so "/api//api" and
+ * "/%61pi/api" count as repeats too. */
+static bool
+is_repeated_api(const char *path, size_t api_slash)
+{
+    size_t end = api_slash;
+    while (end > 0 && path[end - 1] == '/')
+        end--;
+    size_t start = end;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    char segment[4];
+    long n = params_percent_decode(path + start, end - start, segment, sizeof(segment), false);
+    return n == 3 && memcmp(segment, "api", 3) == 0;
+}
+
+/* Which route the tail names, and the index of its "api" segment; -1 for none. */
+static int
+match_tail(const struct segment seg[ROUTE_SEGMENTS], enum route_kind *kind)
+{
+    if (segment_is(&seg[2], "api") && segment_is(&seg[3], "health")) {
+        *kind = ROUTE_HEALTH;
+        return 2;
+    }
+    if (segment_is(&seg[1], "api") && segment_is(&seg[2], "events")
+        && segment_is(&seg[3], "global")) {
+        *kind = ROUTE_GLOBAL_EVENTS;
+        return 1;
+    }
+    if (!segment_is(&seg[0], "api") || !segment_is(&seg[3], "events"))
+        return -1;
+    if (segment_is(&seg[1], "sessions"))
+        *kind = ROUTE_SESSION_EVENTS;
+    else if (segment_is(&seg[1], "workers"))
+        *kind = ROUTE_WORKER_EVENTS;
+    else
+        return -1;
+    return 0;
+}
+
 int
 params_match_route(const char *path, struct route *out, const char **why)
 {
@@ -142,24 +184,16 @@ params_match_route(const char *path, struct route *out, const char **why)
     split_tail(path, seg);
     out->id[0] = '\0';
     *why = "no such route";
-    if (segment_is(&seg[2], "api") && segment_is(&seg[3], "health")) {
-        out->kind = ROUTE_HEALTH;
-        return 0;
-    }
-    if (segment_is(&seg[1], "api") && segment_is(&seg[2], "events")
-        && segment_is(&seg[3], "global")) {
-        out->kind = ROUTE_GLOBAL_EVENTS;
-        return 0;
-    }
-    if (!segment_is(&seg[0], "api") || !segment_is(&seg[3], "events"))
+    int api = match_tail(seg, &out->kind);
+    if (api < 0)
         return PARAMS_NOT_FOUND;
-    if (segment_is(&seg[1], "sessions"))
-        out->kind = ROUTE_SESSION_EVENTS;
-    else if (segment_is(&seg[1], "workers"))
-        out->kind = ROUTE_WORKER_EVENTS;
-    else
+    if (is_repeated_api(path, (size_t)(seg[api].start - 1 - path))) {
+        *why = "no such route: the path repeats /api";
         return PARAMS_NOT_FOUND;
-    return decode_id(&seg[2], out, why);
+    }
+    if (out->kind == ROUTE_SESSION_EVENTS || out->kind == ROUTE_WORKER_EVENTS)
+        return decode_id(&seg[2], out, why);
+    return 0;
 }
 
 int

@@ -45,9 +45,10 @@ int params_request_path(const char *request_uri, const char *script_name,
 
 /* Matches the raw (still percent-encoded) path on its tail, so any mount point works:
  * ".../api/sessions/{id}/events", ".../api/workers/{id}/events", ".../api/events/global",
- * ".../api/health". Returns 0 and fills *out; PARAMS_NOT_FOUND for an unknown route;
- * PARAMS_MALFORMED when the id segment is empty, badly encoded or not [A-Za-z0-9._:-]{1,128}
- * after decoding. *why is set on failure. */
+ * ".../api/health". Returns 0 and fills *out; PARAMS_NOT_FOUND for an unknown route, and for
+ * a mount point that itself ends in an "api" segment ("/api/api/health", also as "/api//api"
+ * or "/%61pi/api"); PARAMS_MALFORMED when the id segment is empty, badly encoded or not
+ * [A-Za-z0-9._:-]{1,128} after decoding. *why is set on failure. */
 int params_match_route(const char *path, struct route *out, const char **why);
 
 /* True when id[0..len) is 1..128 bytes of [A-Za-z0-9._:-] (SPEC §5). */

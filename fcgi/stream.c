@@ -116,12 +116,22 @@ struct live {
     int64_t end_ms;                 /* SSE_MAX_STREAM_S deadline, INT64_MAX for none */
 };
 
+/* A setting for this request: its parameter (Apache SetEnv), else the process environment
+ * (SPEC §7). */
+static const char *
+setting(const struct stream_io *io, const char *name)
+{
+    const char *value = io->param(io->ctx, name);
+    return value != NULL ? value : getenv(name);
+}
+
+/* config_load's lookup: the request's settings; the per-process ones are left to
+ * load_config, so a request's bad value for one of them cannot fail the request either. */
 static const char *
 lookup_setting(void *ctx, const char *name)
 {
-    const struct stream_io *io = ctx;
-    const char *value = io->param(io->ctx, name);
-    return value != NULL ? value : getenv(name);
+    const struct request *r = ctx;
+    return config_is_per_process(name) ? NULL : setting(r->io, name);
 }
 
 static const char *
@@ -223,12 +233,29 @@ respond_store_error(struct request *r, int rc, const char *detail)
     respond_unavailable(r, r->route.kind != ROUTE_HEALTH, "database unavailable");
 }
 
-/* Reads the configuration and applies the process-wide log settings it names. */
+/* Logs, once a process per name, a per-process setting given as a request parameter: it is
+ * ignored (README "Configuration"). Under CGI the parameters are the process's environment,
+ * which is where such a setting belongs. */
+static void
+warn_per_process_params(struct request *r)
+{
+    for (unsigned i = 0; !r->io->is_cgi && config_per_process_name(i) != NULL; i++) {
+        const char *name = config_per_process_name(i);
+        unsigned bit = 1u << i;
+        if (param(r, name) != NULL
+            && (atomic_fetch_or(&r->shared->warned_params, bit) & bit) == 0)
+            log_line(LOG_LEVEL_WARN, "warning per-process setting ignored in request "
+                     "parameters name=%s (set it in the process environment)", name);
+    }
+}
+
+/* Reads the request's configuration; the per-process settings stay the process's. */
 static int
 load_config(struct request *r)
 {
     const char *bad_name = NULL, *why = NULL;
-    if (config_load(&r->cfg, lookup_setting, (void *)r->io, &bad_name, &why) < 0) {
+    warn_per_process_params(r);
+    if (config_load(&r->cfg, lookup_setting, r, &bad_name, &why) < 0) {
         log_line(LOG_LEVEL_ERROR, "error bad configuration variable=%s reason=\"%s\"",
                  bad_name, why);
         char message[128];
@@ -236,9 +263,7 @@ load_config(struct request *r)
         respond_error(r, 503, message);
         return -1;
     }
-    log_set_level(r->cfg.log_level);
-    if (log_open(r->cfg.log_target) < 0)
-        log_line(LOG_LEVEL_ERROR, "error cannot open SSE_LOG file; logging to previous target");
+    config_copy_per_process(&r->cfg, &r->shared->process);
     return 0;
 }
 
@@ -344,6 +369,7 @@ build_filter(struct request *r, struct live *lv)
         .watch_count = r->query.watch_count,
         .has_watch_all = r->query.has_watch_all,
         .has_worker_rule = r->route.kind == ROUTE_SESSION_EVENTS,
+        .has_open_types = r->route.kind == ROUTE_GLOBAL_EVENTS,  /* SPEC §3 */
         .max_lag = r->cfg.max_lag,
     };
     if (filter_init(&lv->filter, lv->policy, lv->policy_count, &req, is_unknown) < 0)
@@ -964,12 +990,29 @@ stream_serve(const struct stream_io *io, struct stream_shared *shared)
     auth_release_thread();
 }
 
+bool
+stream_needs_slot(const struct stream_io *io)
+{
+    const char *method = io->param(io->ctx, "REQUEST_METHOD");
+    if (method == NULL || strcmp(method, "GET") != 0)
+        return false;  /* HEAD sends the head alone; any other method gets 405 */
+    char path[PARAMS_PATH_MAX];
+    struct route route;
+    struct query query;
+    const char *why = NULL;
+    return params_request_path(io->param(io->ctx, "REQUEST_URI"),
+                               io->param(io->ctx, "SCRIPT_NAME"),
+                               io->param(io->ctx, "PATH_INFO"), path, sizeof(path)) == 0
+           && params_match_route(path, &route, &why) == 0 && route.kind != ROUTE_HEALTH
+           && params_parse_query(io->param(io->ctx, "QUERY_STRING"), &query, &why) == 0;
+}
+
 void
 stream_reject_busy(const struct stream_io *io)
 {
     struct request r = {.io = io};
     buf_init(&r.out, 4096);
-    r.cors_origin = http_cors_origin(getenv("SSE_CORS_ORIGIN"),
+    r.cors_origin = http_cors_origin(setting(io, "SSE_CORS_ORIGIN"),
                                      io->param(io->ctx, "HTTP_ORIGIN"));
     const char *method = io->param(io->ctx, "REQUEST_METHOD");
     r.is_head = method != NULL && strcmp(method, "HEAD") == 0;

@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
+
 enum {
     STREAM_BATCH_ROWS = 256,
     STREAM_BATCH_BYTES = 256 * 1024,
@@ -42,15 +44,25 @@ struct stream_io {
     bool is_cgi;              /* plain CGI: one request per process */
 };
 
-/* Process-wide state every stream shares. */
+/* Process-wide state every stream shares. main.c fills it before the first request. */
 struct stream_shared {
     int shutdown_fd;          /* readable once SIGTERM arrived; -1 for none */
     atomic_long streams_open; /* streams now running in this process (/api/health) */
+    struct config process;    /* the settings read once at start from the environment; its
+                               * per-process fields (config_is_per_process) serve every
+                               * request; strings borrowed from the environment */
+    atomic_uint warned_params; /* bit i: config_per_process_name(i) came as a request
+                                * parameter and its warning was logged (once a process) */
 };
 
 /* Serves one request completely and returns when its response has ended. Never exits the
  * process; every failure becomes a response or a log line. */
 void stream_serve(const struct stream_io *io, struct stream_shared *shared);
+
+/* True when the request may stream and so needs one of the process's stream slots: a GET
+ * of a stream route with a well-formed id and query string. Health, HEAD and every request
+ * answered 4xx need none (SPEC §4.12). Only reads io->param; thread-safe. */
+bool stream_needs_slot(const struct stream_io *io);
 
 /* Answers a request at once with 503 and Retry-After because every stream slot of this
  * process is taken (SPEC §4.12), and logs it. Thread-safe. */

@@ -5,7 +5,9 @@
  * FcgidBusyTimeout ends the stream cleanly and the client resumes without loss; a client
  * that leaves frees its fcgid process, so that at the process limit the next client is
  * served (the time it took is printed); the default output buffer holds everything back
- * (the fact the deploy files are built on); deploy/apache/htaccess works as shipped.
+ * (the fact the deploy files are built on); deploy/apache/htaccess works as shipped; a
+ * request's SetEnv of a per-process setting (SSE_LOG, SSE_LOG_LEVEL, SSE_POLL_MS) changes
+ * nothing in the process and leaks nothing.
  */
 #include <check.h>
 #include <errno.h>
@@ -176,6 +178,141 @@ START_TEST(test_shared_hosting_htaccess)
 }
 END_TEST
 
+enum { ALTERNATING_REQUESTS = 300, PIPELINE_BYTES = 1024 * 1024 };
+
+/* Sends GETs of paths[first..first+n) (alternating, i % 2) pipelined on one keep-alive
+ * connection and fails unless n answers "200" arrive within 20 s. One connection, because
+ * Apache then starts a request only once the one before has ended and mod_fcgid has its
+ * process back; separate connections race that return and wait its 1 s spawn delay. */
+static void
+expect_pipelined_200s(const char *const paths[2], int first, int n)
+{
+    static char requests[ALTERNATING_REQUESTS * 160], answers[PIPELINE_BYTES];
+    int fd = sse_client_send_get(test_srv.port, paths[first % 2], 0);  /* the first */
+    size_t len = 0;
+    for (int i = first + 1; i < first + n; i++)  /* the rest, as sse_client_send_get would */
+        len += (size_t)snprintf(requests + len, sizeof(requests) - len,
+                                "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", paths[i % 2]);
+    DIAG_CHECK(write(fd, requests, len) == (ssize_t)len, "pipelining %d requests: write "
+               "failed", n);
+    size_t got = 0;
+    int answered = 0;
+    int64_t deadline = testenv_now_ms() + 20000;
+    while (answered < n && got < sizeof(answers) - 1 && testenv_now_ms() < deadline) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(deadline - testenv_now_ms())) <= 0)
+            continue;
+        ssize_t k = read(fd, answers + got, sizeof(answers) - 1 - got);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+        answers[got] = '\0';
+        answered = 0;
+        for (const char *at = answers; (at = strstr(at, "HTTP/1.1 ")) != NULL; at += 9) {
+            DIAG_CHECK(strncmp(at + 9, "200 ", 4) == 0, "a pipelined request got %.12s", at);
+            answered++;
+        }
+    }
+    close(fd);
+    DIAG_CHECK(answered == n, "%d of %d pipelined requests answered", answered, n);
+}
+
+/* pid's descriptors once it holds none on the database: a health request closes its
+ * connection (3 descriptors: the file, -wal, -shm) just after its answer has gone. */
+static int
+settled_fd_count(pid_t pid)
+{
+    static const char *const files[] = {"/events.db", "/events.db-wal", "/events.db-shm"};
+    int64_t deadline = testenv_now_ms() + 2000;
+    for (int i = 0; i < 3 && testenv_now_ms() < deadline;) {
+        if (testenv_count_fds(pid, files[i], NULL) == 0)
+            i++;
+        else
+            testenv_poll_step();
+    }
+    return testenv_count_fds(pid, NULL, NULL);
+}
+
+/* Issue 11: SSE_LOG and SSE_POLL_MS are per-process settings (README "Configuration"). A
+ * request's SetEnv of them is ignored with one warning per process and name, so requests
+ * alternating two SetEnv SSE_LOG paths neither move the log nor open a file each: before,
+ * every switch opened the other file and never closed the last (300 requests, 300 fds). */
+START_TEST(test_request_log_target_is_ignored)
+{
+    char a_log[TESTENV_PATH_MAX], b_log[TESTENV_PATH_MAX], directives[4 * TESTENV_PATH_MAX];
+    testenv_path(&test_env, "a.log", a_log, sizeof(a_log));
+    testenv_path(&test_env, "b.log", b_log, sizeof(b_log));
+    const char *script = server_script_url();
+    snprintf(directives, sizeof(directives), "MaxKeepAliveRequests 0\n"
+             "<Location \"%s/a/api/health\">\n    SetEnv SSE_LOG \"%s\"\n</Location>\n"
+             "<Location \"%s/b/api/health\">\n    SetEnv SSE_LOG \"%s\"\n"
+             "    SetEnv SSE_POLL_MS 10\n</Location>\n", script, a_log, script, b_log);
+    server_start(&test_srv, &test_env, &(struct server_options){.apache_directives = directives});
+    char a_url[128], b_url[128];
+    snprintf(a_url, sizeof(a_url), "%s/a/api/health", script);
+    snprintf(b_url, sizeof(b_url), "%s/b/api/health", script);
+    const char *const paths[2] = {a_url, b_url};
+    expect_pipelined_200s(paths, 0, 10);  /* warmed up: whatever a first request opens */
+    pid_t backend = server_find_backend(&test_srv, 2000);
+    DIAG_CHECK(backend > 0, "no mod_fcgid process");
+    int fds_at_start = settled_fd_count(backend);
+    expect_pipelined_200s(paths, 10, ALTERNATING_REQUESTS - 10);
+    DIAG_CHECK(server_find_backend(&test_srv, 0) == backend && !server_is_pid_gone(backend),
+               "mod_fcgid changed processes: the count below would prove nothing");
+    int fds_at_end = settled_fd_count(backend);
+    fprintf(stderr, "%d requests alternating two SetEnv SSE_LOG: %d descriptors after 10, "
+            "%d after %d\n", ALTERNATING_REQUESTS, fds_at_start, fds_at_end,
+            ALTERNATING_REQUESTS);
+    DIAG_CHECK(fds_at_end <= fds_at_start + 2, "the process went from %d to %d descriptors "
+               "over %d requests", fds_at_start, fds_at_end, ALTERNATING_REQUESTS - 10);
+    struct stat sb;
+    DIAG_CHECK(stat(a_log, &sb) != 0 && stat(b_log, &sb) != 0,
+               "a request's SetEnv SSE_LOG opened its file");
+    static const char *const names[] = {"name=SSE_LOG ", "name=SSE_POLL_MS "};
+    for (int i = 0; i < 2; i++) {
+        int warnings = logwait_count_lines(test_srv.sse_log, "sse warning per-process "
+                                           "setting", names[i]);
+        DIAG_CHECK(warnings == 1, "%d warnings with %s, expected one per process", warnings,
+                   names[i]);
+    }
+}
+END_TEST
+
+/* Issue 11: SSE_LOG_LEVEL is per process. The process logs at warn (FcgidInitialEnv); one
+ * location asks for error, another for debug (SetEnv). Before, each request set the level
+ * of the whole process: a request under "error" silenced its own warnings, and one under
+ * "debug" made every thread log at debug. */
+START_TEST(test_request_log_level_is_ignored)
+{
+    const char *script = server_script_url();
+    char directives[1024];
+    snprintf(directives, sizeof(directives),
+             "<Location \"%s/quiet/api/sessions/s1/events\">\n    SetEnv SSE_LOG_LEVEL error\n"
+             "</Location>\n<Location \"%s/loud/api/sessions/s1/events\">\n"
+             "    SetEnv SSE_LOG_LEVEL debug\n</Location>\n", script, script);
+    const char *const settings[] = {"SSE_LOG_LEVEL", "warn", NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){
+        .env = settings, .apache_directives = directives});
+    const char *const bad_id[] = {"Last-Event-ID: not-a-number", NULL};
+    const char *const prefixes[] = {"quiet", "loud"};
+    for (int i = 0; i < 2; i++) {
+        char url[160];
+        snprintf(url, sizeof(url), "%s/%s/api/sessions/s1/events", script, prefixes[i]);
+        struct sse_client c;
+        frames_open_stream(&c, test_srv.port, url, bad_id);  /* logs before the head */
+        int warned = logwait_count_lines(test_srv.sse_log, "sse warning malformed "
+                                         "Last-Event-ID", NULL);
+        int connected = logwait_count_lines(test_srv.sse_log, "sse connected", NULL);
+        DIAG_CHECK(warned == i + 1, "under SetEnv SSE_LOG_LEVEL %s: %d warning lines, "
+                   "expected %d at the process's level warn", i ? "debug" : "error", warned,
+                   i + 1);
+        DIAG_CHECK(connected == 0, "under SetEnv SSE_LOG_LEVEL %s: an info line was logged "
+                   "at the process's level warn", i ? "debug" : "error");
+        sse_client_close(&c);
+    }
+}
+END_TEST
+
 Suite *suite_fcgid(void);
 
 Suite *
@@ -189,6 +326,8 @@ suite_fcgid(void)
     tcase_add_test(tc, test_disconnect_frees_process_at_limit);
     tcase_add_test(tc, test_default_output_buffer_holds_the_stream);
     tcase_add_test(tc, test_shared_hosting_htaccess);
+    tcase_add_test(tc, test_request_log_target_is_ignored);
+    tcase_add_test(tc, test_request_log_level_is_ignored);
     suite_add_tcase(s, tc);
     return s;
 }

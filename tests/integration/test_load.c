@@ -10,6 +10,9 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +59,221 @@ START_TEST(test_no_free_slot_answers_503_at_once)
     publish_events(&test_env, "s1", "llm_text_delta", NULL, 1);  /* the first still streams */
     frames_expect_ids(&first, (const long long[]){1}, 1, 5000);
     sse_client_close(&first);
+}
+END_TEST
+
+/* Issue 11: the busy answer reads SSE_CORS_ORIGIN as every other answer does, from the
+ * request's parameters first (lighttpd's setenv.add-environment here, as Apache's SetEnv
+ * gives it), not from the process environment alone. */
+START_TEST(test_busy_answer_takes_cors_from_the_request)
+{
+    const char *const settings[] = {"SSE_THREADS", "1", NULL};
+    const char *const params[] = {"SSE_CORS_ORIGIN", "https://app.example", NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings,
+                                                                .params = params});
+    const char *const origin[] = {"Origin: https://app.example", NULL};
+    struct sse_client first, second;
+    frames_open_stream(&first, test_srv.port, "/api/sessions/s1/events", origin);
+    char value[128];
+    const char *allowed = sse_client_header(&first, "Access-Control-Allow-Origin", value,
+                                            sizeof(value));
+    DIAG_CHECK(allowed != NULL && strcmp(allowed, "https://app.example") == 0,
+               "the stream itself: Access-Control-Allow-Origin %s", allowed ? allowed : "none");
+    /* an EventSource on that origin gets the soft refusal, curl the 503: both need it */
+    const char *const clients[][3] = {
+        {"Origin: https://app.example", NULL, NULL},
+        {"Origin: https://app.example", "Accept: */*", NULL},
+    };
+    for (int i = 0; i < 2; i++) {
+        sse_client_open(&second, test_srv.port, "GET", "/api/sessions/s1/events", clients[i]);
+        allowed = sse_client_header(&second, "Access-Control-Allow-Origin", value,
+                                    sizeof(value));
+        DIAG_CHECK(allowed != NULL && strcmp(allowed, "https://app.example") == 0,
+                   "the busy answer (status %d): Access-Control-Allow-Origin %s",
+                   second.status, allowed ? allowed : "none");
+        if (i == 0)
+            frames_expect_refusal(&second, "no free stream slot", -1);
+        else
+            DIAG_CHECK(second.status == 503, "curl on a busy process: status %d",
+                       second.status);
+        sse_client_close(&second);
+    }
+    sse_client_close(&first);
+}
+END_TEST
+
+enum {
+    HELD_STREAMS = 4,           /* the harness's SSE_THREADS */
+    WAITING_REQUESTS = 40,
+    PROMPT_MS = 1000,           /* 4x what a refusal takes: the 250 ms slot wait, plus some */
+    STATUS_LINE_BYTES = 12,     /* "HTTP/1.1 503" */
+};
+
+/* A request sent on a bare socket, and when its answer began. */
+struct pending {
+    int fd;
+    int64_t sent_ms;
+    int64_t answered_ms;        /* first byte, ms after sent_ms; -1 until then */
+    char head[STATUS_LINE_BYTES + 1];
+    size_t head_len;
+};
+
+static void
+send_pending(struct pending *p, const char *path)
+{
+    p->sent_ms = testenv_now_ms();
+    p->fd = sse_client_send_get(test_srv.port, path, 0);
+    p->answered_ms = -1;
+    p->head_len = 0;
+}
+
+/* Reads what arrived on p; returns true once its status line is in (or the peer closed). */
+static bool
+read_pending(struct pending *p, int64_t now)
+{
+    if (p->answered_ms < 0)
+        p->answered_ms = now - p->sent_ms;
+    ssize_t n = read(p->fd, p->head + p->head_len, STATUS_LINE_BYTES - p->head_len);
+    p->head_len = n > 0 ? p->head_len + (size_t)n : STATUS_LINE_BYTES + 1;
+    return p->head_len >= STATUS_LINE_BYTES;
+}
+
+/* Polls every request of p[0..n) until each has its status line, or timeout_ms passes. */
+static void
+await_status_lines(struct pending *p, size_t n, int timeout_ms)
+{
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    bool is_done[WAITING_REQUESTS] = {false};
+    size_t done = 0;
+    for (int64_t now = testenv_now_ms(); done < n && now < deadline; now = testenv_now_ms()) {
+        struct pollfd fds[WAITING_REQUESTS];
+        size_t which[WAITING_REQUESTS], m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!is_done[i]) {
+                fds[m] = (struct pollfd){.fd = p[i].fd, .events = POLLIN};
+                which[m++] = i;
+            }
+        }
+        if (poll(fds, m, (int)(deadline - now)) <= 0)
+            continue;
+        now = testenv_now_ms();
+        for (size_t j = 0; j < m; j++) {
+            if (fds[j].revents != 0 && read_pending(&p[which[j]], now)) {
+                is_done[which[j]] = true;
+                done++;
+            }
+        }
+    }
+}
+
+/* The status of p's answer, or 0 when none came. */
+static int
+pending_status(const struct pending *p)
+{
+    return p->head_len == STATUS_LINE_BYTES && memcmp(p->head, "HTTP/1.1 ", 9) == 0
+               ? atoi(p->head + 9) : 0;
+}
+
+/* Starts the server, holds its every stream slot and sends WAITING_REQUESTS more streams
+ * on bare sockets, without reading. */
+static void
+start_with_requests_waiting(struct sse_client *held, struct pending *waiting)
+{
+    server_start(&test_srv, &test_env, NULL);
+    for (int i = 0; i < HELD_STREAMS; i++)
+        frames_open_stream(&held[i], test_srv.port, "/api/sessions/s1/events", NULL);
+    for (int i = 0; i < WAITING_REQUESTS; i++)
+        send_pending(&waiting[i], "/api/sessions/s1/events");
+}
+
+static void
+close_all(struct sse_client *held, struct pending *waiting, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        close(waiting[i].fd);
+    for (int i = 0; i < HELD_STREAMS; i++)
+        sse_client_close(&held[i]);
+}
+
+/* Issue 11: "at once" (SPEC §4.12) is per request. With every slot held, 40 new streams
+ * arrive together; each is refused within PROMPT_MS of being sent, however many wait. Before,
+ * the accept loop itself waited 250 ms for a slot per request: the 40th answered at 9.9 s. */
+START_TEST(test_refusals_are_prompt_for_every_request)
+{
+    struct sse_client held[HELD_STREAMS];
+    struct pending waiting[WAITING_REQUESTS];
+    start_with_requests_waiting(held, waiting);
+    await_status_lines(waiting, WAITING_REQUESTS, WAITING_REQUESTS * 250 + 5000);
+    int64_t slowest_ms = 0;
+    for (int i = 0; i < WAITING_REQUESTS; i++) {
+        int64_t ms = waiting[i].answered_ms;
+        DIAG_CHECK(pending_status(&waiting[i]) == 503, "request %d of %d with every slot "
+                   "held: status %d after %lld ms, expected 503", i + 1, WAITING_REQUESTS,
+                   pending_status(&waiting[i]), (long long)ms);
+        DIAG_CHECK(ms >= 0 && ms < PROMPT_MS, "request %d of %d was answered %lld ms after it "
+                   "was sent, expected under %d", i + 1, WAITING_REQUESTS, (long long)ms,
+                   PROMPT_MS);
+        slowest_ms = ms > slowest_ms ? ms : slowest_ms;
+    }
+    fprintf(stderr, "%d requests with every slot held: each refused, the slowest after "
+            "%lld ms\n", WAITING_REQUESTS, (long long)slowest_ms);
+    close_all(held, waiting, WAITING_REQUESTS);
+}
+END_TEST
+
+/* Issue 11, SPEC §4.12: /api/health, a 404 and a HEAD need no stream slot: with every slot
+ * held and 40 stream requests waiting, each is answered within PROMPT_MS. Before, health
+ * waited behind the 40 and then got the busy 503 itself. */
+START_TEST(test_requests_that_stream_nothing_never_wait)
+{
+    struct sse_client held[HELD_STREAMS];
+    struct pending waiting[WAITING_REQUESTS];
+    start_with_requests_waiting(held, waiting);
+    static const struct { const char *method, *path; int status; } QUICK[] = {
+        {"GET", "/api/health", 200},
+        {"GET", "/api/nope", 404},
+        {"GET", "/api/sessions/a%20b/events", 400},
+        {"HEAD", "/api/sessions/s1/events", 200},
+        {"GET", "/api/health", 200},
+    };
+    for (size_t i = 0; i < sizeof(QUICK) / sizeof(QUICK[0]); i++) {
+        int64_t start_ms = testenv_now_ms();
+        struct sse_client c;
+        sse_client_open(&c, test_srv.port, QUICK[i].method, QUICK[i].path, NULL);
+        int64_t ms = testenv_now_ms() - start_ms;
+        DIAG_CHECK(c.status == QUICK[i].status, "%s with every slot held and %d requests "
+                   "waiting: status %d, expected %d", c.request, WAITING_REQUESTS, c.status,
+                   QUICK[i].status);
+        DIAG_CHECK(ms < PROMPT_MS, "%s took %lld ms with every slot held", c.request,
+                   (long long)ms);
+        sse_client_close(&c);
+    }
+    await_status_lines(waiting, WAITING_REQUESTS, WAITING_REQUESTS * 250 + 5000);
+    for (int i = 0; i < WAITING_REQUESTS; i++)
+        DIAG_CHECK(pending_status(&waiting[i]) == 503, "waiting request %d: status %d", i + 1,
+                   pending_status(&waiting[i]));
+    close_all(held, waiting, WAITING_REQUESTS);
+}
+END_TEST
+
+/* SPEC §4.12 and mod_fcgid's reason for the slot wait: a request that arrives while its
+ * slot is still being freed (the previous client just left) waits for it and streams. */
+START_TEST(test_waiting_request_takes_the_slot_freed_meanwhile)
+{
+    const char *const settings[] = {"SSE_THREADS", "1", NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
+    for (int round = 0; round < 5; round++) {
+        struct sse_client first, second;
+        frames_open_stream(&first, test_srv.port, "/api/sessions/s1/events", NULL);
+        sse_client_close(&first);
+        const char *const curl[] = {"Accept: */*", NULL};  /* refused: 503, not 200 */
+        sse_client_open(&second, test_srv.port, "GET", "/api/sessions/s1/events", curl);
+        DIAG_CHECK(second.status == 200, "round %d: the request sent as the only stream's "
+                   "client left got %d", round + 1, second.status);
+        sse_client_close(&second);
+        logwait_expect_count(test_srv.sse_log, "sse disconnected session=s1", NULL,
+                             2 * round + 2, 2000);
+    }
 }
 END_TEST
 
@@ -196,33 +414,12 @@ START_TEST(test_first_request_after_start_is_served)
 }
 END_TEST
 
-/* The descriptors of pid whose link target ends with suffix: how many, and the number of
- * the first one (-1 when none) into *first. */
-static int
-fds_ending_with(pid_t pid, const char *suffix, int *first)
-{
-    int count = 0;
-    *first = -1;
-    for (int fd = 0; fd < 4096; fd++) {
-        char link[96], target[TESTENV_PATH_MAX];
-        snprintf(link, sizeof(link), "/proc/%ld/fd/%d", (long)pid, fd);
-        ssize_t n = readlink(link, target, sizeof(target) - 1);
-        size_t len = strlen(suffix);
-        if (n <= 0 || (size_t)n < len)
-            continue;
-        target[n] = '\0';
-        if (strcmp(target + n - len, suffix) == 0 && count++ == 0)
-            *first = fd;
-    }
-    return count;
-}
-
 /* Returns the open flags of pid's descriptor whose target ends with suffix, or -1. */
 static long
 fd_flags_of(pid_t pid, const char *suffix)
 {
     int fd = -1;
-    if (fds_ending_with(pid, suffix, &fd) == 0)
+    if (testenv_count_fds(pid, suffix, &fd) == 0)
         return -1;
     char info[96], line[128];
     snprintf(info, sizeof(info), "/proc/%ld/fdinfo/%d", (long)pid, fd);
@@ -293,8 +490,8 @@ START_TEST(test_one_watcher_serves_many_streams)
     pid_t backend = server_find_backend(&test_srv, 2000);
     DIAG_CHECK(backend > 0, "no backend process");
     int first;
-    int watchers = fds_ending_with(backend, "anon_inode:inotify", &first);
-    int connections = fds_ending_with(backend, "/events.db", &first);
+    int watchers = testenv_count_fds(backend, "anon_inode:inotify", &first);
+    int connections = testenv_count_fds(backend, "/events.db", &first);
     DIAG_CHECK(watchers == 1, "%d inotify instances for %d streams, expected 1", watchers,
                WATCHED_STREAMS);
     /* SQLite defers closing a descriptor while another connection of the process holds a
@@ -320,6 +517,12 @@ suite_load(void)
     tcase_add_test(tc, test_first_request_after_start_is_served);
     if (server_building_front_end == SERVER_LIGHTTPD)  /* one request per process else */
         tcase_add_test(tc, test_no_free_slot_answers_503_at_once);
+    if (server_building_front_end == SERVER_LIGHTTPD) {
+        tcase_add_test(tc, test_busy_answer_takes_cors_from_the_request);
+        tcase_add_test(tc, test_refusals_are_prompt_for_every_request);
+        tcase_add_test(tc, test_requests_that_stream_nothing_never_wait);
+        tcase_add_test(tc, test_waiting_request_takes_the_slot_freed_meanwhile);
+    }
     tcase_add_test(tc, test_two_sessions_never_mix);
     tcase_add_test(tc, test_stalled_client_delays_no_other);
     tcase_add_test(tc, test_lagging_client_keeps_critical_events);

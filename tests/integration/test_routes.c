@@ -35,6 +35,7 @@ static const struct error_case {
     {"GET", "/api/nope", 0, DB_OK, 404, NULL, false},
     {"GET", "/api/sessions/s1/other", 0, DB_OK, 404, NULL, false},
     {"GET", "/api/sessions/s1", 0, DB_OK, 404, NULL, false},
+    {"GET", "/api/api/sessions/s1/events", 0, DB_OK, 404, NULL, false},  /* repeated prefix */
     {"GET", "/api/sessions/nosuch/events", 0, DB_OK, 404, NULL, false},
     {"GET", "/api/sessions/{id}/events", 128, DB_OK, 404, NULL, false},  /* valid id, no session */
     {"GET", "/api/sessions/{id}/events", 129, DB_OK, 400, NULL, false},

@@ -11,6 +11,7 @@
 
 #include "tests/lib/diag.h"
 #include "tests/lib/frames.h"
+#include "tests/lib/logwait.h"
 #include "tests/lib/publish.h"
 #include "tests/lib/server.h"
 #include "tests/lib/sse_client.h"
@@ -90,6 +91,28 @@ START_TEST(test_global_channel_no_replay)
 }
 END_TEST
 
+/* SPEC §3 (issue 11): README's own global example, a row of type crm_changed, which
+ * event_types does not know, reaches a client that names no types=; types= narrows the
+ * channel by name as given, and a name the table does not know is no typo there. */
+START_TEST(test_global_channel_streams_app_types)
+{
+    server_start(&test_srv, &test_env, NULL);
+    struct sse_client every, narrowed;
+    frames_open_stream(&every, test_srv.port, "/api/events/global", NULL);
+    frames_open_stream(&narrowed, test_srv.port, "/api/events/global?types=other", NULL);
+    publish_ok(&test_env, "INSERT INTO events(session_id, type, data) VALUES\n"
+               " (NULL, 'crm_changed', '{}'),\n"              /* 1 README's example */
+               " (NULL, 'other', '{}'),\n"                    /* 2 */
+               " (NULL, 'llm_reasoning_delta', '{}');\n");    /* 3 known, not default */
+    frames_expect_ids(&every, (const long long[]){1, 2, 3}, 3, 5000);
+    frames_expect_ids(&narrowed, (const long long[]){2}, 1, 5000);
+    sse_client_close(&every);
+    sse_client_close(&narrowed);
+    DIAG_CHECK(logwait_count_lines(test_srv.sse_log, "unknown event type filter", NULL) == 0,
+               "types=other on the global channel was logged as an unknown type");
+}
+END_TEST
+
 Suite *suite_worker(void);
 
 Suite *
@@ -102,6 +125,7 @@ suite_worker(void)
                         (int)(sizeof(WATCH) / sizeof(WATCH[0])));
     tcase_add_test(tc, test_worker_route_unfiltered_by_worker_rule);
     tcase_add_test(tc, test_global_channel_no_replay);
+    tcase_add_test(tc, test_global_channel_streams_app_types);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fcgi/config.h"
 #include "tests/lib/diag.h"
 #include "tests/lib/sse_client.h"
 
@@ -146,7 +147,18 @@ collect_env(const char **pairs, const struct server *srv, const struct testenv *
     return n;
 }
 
-/* Renders bin-environment lines `"NAME" => "value",` into out. */
+/* The Apache directive that sets name for the responder: SetEnv makes a request parameter
+ * under mod_fcgid (the environment under CGI); a per-process setting (SSE_LOG, ...) must be
+ * in the process environment, which under mod_fcgid only FcgidInitialEnv reaches. */
+static const char *
+apache_env_directive(const char *name)
+{
+    return server_front_end == SERVER_APACHE_FCGID && config_is_per_process(name)
+               ? "FcgidInitialEnv" : "SetEnv";
+}
+
+/* Renders bin-environment lines `"NAME" => "value",` (Apache: `SetEnv NAME "value"`) into
+ * out. */
 static void
 render_env(char *out, size_t size, const char **pairs, size_t count)
 {
@@ -154,8 +166,8 @@ render_env(char *out, size_t size, const char **pairs, size_t count)
     out[0] = '\0';
     for (size_t i = 0; i < count; i += 2) {
         int n = is_apache()
-                    ? snprintf(out + len, size - len, "SetEnv %s \"%s\"\n", pairs[i],
-                               pairs[i + 1])
+                    ? snprintf(out + len, size - len, "%s %s \"%s\"\n",
+                               apache_env_directive(pairs[i]), pairs[i], pairs[i + 1])
                     : snprintf(out + len, size - len, "            \"%s\" => \"%s\",\n",
                                pairs[i], pairs[i + 1]);
         DIAG_CHECK(n > 0 && (size_t)n < size - len, "bin-environment too long");
@@ -163,6 +175,25 @@ render_env(char *out, size_t size, const char **pairs, size_t count)
     }
     if (len > 0)
         out[len - 1] = '\0';  /* the template's line end follows */
+}
+
+/* Renders opt->params, the request parameters, into out: SetEnv lines under Apache, one
+ * setenv.add-environment under lighttpd (mod_setenv, which the templates load). */
+static void
+render_params(char *out, size_t size, const struct server_options *opt)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; opt && opt->params && opt->params[i] && opt->params[i + 1]; i += 2) {
+        const char *name = opt->params[i], *value = opt->params[i + 1];
+        int n = is_apache() ? snprintf(out + len, size - len, "SetEnv %s \"%s\"\n", name, value)
+                : snprintf(out + len, size - len, "%s\"%s\" => \"%s\"",
+                           len == 0 ? "setenv.add-environment = (" : ", ", name, value);
+        DIAG_CHECK(n > 0 && (size_t)n < size - len, "request parameters too long");
+        len += (size_t)n;
+    }
+    if (len > 0 && !is_apache())
+        DIAG_CHECK(snprintf(out + len, size - len, ")") == 1, "request parameters too long");
 }
 
 /* Value of placeholder name (without the @s), or NULL when unknown. */
@@ -196,7 +227,8 @@ render(char *out, size_t size, const char *template, const char *const *values)
 static void
 write_conf(struct server *srv, const struct testenv *env, const struct server_options *opt)
 {
-    static char template[SERVER_CONF_MAX], conf[SERVER_CONF_MAX], env_lines[8192];
+    static char template[SERVER_CONF_MAX], conf[SERVER_CONF_MAX], env_lines[8192],
+        param_lines[4096];
     char template_path[TESTENV_PATH_MAX], port[16];
     snprintf(template_path, sizeof(template_path), "%s/%s", testenv_require("SSE_TEST_CONF"),
              srv->is_backend_external ? "lighttpd-external.conf.in"
@@ -205,13 +237,14 @@ write_conf(struct server *srv, const struct testenv *env, const struct server_op
                "cannot read %s", template_path);
     const char *pairs[SERVER_ENV_MAX];
     render_env(env_lines, sizeof(env_lines), pairs, collect_env(pairs, srv, env, opt));
+    render_params(param_lines, sizeof(param_lines), opt);
     snprintf(port, sizeof(port), "%d", srv->port);
     const char *values[] = {
         "PORT", port, "DIR", env->dir, "DOCROOT", env->dir,
         "SRC", testenv_require("SSE_SRC_DIR"),
         "MOUNT", opt && opt->mount ? opt->mount : "/api/",
         "BIN", opt && opt->bin ? opt->bin : testenv_require("SSE_FCGI_BIN"),
-        "BIN_ENV", env_lines, "ENV", env_lines,
+        "BIN_ENV", env_lines, "ENV", env_lines, "PARAMS", param_lines,
         "SOCKET", srv->backend_socket,
         "SCRIPT", is_apache() ? FRONT_ENDS[server_front_end].script : "",
         "APACHE_EXTRA", opt && opt->apache_directives ? opt->apache_directives : "", NULL,

@@ -53,6 +53,9 @@ struct server_options {
     const char *db_path;            /* SSE_DB; NULL means the test's events.db */
     const char *const *env;         /* extra bin-environment: name, value, ..., NULL; a name
                                      * given here replaces the default of the same name */
+    const char *const *params;      /* request parameters, not environment: name, value,
+                                     * ..., NULL (lighttpd setenv.add-environment, Apache
+                                     * SetEnv even for a per-process setting) */
     const char *apache_directives;  /* extra server-config lines under Apache, or NULL */
     bool is_port_ready_enough;      /* skip the 404 probe: ready once the port accepts */
     int port;                       /* listen here (a restart on the same port); 0: pick */

@@ -249,6 +249,37 @@ testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t cap)
     return count;
 }
 
+int
+testenv_count_fds(pid_t pid, const char *suffix, int *first)
+{
+    char dir_path[64];
+    snprintf(dir_path, sizeof(dir_path), "/proc/%ld/fd", (long)pid);
+    DIR *dir = opendir(dir_path);
+    int count = 0, lowest = -1;
+    size_t suffix_len = suffix != NULL ? strlen(suffix) : 0;
+    struct dirent *de;
+    while (dir != NULL && (de = readdir(dir)) != NULL) {
+        char link[352], target[TESTENV_PATH_MAX];
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(link, sizeof(link), "%s/%s", dir_path, de->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0 || (size_t)n < suffix_len)
+            continue;
+        target[n] = '\0';
+        if (suffix_len > 0 && strcmp(target + n - suffix_len, suffix) != 0)
+            continue;
+        int fd = atoi(de->d_name);
+        lowest = lowest < 0 || fd < lowest ? fd : lowest;
+        count++;
+    }
+    if (dir != NULL)
+        closedir(dir);
+    if (first != NULL)
+        *first = lowest;
+    return count;
+}
+
 void
 testenv_move_database(const struct testenv *env, const char *from_suffix,
                       const char *to_suffix)

@@ -73,6 +73,11 @@ bool testenv_is_port_accepting(int port);
  * pids (may be NULL when cap is 0). */
 int testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t cap);
 
+/* Walks /proc/<pid>/fd: the descriptors of pid whose link target ends with suffix (NULL or
+ * "": every descriptor). Returns how many, and the number of the first one (-1 when none)
+ * into *first (may be NULL); 0 when pid is gone. */
+int testenv_count_fds(pid_t pid, const char *suffix, int *first);
+
 /* Renames the database and its -wal and -shm from one suffix to another ("" is the
  * database's own name), as `mv` would; a missing -wal or -shm is fine. */
 void testenv_move_database(const struct testenv *env, const char *from_suffix,

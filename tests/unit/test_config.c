@@ -4,7 +4,8 @@
  * Covers: every default (a lookup that knows nothing); every variable parsed, at the low and
  * the high end of its range; a table of bad values ("", "abc", "-1", "1x", one past each end
  * of the range, huge) each refused with bad_name naming the variable and a reason; the probe
- * default per server (SPEC §4.10) and an explicit SSE_PROBE_MS winning; config_parse_log_level.
+ * default per server (SPEC §4.10) and an explicit SSE_PROBE_MS winning; config_parse_log_level;
+ * which settings are per process, and copying those into a request's configuration.
  */
 #include <check.h>
 #include <stddef.h>
@@ -240,6 +241,57 @@ START_TEST(test_auth_settings)
 }
 END_TEST
 
+/* README "Configuration": which settings belong to the process, not to a request. */
+START_TEST(test_per_process_names)
+{
+    static const char *const expected[] = {"SSE_LOG", "SSE_LOG_LEVEL", "SSE_THREADS",
+                                           "SSE_POLL_MS"};
+    size_t n = 0;
+    while (config_per_process_name(n) != NULL)
+        n++;
+    ck_assert_uint_eq(n, (size_t)COUNT(expected));
+    for (int i = 0; i < COUNT(expected); i++) {
+        ck_assert_str_eq(config_per_process_name((size_t)i), expected[i]);
+        ck_assert(config_is_per_process(expected[i]));
+    }
+    ck_assert_ptr_null(config_per_process_name((size_t)-1));
+    static const char *const per_request[] = {
+        "SSE_DB", "SSE_KEEPALIVE_S", "SSE_REPLAY_LIMIT", "SSE_MAX_LAG", "SSE_RETRY_MS",
+        "SSE_MAX_STREAM_S", "SSE_CORS_ORIGIN", "SSE_PROBE_MS", "SSE_AUTH", "SSE_JWT_SECRET",
+        "SSE_JWT_SECRET_FILE", "", "SSE_LOG_", "SSE_LO", "sse_log", "SSE_LOG ", "SSE_LOGX",
+        "SSE_THREADS\n",
+    };
+    for (int i = 0; i < COUNT(per_request); i++)
+        ck_assert_msg(!config_is_per_process(per_request[i]), "%s", per_request[i]);
+    ck_assert(!config_is_per_process(NULL));
+}
+END_TEST
+
+/* A request's configuration takes the process's per-process values and keeps its own. */
+START_TEST(test_copy_per_process)
+{
+    const char *const process_pairs[] = {
+        "SSE_LOG", "/var/log/p.log", "SSE_LOG_LEVEL", "warn", "SSE_THREADS", "8",
+        "SSE_POLL_MS", "1000", "SSE_KEEPALIVE_S", "20", "SSE_DB", "/p.db", NULL,
+    };
+    const char *const request_pairs[] = {
+        "SSE_LOG", "/tmp/r.log", "SSE_LOG_LEVEL", "debug", "SSE_THREADS", "2",
+        "SSE_POLL_MS", "10", "SSE_KEEPALIVE_S", "30", "SSE_DB", "/r.db", NULL,
+    };
+    struct config process, request;
+    const char *bad, *why;
+    ck_assert_int_eq(load(&process, process_pairs, &bad, &why), 0);
+    ck_assert_int_eq(load(&request, request_pairs, &bad, &why), 0);
+    config_copy_per_process(&request, &process);
+    ck_assert_str_eq(request.log_target, "/var/log/p.log");
+    ck_assert_int_eq(request.log_level, LOG_LEVEL_WARN);
+    ck_assert_int_eq(request.threads, 8);
+    ck_assert_int_eq(request.poll_ms, 1000);
+    ck_assert_int_eq(request.keepalive_s, 30);
+    ck_assert_str_eq(request.db_path, "/r.db");
+}
+END_TEST
+
 Suite *suite_config(void);
 
 Suite *
@@ -257,6 +309,8 @@ suite_config(void)
     tcase_add_test(tc, test_auth_settings);
     tcase_add_loop_test(tc, test_probe_ms, 0, COUNT(PROBES));
     tcase_add_loop_test(tc, test_parse_log_level, 0, COUNT(LEVELS));
+    tcase_add_test(tc, test_per_process_names);
+    tcase_add_test(tc, test_copy_per_process);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,7 +3,8 @@
  * set (no names, all-unknown names, with is_unknown[] reported), explicit types, types=*,
  * the worker rule with and without watch= (SPEC §4.5), "workers:x"/"xworker:" not being
  * worker streams, the rule switched off, replay eligibility (§4.2: replayed AND requested),
- * shedding under lag (§4.8: never for critical types, never with max_lag 0), and
+ * shedding under lag (§4.8: never for critical types, never with max_lag 0), the global
+ * channel's open types (§3: every type without types=, unknown names matched as given), and
  * filter_find_type / filter_is_worker_stream on hits, misses and NULL.
  */
 #include <check.h>
@@ -227,6 +228,73 @@ START_TEST(test_replay_all_types)
 }
 END_TEST
 
+/* The global channel (SPEC §3, has_open_types): no types= streams every type, also types
+ * the table does not know (app-wide events carry the app's own names); types= narrows it,
+ * and a name the table does not know is matched as given instead of being ignored. */
+static const struct {
+    const char *types[3];       /* NULL-terminated types= entries; {NULL}: no types= */
+    const char *type;           /* the row's type */
+    enum filter_verdict verdict;
+} OPEN_TYPES[] = {
+    {{NULL}, "crm_changed", FILTER_SEND},
+    {{NULL}, "llm_text_delta", FILTER_SEND},
+    {{NULL}, "llm_reasoning_delta", FILTER_SEND},       /* not in the default set */
+    {{NULL}, "node_log", FILTER_SEND},
+    {{NULL}, "", FILTER_SEND},
+    {{NULL}, "x\ny", FILTER_SEND},
+    {{NULL}, NULL, FILTER_SEND},
+    {{"crm_changed"}, "crm_changed", FILTER_SEND},
+    {{"crm_changed"}, "crm_changed_", FILTER_SKIP_TYPE},
+    {{"crm_changed"}, "crm", FILTER_SKIP_TYPE},
+    {{"crm_changed"}, "CRM_CHANGED", FILTER_SKIP_TYPE},
+    {{"crm_changed"}, "llm_text_delta", FILTER_SKIP_TYPE},
+    {{"crm_changed"}, "", FILTER_SKIP_TYPE},
+    {{"crm_changed"}, NULL, FILTER_SKIP_TYPE},
+    {{"other"}, "crm_changed", FILTER_SKIP_TYPE},      /* all unknown: still narrows */
+    {{"other"}, "other", FILTER_SEND},
+    {{"crm_changed", "llm_reasoning_delta"}, "llm_reasoning_delta", FILTER_SEND},
+    {{"crm_changed", "llm_reasoning_delta"}, "crm_changed", FILTER_SEND},
+    {{"crm_changed", "llm_reasoning_delta"}, "llm_text_delta", FILTER_SKIP_TYPE},
+    {{"llm_text_delta"}, "llm_text_delta", FILTER_SEND},
+    {{"llm_text_delta"}, "crm_changed", FILTER_SKIP_TYPE},
+    {{"llm_text_delta"}, "client_output_delta", FILTER_SKIP_TYPE},
+};
+
+START_TEST(test_open_types)
+{
+    const char *const *names = OPEN_TYPES[_i].types;
+    size_t n = 0;
+    while (n < 3 && names[n] != NULL)
+        n++;
+    bool is_unknown[3] = {true, true, true};
+    struct filter_request req = {.type_names = names, .type_count = n, .has_open_types = true};
+    struct filter f;
+    ck_assert_int_eq(filter_init(&f, POLICY, POLICY_COUNT, &req, is_unknown), 0);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(!is_unknown[i], "%s reported unknown: it is matched as given", names[i]);
+    ck_assert_uint_eq(f.requested_count, (n > 0 ? n : (size_t)POLICY_COUNT));
+    struct event e = make_event(OPEN_TYPES[_i].type, NULL);
+    enum filter_verdict got = filter_check(&f, &e, false, 0);
+    ck_assert_msg(got == OPEN_TYPES[_i].verdict, "row type %s, types=%s: %d, want %d",
+                  OPEN_TYPES[_i].type ? OPEN_TYPES[_i].type : "(null)",
+                  n > 0 ? names[0] : "(none)", got, OPEN_TYPES[_i].verdict);
+    filter_release(&f);
+}
+END_TEST
+
+/* Without has_open_types nothing changes: the same rows keep the default-set rule. */
+START_TEST(test_open_types_off)
+{
+    const char *names[] = {"other"};
+    struct filter f;
+    init_types(&f, names, 1, NULL);
+    ck_assert_int_eq(check_live(&f, "other", NULL), FILTER_SKIP_TYPE);
+    ck_assert_int_eq(check_live(&f, "crm_changed", NULL), FILTER_SKIP_TYPE);
+    ck_assert_int_eq(check_live(&f, "llm_text_delta", NULL), FILTER_SEND);
+    filter_release(&f);
+}
+END_TEST
+
 static const struct {
     int64_t max_lag;
     const char *type;
@@ -311,6 +379,8 @@ suite_filter(void)
     tcase_add_loop_test(tc, test_worker_rule, 0, COUNT(WORKER_RULE));
     tcase_add_loop_test(tc, test_replay, 0, COUNT(REPLAY));
     tcase_add_test(tc, test_replay_all_types);
+    tcase_add_loop_test(tc, test_open_types, 0, COUNT(OPEN_TYPES));
+    tcase_add_test(tc, test_open_types_off);
     tcase_add_loop_test(tc, test_shedding, 0, COUNT(SHEDDING));
     tcase_add_test(tc, test_find_type);
     tcase_add_test(tc, test_is_worker_stream);

@@ -67,10 +67,35 @@ sse_utf8_sanitize(const char *in, size_t len, char *out)
     return o;
 }
 
-/* A sanitized, NUL-terminated copy of in[0..len); free() it. NULL when out of memory. */
+/* Whether in[0..len) is valid UTF-8 without NUL, so that sanitizing would copy it as is. */
+static bool
+is_clean_utf8(const char *in, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    for (size_t i = 0; i < len;) {
+        size_t n = s[i] < 0x80 && s[i] != 0 ? 1 : utf8_sequence_len(s + i, len - i);
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+/* A sanitized, NUL-terminated copy of in[0..len); free() it. NULL when out of memory. Only
+ * text that needs it is given 3 bytes per input byte (a big row is framed with one copy). */
 static char *
 sanitized_copy(const char *in, size_t len, size_t *out_len)
 {
+    if (is_clean_utf8(in, len)) {
+        char *copy = malloc(len + 1);
+        if (copy != NULL) {
+            memcpy(copy, in, len);
+            copy[len] = '\0';
+        }
+        if (out_len != NULL)
+            *out_len = len;
+        return copy;
+    }
     char *out = malloc(3 * len + 1);
     if (out == NULL)
         return NULL;
@@ -204,16 +229,19 @@ data_item(const char *data, size_t len)
     char *clean = sanitized_copy(data, len, &clean_len);
     if (clean == NULL)
         return NULL;
-    char *minified = malloc(clean_len + 1);
+    /* Only whether cJSON parses it is wanted: its tree goes at once (a big row is framed
+     * with as few copies alive as can be) */
     cJSON *parsed = cJSON_ParseWithLengthOpts(clean, clean_len + 1, NULL, true);
+    bool is_json = parsed != NULL;
+    cJSON_Delete(parsed);
+    char *minified = malloc(clean_len + 1);
     cJSON *item = NULL;
     if (minified != NULL) {
         memcpy(minified, clean, clean_len + 1);
         compact_json(minified);
-        item = parsed != NULL && is_strict_json(minified) ? cJSON_CreateRaw(minified)
-                                                          : cJSON_CreateString(clean);
+        item = is_json && is_strict_json(minified) ? cJSON_CreateRaw(minified)
+                                                   : cJSON_CreateString(clean);
     }
-    cJSON_Delete(parsed);
     free(minified);
     free(clean);
     return item;

@@ -237,9 +237,10 @@ send_request(struct sse_client *c, int port, const char *method, const char *pat
         send_all(c, body, strlen(body));
 }
 
-void
-sse_client_request(struct sse_client *c, int port, const char *method, const char *path,
-                   const char *const *headers, const char *body, int head_timeout_ms)
+/* Connects and sends the request (with body when not NULL); the head is read later. */
+static void
+connect_and_send(struct sse_client *c, int port, const char *method, const char *path,
+                 const char *const *headers, const char *body)
 {
     memset(c, 0, sizeof(*c));
     snprintf(c->request, sizeof(c->request), "%s %.200s", method, path);
@@ -254,12 +255,38 @@ sse_client_request(struct sse_client *c, int port, const char *method, const cha
     DIAG_CHECK(connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0,
                "%s: connect to 127.0.0.1:%d: %s", c->request, port, strerror(errno));
     send_request(c, port, method, path, headers, body);
-    int64_t deadline = testenv_now_ms() + head_timeout_ms;
+}
+
+void
+sse_client_send(struct sse_client *c, int port, const char *method, const char *path,
+                const char *const *headers)
+{
+    connect_and_send(c, port, method, path, headers, NULL);
+}
+
+bool
+sse_client_has_bytes(struct sse_client *c)
+{
+    return receive(c, testenv_now_ms()) >= 0;
+}
+
+void
+sse_client_wait_head(struct sse_client *c, int timeout_ms)
+{
+    int64_t deadline = testenv_now_ms() + timeout_ms;
     while (c->status == 0) {
         int rc = receive(c, deadline);
         DIAG_CHECK(rc > 0 || c->status != 0, "%s: no response head within %d ms (%s)",
-                   c->request, head_timeout_ms, rc == 0 ? "connection closed" : "timeout");
+                   c->request, timeout_ms, rc == 0 ? "connection closed" : "timeout");
     }
+}
+
+void
+sse_client_request(struct sse_client *c, int port, const char *method, const char *path,
+                   const char *const *headers, const char *body, int head_timeout_ms)
+{
+    connect_and_send(c, port, method, path, headers, body);
+    sse_client_wait_head(c, head_timeout_ms);
 }
 
 void

@@ -16,7 +16,6 @@
 #include <check.h>
 #include <poll.h>
 #include <stdio.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "tests/lib/diag.h"
@@ -80,50 +79,6 @@ stream_then_stop_backend(const struct server_options *opt)
     publish_events(&test_env, "s1", "llm_text_delta", NULL, 2);  /* 3, 4 while it is down */
 }
 
-/* The HTTP status lighttpd gives a client that does not ask for SSE (no Accept header). */
-static int
-plain_client_status(int port, const char *path)
-{
-    int fd = sse_client_send_get(port, path, 0);
-    char head[64] = "";
-    size_t len = 0;
-    int64_t deadline = testenv_now_ms() + 5000;
-    while (strstr(head, "\r\n") == NULL && len + 1 < sizeof(head)
-           && testenv_now_ms() < deadline) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        ssize_t n = poll(&p, 1, 50) > 0 ? read(fd, head + len, sizeof(head) - 1 - len) : 0;
-        if (n < 0 || (n == 0 && p.revents != 0))
-            break;
-        len += (size_t)n;
-        head[len] = '\0';
-    }
-    close(fd);
-    int status = 0;
-    DIAG_CHECK(sscanf(head, "HTTP/1.%*d %d", &status) == 1, "GET %s: no status line: %s",
-               path, head);
-    return status;
-}
-
-/* Fails unless c (opened with Last-Event-ID: cursor) got the soft refusal of
- * deploy/lighttpd/sse-soft-refusal.lua: 200 text/event-stream, retry: 2000, the cursor
- * kept in an id: line, a comment, and the end of the body, with no event. */
-static void
-expect_soft_refusal(struct sse_client *c, const char *cursor)
-{
-    char type[128] = "";
-    sse_client_header(c, "Content-Type", type, sizeof(type));
-    DIAG_CHECK(c->status == 200 && strncmp(type, "text/event-stream", 17) == 0,
-               "%s with the backend down: %d %s, expected 200 text/event-stream (an "
-               "EventSource gives up for good on anything else)", c->request, c->status, type);
-    struct sse_frame f;
-    sse_client_expect_block(c, &f, 3000);
-    bool is_refusal = f.has_retry && f.retry_ms == 2000 && f.has_id
-                      && strcmp(f.id, cursor) == 0 && f.data == NULL && f.comment_lines == 1;
-    sse_frame_release(&f);
-    DIAG_CHECK(is_refusal, "%s: not retry: 2000, id: %s and a comment", c->request, cursor);
-    sse_client_expect_end(c, 3000);
-}
-
 /* Sends SSE requests (each must get the soft refusal) while the backend is down, until
  * lighttpd's error log shows its count-th failed connect. Returns the time it showed. */
 static int64_t
@@ -134,7 +89,7 @@ refuse_until_failed_connects(int count, int timeout_ms)
     for (;;) {
         struct sse_client c;
         sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", resume);
-        expect_soft_refusal(&c, "2");
+        frames_expect_soft_refusal(&c, 2000, "2");
         sse_client_close(&c);
         int failed = logwait_count_lines(test_srv.error_log, "establishing connection failed",
                                          NULL);
@@ -170,7 +125,7 @@ resume_through_soft_refusals(struct sse_client *c, long long last_id, int timeou
                        timeout_ms, refusals);
             return refusals;
         }
-        expect_soft_refusal(c, cursor);
+        frames_expect_soft_refusal(c, 2000, cursor);
         sse_client_close(c);
         testenv_poll_step();  /* an EventSource waits retry: ms; the test polls faster */
     }
@@ -189,7 +144,7 @@ START_TEST(test_backend_restart_then_resume)
 {
     stream_then_stop_backend(&EXTERNAL);
     int64_t first_ms = testenv_now_ms();
-    int status = plain_client_status(test_srv.port, "/api/health");
+    int status = sse_client_plain_status(test_srv.port, "/api/health", 5000);
     DIAG_CHECK(status == 503, "with the backend down lighttpd answered a plain client %d, "
                "expected 503", status);
     int64_t failed_ms = refuse_until_failed_connects(2, 5000);

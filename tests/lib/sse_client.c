@@ -316,6 +316,29 @@ sse_client_send_get(int port, const char *path, int rcvbuf)
     return fd;
 }
 
+int
+sse_client_plain_status(int port, const char *path, int timeout_ms)
+{
+    int fd = sse_client_send_get(port, path, 0);
+    char head[64] = "";
+    size_t len = 0;
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    while (strstr(head, "\r\n") == NULL && len + 1 < sizeof(head)
+           && testenv_now_ms() < deadline) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t n = poll(&p, 1, 50) > 0 ? read(fd, head + len, sizeof(head) - 1 - len) : 0;
+        if (n < 0 || (n == 0 && p.revents != 0))
+            break;  /* an error, or the end of the connection */
+        len += (size_t)n;
+        head[len] = '\0';
+    }
+    close(fd);
+    int status = 0;
+    DIAG_CHECK(sscanf(head, "HTTP/1.%*d %d", &status) == 1, "GET %s: no status line: %s",
+               path, head);
+    return status;
+}
+
 void
 sse_client_close(struct sse_client *c)
 {

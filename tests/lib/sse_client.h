@@ -78,6 +78,10 @@ bool sse_client_has_bytes(struct sse_client *c);
  * anything (the caller reads, or never does). rcvbuf > 0 sets SO_RCVBUF first. */
 int sse_client_send_get(int port, const char *path, int rcvbuf);
 
+/* The HTTP status a client that does not ask for SSE gets (a bare GET, no Accept header),
+ * read within timeout_ms; fails the test when no status line comes. */
+int sse_client_plain_status(int port, const char *path, int timeout_ms);
+
 /* Closes the socket and frees the buffers. Accepts a closed client. */
 void sse_client_close(struct sse_client *c);
 

@@ -7,11 +7,14 @@
  * served (the time it took is printed); the default output buffer holds everything back
  * (the fact the deploy files are built on); deploy/apache/htaccess works as shipped; a
  * request's SetEnv of a per-process setting (SSE_LOG, SSE_LOG_LEVEL, SSE_POLL_MS) changes
- * nothing in the process and leaks nothing.
+ * nothing in the process and leaks nothing. Apache's own 5xx reach an SSE client as a soft
+ * refusal (deploy/apache/sse-soft-refusal.lua), also when a process dies mid-stream
+ * (issue 11).
  */
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -313,6 +316,88 @@ START_TEST(test_request_log_level_is_ignored)
 }
 END_TEST
 
+/* Stops (SIGSTOP) every fcgid process, which must be count idle ones; returns how many. */
+static size_t
+stop_idle_processes(pid_t *pids, size_t count)
+{
+    size_t n = server_list_backends(&test_srv, pids, count + 1);
+    DIAG_CHECK(n == count, "%zu fcgid processes, expected %zu idle ones", n, count);
+    for (size_t i = 0; i < n; i++)
+        DIAG_CHECK(kill(pids[i], SIGSTOP) == 0, "SIGSTOP %ld: %s", (long)pids[i],
+                   strerror(errno));
+    return n;
+}
+
+/* Apache answers some 5xx itself, and a standard EventSource gives up for good on them:
+ * mod_fcgid answers 500 when a process does not answer within FcgidIOTimeout (and 503 after
+ * 64 s without a free process, the same ErrorDocument path, too slow to test here). With
+ * deploy/apache/sse-soft-refusal.lua as the ErrorDocument an SSE client gets a soft refusal
+ * (200 text/event-stream, retry: 2000, no id:), a plain client keeps Apache's 500. Two idle
+ * processes are stopped, so that each of the two requests waits 1 s for one and fails. */
+START_TEST(test_own_error_is_soft_refusal)
+{
+    server_start(&test_srv, &test_env, &(struct server_options){
+        .apache_directives = "FcgidIOTimeout 1\n"});
+    struct sse_client one, two;
+    frames_open_stream(&one, test_srv.port, "/api/sessions/s1/events", NULL);
+    frames_open_stream(&two, test_srv.port, "/api/sessions/s1/events", NULL);
+    sse_client_close(&one);
+    sse_client_close(&two);
+    logwait_expect_count(test_srv.sse_log, "sse disconnected session=s1",
+                         "reason=client_disconnected", 2, 3000);
+    pid_t pids[3];
+    size_t stopped = stop_idle_processes(pids, 2);
+    const char *const resume[] = {"Last-Event-ID: 2", NULL};
+    struct sse_client c;
+    int64_t start_ms = testenv_now_ms();
+    sse_client_open(&c, test_srv.port, "GET", "/api/sessions/s1/events", resume);
+    frames_expect_soft_refusal(&c, 2000, NULL);
+    sse_client_close(&c);
+    int64_t refused_ms = testenv_now_ms() - start_ms;
+    int status = sse_client_plain_status(test_srv.port, "/api/health", 5000);
+    for (size_t i = 0; i < stopped; i++)
+        kill(pids[i], SIGCONT);  /* mod_fcgid kills them at its next error scan */
+    fprintf(stderr, "mod_fcgid's own 500 (IO timeout 1 s): soft refusal to the SSE client "
+            "after %lld ms, %d to a plain client\n", (long long)refused_ms, status);
+    DIAG_CHECK(status == 500, "a plain client got %d, expected Apache's own 500", status);
+}
+END_TEST
+
+/* A process killed in the middle of a stream: Apache appends its own error document to the
+ * stream it already sent (an HTML page without the handler). Through the soft-refusal
+ * handler that is a block of retry: 2000 and a comment, and never an id:, which would move
+ * the client's cursor back to the Last-Event-ID it came with (here 0, after event 1). The
+ * client then resumes from 1 on a new process. */
+START_TEST(test_killed_process_mid_stream)
+{
+    server_start(&test_srv, &test_env, NULL);
+    const char *const fresh[] = {"Last-Event-ID: 0", NULL};
+    struct sse_client c;
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events", fresh);
+    publish_events(&test_env, "s1", "execution_started", NULL, 1);
+    frames_expect_ids(&c, (const long long[]){1}, 1, 3000);
+    pid_t pid = server_find_backend(&test_srv, 1000);
+    DIAG_CHECK(pid > 0 && kill(pid, SIGKILL) == 0, "cannot kill the fcgid process %ld",
+               (long)pid);
+    int retry_blocks = 0;
+    struct sse_frame f;
+    while (sse_client_next(&c, &f, 3000) == SSE_CLIENT_BLOCK) {
+        DIAG_CHECK(!f.has_id && f.data == NULL, "%s: after the kill an %s arrived", c.request,
+                   f.has_id ? "id: line" : "event");
+        retry_blocks += f.has_retry && f.retry_ms == 2000;
+        sse_frame_release(&f);
+    }
+    DIAG_CHECK(c.is_body_done && retry_blocks == 1, "%s: after the kill, %d retry: 2000 "
+               "blocks and the end %s", c.request, retry_blocks,
+               c.is_body_done ? "came" : "never came");
+    sse_client_close(&c);
+    frames_resume(&c, test_srv.port, "/api/sessions/s1/events", 1, 5000);
+    publish_events(&test_env, "s1", "execution_started", NULL, 1);
+    frames_expect_ids(&c, (const long long[]){2}, 1, 3000);
+    sse_client_close(&c);
+}
+END_TEST
+
 Suite *suite_fcgid(void);
 
 Suite *
@@ -328,6 +413,8 @@ suite_fcgid(void)
     tcase_add_test(tc, test_shared_hosting_htaccess);
     tcase_add_test(tc, test_request_log_target_is_ignored);
     tcase_add_test(tc, test_request_log_level_is_ignored);
+    tcase_add_test(tc, test_own_error_is_soft_refusal);
+    tcase_add_test(tc, test_killed_process_mid_stream);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -80,6 +80,25 @@ frames_expect_ids(struct sse_client *c, const long long *expected, size_t n, int
 }
 
 void
+frames_expect_soft_refusal(struct sse_client *c, long retry_ms, const char *cursor)
+{
+    char type[128] = "";
+    sse_client_header(c, "Content-Type", type, sizeof(type));
+    DIAG_CHECK(c->status == 200 && strncmp(type, "text/event-stream", 17) == 0,
+               "%s: %d %s, expected a soft refusal, 200 text/event-stream (an EventSource "
+               "gives up for good on anything else)", c->request, c->status, type);
+    struct sse_frame f;
+    sse_client_expect_block(c, &f, 3000);
+    bool is_id_right = cursor ? f.has_id && strcmp(f.id, cursor) == 0 : !f.has_id;
+    bool is_refusal = f.has_retry && f.retry_ms == retry_ms && is_id_right && f.data == NULL
+                      && f.comment_lines == 1 && f.other_lines == 0;
+    sse_frame_release(&f);
+    DIAG_CHECK(is_refusal, "%s: not a block of retry: %ld, %s%s and one comment", c->request,
+               retry_ms, cursor ? "id: " : "no id", cursor ? cursor : "");
+    sse_client_expect_end(c, 3000);
+}
+
+void
 frames_expect_clean_body(const struct sse_client *c)
 {
     const char *cr = c->body ? memchr(c->body, '\r', c->body_len) : NULL;

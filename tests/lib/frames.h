@@ -56,6 +56,12 @@ void frames_expect_refusal(struct sse_client *c, const char *reason_part, long l
 long frames_resume(struct sse_client *c, int port, const char *path, long long last_id,
                    int timeout_ms);
 
+/* Fails unless c got a soft refusal (SPEC §4.12), as the responder or a front end's
+ * soft-refusal script sends it: 200 text/event-stream, one block of retry: retry_ms, an id:
+ * line equal to cursor (none when cursor is NULL), one comment and no data, then the end of
+ * the body. */
+void frames_expect_soft_refusal(struct sse_client *c, long retry_ms, const char *cursor);
+
 /* Fails the test when the decoded body holds a CR or a NUL byte (SPEC §4.6). */
 void frames_expect_clean_body(const struct sse_client *c);
 

@@ -25,6 +25,7 @@
 
 #include "fcgi/config.h"
 #include "tests/lib/diag.h"
+#include "tests/lib/logwait.h"
 #include "tests/lib/sse_client.h"
 
 enum {
@@ -311,6 +312,15 @@ dump_hook(void *ctx)
     server_dump(ctx);
 }
 
+/* Closes the listening socket a test held for its backends (is_socket_held), if any. */
+static void
+release_held_socket(struct server *srv)
+{
+    if (srv->is_backend_socket_held && srv->backend_listen_fd >= 0)
+        close(srv->backend_listen_fd);
+    srv->backend_listen_fd = -1;
+}
+
 static void
 cleanup_hook(void *ctx)
 {
@@ -327,6 +337,7 @@ cleanup_hook(void *ctx)
         kill(srv->backend_pid, SIGKILL);
     if (srv->backend_pid > 0 && srv->is_backend_external)
         waitpid(srv->backend_pid, NULL, 0);
+    release_held_socket(srv);
 }
 
 static void
@@ -375,6 +386,8 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
     if (is_apache())
         prepare_apache_dir(env);
     srv->is_backend_external = opt && opt->is_external_backend && !is_apache();
+    srv->is_backend_socket_held = srv->is_backend_external && opt->is_socket_held;
+    srv->backend_listen_fd = -1;
     if (srv->is_backend_external)
         server_start_backend(srv, env, opt);
     int status = 0;
@@ -424,16 +437,68 @@ server_start_demo(struct server *srv, const struct testenv *env, const char *dem
                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
+/* The address of the unix socket at path; fails the test when path does not fit. */
+static struct sockaddr_un
+unix_address(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    DIAG_CHECK(strlen(path) < sizeof(addr.sun_path), "socket path too long: %s", path);
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    return addr;
+}
+
 static bool
 is_unix_socket_accepting(const char *path)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    struct sockaddr_un addr = unix_address(path);
     bool is_up = fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
     if (fd >= 0)
         close(fd);
     return is_up;
+}
+
+/* Makes srv's listening socket at the first call, as systemd does for
+ * deploy/systemd/sse-fcgi.socket; CLOEXEC, so that only the backend gets it (as fd 0). */
+static void
+hold_backend_socket(struct server *srv)
+{
+    if (srv->backend_listen_fd >= 0)
+        return;
+    unlink(srv->backend_socket);
+    struct sockaddr_un addr = unix_address(srv->backend_socket);
+    srv->backend_listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    DIAG_CHECK(srv->backend_listen_fd >= 0
+               && bind(srv->backend_listen_fd, (struct sockaddr *)&addr, sizeof(addr)) == 0
+               && listen(srv->backend_listen_fd, SOMAXCONN) == 0,
+               "cannot listen on %s: %s", srv->backend_socket, strerror(errno));
+}
+
+/* Runs the responder on the held socket and waits for its "sse started" line: the socket
+ * itself accepts (and queues) connections whether a backend runs or not. */
+static void
+start_held_backend(struct server *srv, const char *const *pairs)
+{
+    hold_backend_socket(srv);
+    int started = logwait_count_lines(srv->sse_log, "sse started", NULL);
+    const char *const argv[] = {testenv_require("SSE_FCGI_BIN"), NULL};
+    pid_t pid = testenv_spawn_stdin(srv->backend_stdio_log, argv, pairs, false,
+                                    srv->backend_listen_fd);
+    srv->backend_pid = pid;
+    int64_t deadline = testenv_now_ms() + SERVER_READY_MS;
+    int status = 0;
+    while (logwait_count_lines(srv->sse_log, "sse started", NULL) == started) {
+        bool has_exited = waitpid(pid, &status, WNOHANG) == pid;
+        if (has_exited)
+            srv->backend_pid = -1;
+        if (has_exited || testenv_now_ms() >= deadline) {
+            server_stop_backend(srv);
+            diag_print_file("backend stdout/stderr", srv->backend_stdio_log, 8192);
+            DIAG_CHECK(false, "the backend on the held socket %s never started (%s)",
+                       srv->backend_socket, has_exited ? "it exited" : "timeout");
+        }
+        testenv_poll_step();
+    }
 }
 
 void
@@ -442,6 +507,10 @@ server_start_backend(struct server *srv, const struct testenv *env,
 {
     const char *pairs[SERVER_ENV_MAX + 1];
     pairs[collect_env(pairs, srv, env, opt)] = NULL;
+    if (srv->is_backend_socket_held) {
+        start_held_backend(srv, pairs);
+        return;
+    }
     unlink(srv->backend_socket);  /* spawn-fcgi refuses a socket path in use */
     /* -n: spawn-fcgi execs the responder in its own place (same PID, our child) */
     const char *const argv[] = {"spawn-fcgi", "-n", "-s", srv->backend_socket, "-M", "0600",
@@ -646,6 +715,7 @@ server_stop(struct server *srv)
         server_stop_backend(srv);
     else if (srv->backend_pid > 0)
         stop_backend(srv->backend_pid);
+    release_held_socket(srv);
     bool is_clean = !has_sanitizer_report(srv->stdio_log) && !has_sanitizer_report(srv->sse_log)
                     && !has_sanitizer_report(srv->error_log)
                     && !has_sanitizer_report(srv->backend_stdio_log);

@@ -64,6 +64,11 @@ struct server_options {
     bool is_external_backend;       /* lighttpd only: the responder is started apart, by
                                      * spawn-fcgi on a unix socket (as systemd would),
                                      * and lighttpd connects to it (no bin-path) */
+    bool is_socket_held;            /* with is_external_backend: the test, not spawn-fcgi,
+                                     * makes the listening socket once and hands it to
+                                     * each backend it starts as fd 0, as a systemd
+                                     * socket unit does (deploy/systemd/): the socket
+                                     * stays open while the backend restarts */
 };
 
 struct server {
@@ -77,6 +82,8 @@ struct server {
     bool is_backend_external;               /* backend_pid is our child (spawn-fcgi -n) */
     char backend_socket[TESTENV_PATH_MAX];  /* its listening socket */
     char backend_stdio_log[TESTENV_PATH_MAX];
+    bool is_backend_socket_held;            /* backend_listen_fd is ours (is_socket_held) */
+    int backend_listen_fd;                  /* the held listening socket; -1 before */
 };
 
 /* Starts lighttpd for env with the defaults SSE_DB=<env db>, SSE_LOG=<dir>/sse-fcgi.log,
@@ -96,13 +103,16 @@ void server_start_demo(struct server *srv, const struct testenv *env, const char
 void server_stop(struct server *srv);
 
 /* With is_external_backend: starts the responder under `spawn-fcgi -n` on srv's socket,
- * with the same settings as server_start, and waits until the socket accepts. server_start
- * calls it; a test calls it again to restart the backend after server_stop_backend. */
+ * with the same settings as server_start, and waits until the socket accepts. With
+ * is_socket_held it runs the responder itself on the socket it holds (made at the first
+ * call) and waits for the responder's "sse started" line instead, since the held socket
+ * accepts whether a backend runs or not. server_start calls it; a test calls it again to
+ * restart the backend after server_stop_backend. */
 void server_start_backend(struct server *srv, const struct testenv *env,
                           const struct server_options *opt);
 
-/* Stops an external backend by PID (TERM, deadline, KILL) and reaps it. Returns the ms it
- * took to exit after SIGTERM. */
+/* Stops an external backend by PID (TERM, deadline, KILL) and reaps it; a held socket
+ * stays open (server_stop closes it). Returns the ms it took to exit after SIGTERM. */
 int64_t server_stop_backend(struct server *srv);
 
 /* Sends sig to lighttpd (for the shutdown test). */

@@ -244,9 +244,10 @@ send_request(struct sse_client *c, int port, const char *method, const char *pat
         send_all(c, body, strlen(body));
 }
 
-void
-sse_client_request(struct sse_client *c, int port, const char *method, const char *path,
-                   const char *const *headers, const char *body, int head_timeout_ms)
+/* Connects and sends the request (with body when not NULL); the head is read later. */
+static void
+connect_and_send(struct sse_client *c, int port, const char *method, const char *path,
+                 const char *const *headers, const char *body)
 {
     memset(c, 0, sizeof(*c));
     snprintf(c->request, sizeof(c->request), "%s %.200s", method, path);
@@ -261,12 +262,38 @@ sse_client_request(struct sse_client *c, int port, const char *method, const cha
     DIAG_CHECK(connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0,
                "%s: connect to 127.0.0.1:%d: %s", c->request, port, strerror(errno));
     send_request(c, port, method, path, headers, body);
-    int64_t deadline = testenv_now_ms() + head_timeout_ms;
+}
+
+void
+sse_client_send(struct sse_client *c, int port, const char *method, const char *path,
+                const char *const *headers)
+{
+    connect_and_send(c, port, method, path, headers, NULL);
+}
+
+bool
+sse_client_has_bytes(struct sse_client *c)
+{
+    return receive(c, testenv_now_ms()) >= 0;
+}
+
+void
+sse_client_wait_head(struct sse_client *c, int timeout_ms)
+{
+    int64_t deadline = testenv_now_ms() + timeout_ms;
     while (c->status == 0) {
         int rc = receive(c, deadline);
         DIAG_CHECK(rc > 0 || c->status != 0, "%s: no response head within %d ms (%s)",
-                   c->request, head_timeout_ms, rc == 0 ? "connection closed" : "timeout");
+                   c->request, timeout_ms, rc == 0 ? "connection closed" : "timeout");
     }
+}
+
+void
+sse_client_request(struct sse_client *c, int port, const char *method, const char *path,
+                   const char *const *headers, const char *body, int head_timeout_ms)
+{
+    connect_and_send(c, port, method, path, headers, body);
+    sse_client_wait_head(c, head_timeout_ms);
 }
 
 void
@@ -294,6 +321,29 @@ sse_client_send_get(int port, const char *path, int rcvbuf)
     DIAG_CHECK(len > 0 && (size_t)len < sizeof(request)
                && write(fd, request, (size_t)len) == len, "GET %s: write failed", path);
     return fd;
+}
+
+int
+sse_client_plain_status(int port, const char *path, int timeout_ms)
+{
+    int fd = sse_client_send_get(port, path, 0);
+    char head[64] = "";
+    size_t len = 0;
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    while (strstr(head, "\r\n") == NULL && len + 1 < sizeof(head)
+           && testenv_now_ms() < deadline) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t n = poll(&p, 1, 50) > 0 ? read(fd, head + len, sizeof(head) - 1 - len) : 0;
+        if (n < 0 || (n == 0 && p.revents != 0))
+            break;  /* an error, or the end of the connection */
+        len += (size_t)n;
+        head[len] = '\0';
+    }
+    close(fd);
+    int status = 0;
+    DIAG_CHECK(sscanf(head, "HTTP/1.%*d %d", &status) == 1, "GET %s: no status line: %s",
+               path, head);
+    return status;
 }
 
 void

@@ -63,9 +63,25 @@ void sse_client_open(struct sse_client *c, int port, const char *method, const c
 void sse_client_request(struct sse_client *c, int port, const char *method, const char *path,
                         const char *const *headers, const char *body, int head_timeout_ms);
 
+/* The two halves of sse_client_open, for a request that must be pending while the test
+ * does something else (a backend restart): sse_client_send connects and sends the request
+ * and returns at once; sse_client_wait_head then waits up to timeout_ms for the head and
+ * fails the test when none comes. */
+void sse_client_send(struct sse_client *c, int port, const char *method, const char *path,
+                     const char *const *headers);
+void sse_client_wait_head(struct sse_client *c, int timeout_ms);
+
+/* Takes what the socket of c holds now, without waiting. Returns true when any bytes or the
+ * end of the connection arrived (then decoded as usual), false when nothing had come. */
+bool sse_client_has_bytes(struct sse_client *c);
+
 /* A bare client: connects, sends "GET path" and returns the socket without reading
  * anything (the caller reads, or never does). rcvbuf > 0 sets SO_RCVBUF first. */
 int sse_client_send_get(int port, const char *path, int rcvbuf);
+
+/* The HTTP status a client that does not ask for SSE gets (a bare GET, no Accept header),
+ * read within timeout_ms; fails the test when no status line comes. */
+int sse_client_plain_status(int port, const char *path, int timeout_ms);
 
 /* Closes the socket and frees the buffers. Accepts a closed client. */
 void sse_client_close(struct sse_client *c);

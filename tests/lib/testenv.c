@@ -298,12 +298,21 @@ pid_t
 testenv_spawn(const char *log_path, const char *const *argv, const char *const *env_pairs,
               bool is_group_leader)
 {
+    return testenv_spawn_stdin(log_path, argv, env_pairs, is_group_leader, -1);
+}
+
+pid_t
+testenv_spawn_stdin(const char *log_path, const char *const *argv,
+                    const char *const *env_pairs, bool is_group_leader, int stdin_fd)
+{
     fflush(NULL);
     pid_t pid = fork();
     DIAG_CHECK(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
         if (is_group_leader)
             setpgid(0, 0);
+        if (stdin_fd >= 0 && dup2(stdin_fd, STDIN_FILENO) < 0)  /* dup2 clears CLOEXEC */
+            _exit(126);
         int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
             _exit(126);

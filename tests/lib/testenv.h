@@ -91,4 +91,9 @@ void testenv_move_database(const struct testenv *env, const char *from_suffix,
 pid_t testenv_spawn(const char *log_path, const char *const *argv, const char *const *env_pairs,
                     bool is_group_leader);
 
+/* testenv_spawn with the child's stdin on stdin_fd (-1: the runner's own), the way a
+ * systemd socket unit with StandardInput=socket hands a listening socket to its service. */
+pid_t testenv_spawn_stdin(const char *log_path, const char *const *argv,
+                          const char *const *env_pairs, bool is_group_leader, int stdin_fd);
+
 #endif

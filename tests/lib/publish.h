@@ -25,7 +25,8 @@ struct publish_result {
  * r may be NULL. */
 int publish_sql(const struct testenv *env, const char *sql, struct publish_result *r);
 
-/* Runs sql and fails the test, printing stderr, unless sqlite3 exits 0. */
+/* Runs sql after ".timeout 5000" (a producer's busy timeout, as README advises) and fails
+ * the test, printing stderr, unless sqlite3 exits 0. */
 void publish_ok(const struct testenv *env, const char *sql);
 
 /* printf-style publish_ok (at most 64 KiB of SQL). */

@@ -151,7 +151,10 @@ fcgi_io(FCGX_Request *req)
  * whatever is left in either line. */
 enum {
     SLOT_WAIT_MS = 250,
-    /* Each waiting request holds a web server connection and an FCGX_Request with its
+    /* The line holds every request a free thread has yet to take (a burst of up to
+     * SSE_THREADS streams at once must all be served: make bench opened 1,000 on 1,016
+     * threads, and with a line of 64 seven were refused), plus this many waiting for a
+     * slot to be freed. Each holds a web server connection and an FCGX_Request with its
      * parameters (a few KiB), for SLOT_WAIT_MS at most. More than 64 arriving within 250 ms
      * while every slot streams is a flood; those past it are refused at once, which is what
      * waiting would almost surely have given them. */
@@ -357,11 +360,12 @@ refuser_thread(void *unused)
 static int
 init_pool(long threads)
 {
-    size_t total = (size_t)threads + WAITING_MAX + QUICK_MAX + REQUESTS_SPARE;
+    size_t waiting_cap = (size_t)threads + WAITING_MAX;
+    size_t total = (size_t)threads + waiting_cap + QUICK_MAX + REQUESTS_SPARE;
     pool.requests = calloc(total, sizeof(*pool.requests));
     pool.free_list = calloc(total, sizeof(*pool.free_list));
-    pool.waiting = (struct line){.entries = calloc(WAITING_MAX, sizeof(struct line_entry)),
-                                 .cap = WAITING_MAX};
+    pool.waiting = (struct line){.entries = calloc(waiting_cap, sizeof(struct line_entry)),
+                                 .cap = waiting_cap};
     pool.quick = (struct line){.entries = calloc(QUICK_MAX, sizeof(struct line_entry)),
                                .cap = QUICK_MAX};
     if (!pool.requests || !pool.free_list || !pool.waiting.entries || !pool.quick.entries)

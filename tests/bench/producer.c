@@ -14,8 +14,9 @@
  *
  * --nchan-port publishes to nginx + nchan on 127.0.0.1:P instead (the bench's reference):
  * each event is one POST /pub/bench-N over one keep-alive connection, whose body is the
- * {"data":{"t_us":…,"seq":…}} the load client reads, stamped just before the POST; a batch
- * is B POSTs in a row, and W is then the longest batch, every answer (201/202) read.
+ * {"data":{"t_us":…,"seq":…}} the load client reads, stamped as the POST is built; a batch
+ * is B POSTs pipelined in one write, and W is then the longest batch, every answer
+ * (201/202) read.
  */
 #define _GNU_SOURCE /* getopt_long */
 
@@ -84,42 +85,62 @@ connect_nchan(int port)
     return fd;
 }
 
-/* One POST of `body` to /pub/SESSION; reads the whole answer (head and Content-Length body)
- * so that the connection stays usable. Any status but 2xx ends the run. */
+/* Appends one POST of `body` to /pub/SESSION to `out` (OUT_BYTES), at *len. */
+enum { OUT_BYTES = 32768, ANSWER_BYTES = 65536 };
+
 static void
-post_nchan(int fd, const char *session, const char *body)
+append_post(char *out, size_t *len, const char *session, const char *body)
 {
-    char request[512];
-    int len = snprintf(request, sizeof(request),
-                       "POST /pub/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                       "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                       session, strlen(body), body);
-    if (len < 0 || (size_t)len >= sizeof(request) || write(fd, request, (size_t)len) != len)
-        die_errno("producer: POST");
-    char answer[4096];
-    size_t got = 0;
-    const char *end = NULL;
-    long body_bytes = 0;
-    for (;;) {
-        ssize_t n = read(fd, answer + got, sizeof(answer) - 1 - got);
+    int n = snprintf(out + *len, OUT_BYTES - *len,
+                     "POST /pub/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     session, strlen(body), body);
+    if (n < 0 || (size_t)n >= OUT_BYTES - *len) {
+        fprintf(stderr, "producer: batch too large\n");
+        exit(1);
+    }
+    *len += (size_t)n;
+}
+
+/* Writes the pipelined POSTs and reads `count` whole answers (head and Content-Length
+ * body), so that the connection stays usable. Any status but 2xx ends the run. */
+static void
+send_posts(int fd, const char *out, size_t len, long count)
+{
+    static char answer[ANSWER_BYTES];
+    static size_t got;  /* bytes of the next answers already read */
+    for (size_t sent = 0; sent < len;) {
+        ssize_t n = write(fd, out + sent, len - sent);
         if (n <= 0)
-            die_errno("producer: answer");
-        got += (size_t)n;
+            die_errno("producer: POST");
+        sent += (size_t)n;
+    }
+    while (count > 0) {
         answer[got] = '\0';
-        if (end == NULL && (end = strstr(answer, "\r\n\r\n")) != NULL) {
+        const char *end = strstr(answer, "\r\n\r\n");
+        if (end != NULL) {
             if (strncmp(answer, "HTTP/1.1 2", 10) != 0) {
                 fprintf(stderr, "producer: %.*s\n", (int)strcspn(answer, "\r"), answer);
                 exit(1);
             }
             const char *length = strcasestr(answer, "\r\nContent-Length:");
-            body_bytes = length != NULL && length < end ? atol(length + 17) : 0;
+            size_t body_bytes = length != NULL && length < end ? (size_t)atol(length + 17) : 0;
+            size_t whole = (size_t)(end + 4 - answer) + body_bytes;
+            if (got >= whole) {
+                memmove(answer, answer + whole, got - whole);
+                got -= whole;
+                count--;
+                continue;
+            }
         }
-        if (end != NULL && (long)(got - (size_t)(end + 4 - answer)) >= body_bytes)
-            return;
         if (got == sizeof(answer) - 1) {
             fprintf(stderr, "producer: answer too long\n");
             exit(1);
         }
+        ssize_t n = read(fd, answer + got, sizeof(answer) - 1 - got);
+        if (n <= 0)
+            die_errno("producer: answer");
+        got += (size_t)n;
     }
 }
 
@@ -147,6 +168,7 @@ static int
 publish_nchan(int port, long sessions, double rate, long batch, double seconds)
 {
     int fd = connect_nchan(port);
+    static char out[OUT_BYTES];
     char id[32], body[128];
     double start = now_s(CLOCK_MONOTONIC), max_batch_s = 0;
     struct timespec next;
@@ -154,13 +176,15 @@ publish_nchan(int port, long sessions, double rate, long batch, double seconds)
     long published = 0;
     while (!is_stop_requested && now_s(CLOCK_MONOTONIC) - start < seconds) {
         double begun = now_s(CLOCK_MONOTONIC);
+        size_t len = 0;
         for (long i = 0; i < batch; i++, published++) {
             snprintf(id, sizeof(id), "bench-%ld", published % sessions);
             long long t_us = (long long)(now_s(CLOCK_REALTIME) * 1e6);
             snprintf(body, sizeof(body), "{\"data\":{\"t_us\":%lld,\"seq\":%ld}}", t_us,
                      published);
-            post_nchan(fd, id, body);
+            append_post(out, &len, id, body);
         }
+        send_posts(fd, out, len, batch);
         double batch_s = now_s(CLOCK_MONOTONIC) - begun;
         max_batch_s = batch_s > max_batch_s ? batch_s : max_batch_s;
         pace(&next, batch, rate);

@@ -168,6 +168,13 @@ run_one() {
         ((refusals > 0)) && note="$note ($refusals refused: $(grep -m1 '^loadgen: HTTP' \
             "$dir/loadgen.err" | cut -d' ' -f3-))"
     fi
+    # every published event is for streams/sessions streams; nchan drops what it cannot
+    # keep up with, without a gap loadgen could see (issue 13, scenario c)
+    local published; published=$(sed -n 's/^inserted=\([0-9]*\).*/\1/p' "$dir/producer.out" \
+        2>/dev/null || true)
+    local lost; lost=$(awk -v p="${published:-0}" -v e="$events" -v n="$streams" -v m="$sessions" \
+        'BEGIN { x = p * n / m; if (x > 0 && e < 0.95 * x) printf "%.0f", 100 * (1 - e / x) }')
+    [ -n "$lost" ] && note="${note:+$note; }$lost % of what was published not delivered"
     if [ "$events" = 0 ]; then p50=-; p99=-; fi
     r_p99=$p99 r_per_k=$per_k r_rss=$rss_per
     row "$name" "$server" "$streams" "$rate" "$p50" "$p99" "$eps" "$per_k" "$rss_per" "$cpu_s" \

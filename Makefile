@@ -17,6 +17,8 @@ DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev libssl-dev check
 # make fuzz only: libclang-rt-dev holds libFuzzer and the sanitizer runtimes, which clang
 # only recommends (deps installs without recommends). Not needed by make test.
 FUZZ_DEB_PKGS := clang libclang-rt-dev
+# make bench only: nginx + nchan, the reference column of every scenario.
+BENCH_DEB_PKGS := nginx-light libnginx-mod-nchan
 
 # Lazily evaluated (=), so that `make test` on a fresh machine reads them after `deps`.
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS))
@@ -161,6 +163,7 @@ run: deps
 BENCH_TOOLS := $(BUILD)/bench/loadgen $(BUILD)/bench/producer
 
 bench: deps $(BIN) $(BENCH_TOOLS)
+	@$(MAKE) --no-print-directory deps EXTRA_DEB_PKGS="$(BENCH_DEB_PKGS)"
 	@tests/bench/run.sh $(abspath $(BIN)) $(abspath schema.sql) $(abspath $(BUILD)/bench) \
 	    $(abspath $(BUILD)/bench-run)
 

@@ -2,6 +2,7 @@
  * loadgen.c - the benchmark's load client: many SSE connections in one epoll loop.
  *
  *   loadgen --port P --streams N --sessions M --duration S [--path T] [--ready-file F]
+ *           [--nchan]
  *
  * Opens N HTTP/1.1 GETs of T with %d = i % M (default /api/sessions/bench-%d/events, the
  * producer's sessions), decodes chunked bodies and SSE blocks, and for each event reads the
@@ -9,7 +10,10 @@
  * every stream has settled - its 200 and opening block, or a refusal (503 when the
  * responder's slots run out), or 30 s passed - it creates F (the driver then starts the
  * producer) and reads for S seconds with the streams that opened; connected= says how many.
- * Ids must grow on every stream; anything else is an error.
+ * Ids must grow on every stream; anything else is an error. --nchan reads nginx + nchan's
+ * EventSource instead (the bench's reference): its body is not chunked (nginx ends it by
+ * closing), its opening block is the comment `: hi`, and its ids are `<time>:<tag>`, which
+ * must grow as the pair (time, tag).
  * Prints one line: streams= connected= events= events_per_s= p50_ms= p90_ms= p99_ms=
  * max_ms= errors=.
  */
@@ -31,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum body_state { HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END };
+enum body_state { HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, PLAIN };
 enum { LINE_MAX_BYTES = 65536, HEAD_MAX = 8192, CONNECT_LIMIT_S = 30 };
 
 struct conn {
@@ -47,13 +51,14 @@ struct conn {
     char data[LINE_MAX_BYTES];      /* the block's data line */
     size_t data_len;
     long long block_id, last_id;
+    long long block_tag, last_tag;  /* --nchan: the tag after the time in `id:` */
     bool is_open;                   /* 200 and the opening block seen */
 };
 
 static double *latencies;
 static size_t latency_count, latency_cap;
 static long errors, opened, refused;
-static bool is_measuring;
+static bool is_measuring, is_nchan;
 
 static double
 wall_us(void)
@@ -101,13 +106,27 @@ dispatch(struct conn *c)
     cJSON *event = cJSON_Parse(c->data);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(event, "data"), "t_us");
-    if (!cJSON_IsNumber(t) || c->block_id <= c->last_id)
+    bool is_growing = c->block_id > c->last_id
+                      || (is_nchan && c->block_id == c->last_id && c->block_tag > c->last_tag);
+    if (!cJSON_IsNumber(t) || !is_growing)
         errors++;
     else if (is_measuring)
         record(arrived - t->valuedouble);
     c->last_id = c->block_id;
+    c->last_tag = c->block_tag;
     cJSON_Delete(event);
     c->data_len = 0;
+}
+
+/* sse-fcgi's ids are integers; nchan's are `<time>:<tag>` (one channel: no brackets). */
+static void
+read_id(struct conn *c, const char *text)
+{
+    char *end = NULL;
+    c->block_id = strtoll(text, &end, 10);
+    c->block_tag = 0;
+    if (is_nchan && *end == ':')
+        c->block_tag = strtoll(end + 1, NULL, 10);
 }
 
 static void
@@ -117,7 +136,7 @@ sse_line(struct conn *c)
     if (c->line_len == 0)
         dispatch(c);
     else if (strncmp(c->line, "id: ", 4) == 0)
-        c->block_id = atoll(c->line + 4);
+        read_id(c, c->line + 4);
     else if (strncmp(c->line, "data: ", 6) == 0 && c->line_len - 6 < sizeof(c->data)) {
         memcpy(c->data, c->line + 6, c->line_len - 6);
         c->data_len = c->line_len - 6;
@@ -152,8 +171,11 @@ feed(struct conn *c, const char *p, size_t n)
                     fprintf(stderr, "loadgen: %.*s\n", (int)strcspn(c->head, "\r"), c->head);
                     return false;
                 }
-                c->state = CHUNK_SIZE;
+                c->state = is_nchan ? PLAIN : CHUNK_SIZE;
             }
+        } else if (c->state == PLAIN) {
+            sse_bytes(c, p, n);
+            n = 0;
         } else if (c->state == CHUNK_SIZE) {
             char ch = *p++;
             n--;
@@ -261,7 +283,7 @@ main(int argc, char **argv)
         {"port", required_argument, NULL, 'p'}, {"streams", required_argument, NULL, 'n'},
         {"sessions", required_argument, NULL, 'm'}, {"duration", required_argument, NULL, 's'},
         {"seconds", required_argument, NULL, 's'}, {"ready-file", required_argument, NULL, 'r'},
-        {"path", required_argument, NULL, 't'},
+        {"path", required_argument, NULL, 't'}, {"nchan", no_argument, NULL, 'x'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -273,6 +295,7 @@ main(int argc, char **argv)
         case 's': seconds = atof(optarg); break;
         case 'r': ready_file = optarg; break;
         case 't': path_template = optarg; break;
+        case 'x': is_nchan = true; break;
         default: return 2;
         }
     }
@@ -280,7 +303,7 @@ main(int argc, char **argv)
     if (port <= 0 || streams < 1 || sessions < 1 || seconds <= 0 || percent == NULL
         || percent[1] != 'd' || strchr(percent + 2, '%') != NULL) {
         fprintf(stderr, "usage: loadgen --port P --streams N --sessions M --duration S "
-                "[--path TEMPLATE-WITH-ONE-%%d] [--ready-file F]\n");
+                "[--path TEMPLATE-WITH-ONE-%%d] [--ready-file F] [--nchan]\n");
         return 2;
     }
     raise_fd_limit((rlim_t)streams + 64);
@@ -313,7 +336,8 @@ main(int argc, char **argv)
                 /* the template has exactly one %d (checked): print around it, so that no
                  * format string comes from the command line */
                 int len = snprintf(request, sizeof(request),
-                                   "GET %.*s%ld%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                                   "GET %.*s%ld%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   "Accept: text/event-stream\r\n\r\n",
                                    (int)(percent - path_template), path_template,
                                    (long)(c - conns) % sessions, percent + 2);
                 if (len < 0 || (size_t)len >= sizeof(request)) {

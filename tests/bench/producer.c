@@ -4,22 +4,34 @@
  * the load client can measure delivery latency from it.
  *
  *   producer --db PATH --sessions M --rate R --duration S [--batch B] [--type T]
+ *   producer --nchan-port P --sessions M --rate R --duration S [--batch B]
  *
  * --rate 0 inserts as fast as it can. Rows go round-robin over sessions bench-0..M-1 (which
  * it creates), B rows per transaction. Pacing sleeps until absolute deadlines
  * (clock_nanosleep), so a slow commit does not slow the rate that follows. Prints
  * `inserted=N seconds=S rate=X max_commit_ms=W`: W is the longest BEGIN-to-COMMIT, which
  * includes any wait for another writer's lock (busy timeout 5 s).
+ *
+ * --nchan-port publishes to nginx + nchan on 127.0.0.1:P instead (the bench's reference):
+ * each event is one POST /pub/bench-N over one keep-alive connection, whose body is the
+ * {"data":{"t_us":…,"seq":…}} the load client reads, stamped as the POST is built; a batch
+ * is B POSTs pipelined in one write, and W is then the longest batch, every answer
+ * (201/202) read.
  */
 #define _GNU_SOURCE /* getopt_long */
 
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 /* SIGTERM ends the run early, with the figures printed (make bench's prune scenario). */
 static volatile sig_atomic_t is_stop_requested;
@@ -53,17 +65,148 @@ exec(sqlite3 *db, const char *sql)
         die(db, sql);
 }
 
+static void
+die_errno(const char *what)
+{
+    perror(what);
+    exit(1);
+}
+
+static int
+connect_nchan(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0
+        || setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+        die_errno("producer: connect");
+    return fd;
+}
+
+/* Appends one POST of `body` to /pub/SESSION to `out` (OUT_BYTES), at *len. */
+enum { OUT_BYTES = 32768, ANSWER_BYTES = 65536 };
+
+static void
+append_post(char *out, size_t *len, const char *session, const char *body)
+{
+    int n = snprintf(out + *len, OUT_BYTES - *len,
+                     "POST /pub/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     session, strlen(body), body);
+    if (n < 0 || (size_t)n >= OUT_BYTES - *len) {
+        fprintf(stderr, "producer: batch too large\n");
+        exit(1);
+    }
+    *len += (size_t)n;
+}
+
+/* Writes the pipelined POSTs and reads `count` whole answers (head and Content-Length
+ * body), so that the connection stays usable. Any status but 2xx ends the run. */
+static void
+send_posts(int fd, const char *out, size_t len, long count)
+{
+    static char answer[ANSWER_BYTES];
+    static size_t got;  /* bytes of the next answers already read */
+    for (size_t sent = 0; sent < len;) {
+        ssize_t n = write(fd, out + sent, len - sent);
+        if (n <= 0)
+            die_errno("producer: POST");
+        sent += (size_t)n;
+    }
+    while (count > 0) {
+        answer[got] = '\0';
+        const char *end = strstr(answer, "\r\n\r\n");
+        if (end != NULL) {
+            if (strncmp(answer, "HTTP/1.1 2", 10) != 0) {
+                fprintf(stderr, "producer: %.*s\n", (int)strcspn(answer, "\r"), answer);
+                exit(1);
+            }
+            const char *length = strcasestr(answer, "\r\nContent-Length:");
+            size_t body_bytes = length != NULL && length < end ? (size_t)atol(length + 17) : 0;
+            size_t whole = (size_t)(end + 4 - answer) + body_bytes;
+            if (got >= whole) {
+                memmove(answer, answer + whole, got - whole);
+                got -= whole;
+                count--;
+                continue;
+            }
+        }
+        if (got == sizeof(answer) - 1) {
+            fprintf(stderr, "producer: answer too long\n");
+            exit(1);
+        }
+        ssize_t n = read(fd, answer + got, sizeof(answer) - 1 - got);
+        if (n <= 0)
+            die_errno("producer: answer");
+        got += (size_t)n;
+    }
+}
+
+/* Sleeps until the next batch's absolute deadline; rate 0 does not sleep. */
+static void
+pace(struct timespec *next, long batch, double rate)
+{
+    if (rate <= 0)
+        return;
+    next->tv_nsec += (long)((double)batch / rate * 1e9);
+    next->tv_sec += next->tv_nsec / 1000000000L;
+    next->tv_nsec %= 1000000000L;
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next, NULL);
+}
+
+static void
+print_summary(long inserted, double took_s, double max_commit_s)
+{
+    printf("inserted=%ld seconds=%.2f rate=%.0f max_commit_ms=%.1f\n", inserted, took_s,
+           (double)inserted / took_s, max_commit_s * 1000);
+}
+
+/* --nchan-port: the same events and pacing, published to nchan instead of INSERTed. */
+static int
+publish_nchan(int port, long sessions, double rate, long batch, double seconds)
+{
+    int fd = connect_nchan(port);
+    static char out[OUT_BYTES];
+    char id[32], body[128];
+    double start = now_s(CLOCK_MONOTONIC), max_batch_s = 0;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    long published = 0;
+    while (!is_stop_requested && now_s(CLOCK_MONOTONIC) - start < seconds) {
+        double begun = now_s(CLOCK_MONOTONIC);
+        size_t len = 0;
+        for (long i = 0; i < batch; i++, published++) {
+            snprintf(id, sizeof(id), "bench-%ld", published % sessions);
+            long long t_us = (long long)(now_s(CLOCK_REALTIME) * 1e6);
+            snprintf(body, sizeof(body), "{\"data\":{\"t_us\":%lld,\"seq\":%ld}}", t_us,
+                     published);
+            append_post(out, &len, id, body);
+        }
+        send_posts(fd, out, len, batch);
+        double batch_s = now_s(CLOCK_MONOTONIC) - begun;
+        max_batch_s = batch_s > max_batch_s ? batch_s : max_batch_s;
+        pace(&next, batch, rate);
+    }
+    print_summary(published, now_s(CLOCK_MONOTONIC) - start, max_batch_s);
+    close(fd);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     const char *db_path = NULL, *type = "llm_text_delta";
     long sessions = 1, batch = 1;
+    int nchan_port = 0;
     double rate = 0, seconds = 10;
     static const struct option OPTIONS[] = {
         {"db", required_argument, NULL, 'd'}, {"sessions", required_argument, NULL, 'm'},
         {"rate", required_argument, NULL, 'r'}, {"duration", required_argument, NULL, 's'},
         {"seconds", required_argument, NULL, 's'},
         {"batch", required_argument, NULL, 'b'}, {"type", required_argument, NULL, 't'},
+        {"nchan-port", required_argument, NULL, 'n'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -75,14 +218,17 @@ main(int argc, char **argv)
         case 's': seconds = atof(optarg); break;
         case 'b': batch = atol(optarg); break;
         case 't': type = optarg; break;
+        case 'n': nchan_port = atoi(optarg); break;
         default: return 2;
         }
     }
-    if (db_path == NULL || sessions < 1 || batch < 1 || seconds <= 0) {
-        fprintf(stderr, "usage: producer --db PATH --sessions M --rate R --duration S "
-                "[--batch B] [--type T]\n");
+    if ((db_path == NULL) == (nchan_port <= 0) || sessions < 1 || batch < 1 || seconds <= 0) {
+        fprintf(stderr, "usage: producer {--db PATH | --nchan-port P} --sessions M --rate R "
+                "--duration S [--batch B] [--type T]\n");
         return 2;
     }
+    if (nchan_port > 0)
+        return publish_nchan(nchan_port, sessions, rate, batch, seconds);
     sqlite3 *db = NULL;
     if (sqlite3_open(db_path, &db) != SQLITE_OK)
         die(db, "open");
@@ -128,17 +274,9 @@ main(int argc, char **argv)
         exec(db, "COMMIT");
         double commit_s = now_s(CLOCK_MONOTONIC) - begun;
         max_commit_s = commit_s > max_commit_s ? commit_s : max_commit_s;
-        if (rate > 0) {
-            double step = (double)batch / rate;
-            next.tv_nsec += (long)(step * 1e9);
-            next.tv_sec += next.tv_nsec / 1000000000L;
-            next.tv_nsec %= 1000000000L;
-            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
-        }
+        pace(&next, batch, rate);
     }
-    double took = now_s(CLOCK_MONOTONIC) - start;
-    printf("inserted=%ld seconds=%.2f rate=%.0f max_commit_ms=%.1f\n", inserted, took,
-           (double)inserted / took, max_commit_s * 1000);
+    print_summary(inserted, now_s(CLOCK_MONOTONIC) - start, max_commit_s);
     sqlite3_finalize(session);
     sqlite3_finalize(insert);
     sqlite3_close(db);

@@ -7,12 +7,19 @@
 # load client (loadgen) connects every stream, then creates a ready file; the producer
 # starts only then. Server CPU is the backend's utime+stime (/proc/PID/stat) over the run;
 # RSS per stream is (VmRSS with the streams - VmRSS before them) / streams. Every process
-# started here (lighttpd, its sse-fcgi backend, loadgen) is stopped by PID on exit, also on
+# started here (lighttpd, its sse-fcgi backend, nginx, loadgen) is stopped by PID on exit, also on
 # Ctrl-C. A scenario whose streams do not all open (503: slots ran out) still gets its row,
 # with the count in the note column; BENCH_THREADS overrides SSE_THREADS to try that.
+#
+# Every scenario runs twice: against sse-fcgi, then against the reference, nginx + nchan
+# (nginx.conf.in: 1 worker, EventSource subscribers on a channel per session, the producer
+# POSTing each event over one keep-alive connection). Same client and producer, in their
+# --nchan modes; nchan's server CPU and RSS are its worker's. A third row gives the ratios
+# sse-fcgi / nchan of p99, CPU per 1,000 delivered and RSS per stream.
 set -euo pipefail
 bin=$1 schema=$2 tools=$3 work=$4
 conf_in=$(dirname "$0")/lighttpd.conf.in
+nginx_in=$(dirname "$0")/nginx.conf.in
 seconds=${BENCH_SECONDS:-10}
 scenarios=${BENCH_SCENARIOS:-a b c d e p}
 tick=$(getconf CLK_TCK)
@@ -50,48 +57,95 @@ wait_for() {
 }
 ready_or_gone() { test -e "$1" || ! kill -0 "$2"; }
 
-# scenario NAME STREAMS SESSIONS RATE BATCH SECONDS
+# scenario NAME STREAMS SESSIONS RATE BATCH SECONDS: the sse-fcgi row, the nchan row and
+# the ratio row.
 scenario() {
-    local name=$1 streams=$2 sessions=$3 rate=$4 batch=$5 secs=$6
-    local dir=$work/$name
-    rm -rf "$dir" && mkdir -p "$dir"
+    local name=$1; shift
+    run_one sse-fcgi "$name" "$@"
+    local sse_p99=$r_p99 sse_per_k=$r_per_k sse_rss=$r_rss
+    run_one nchan "$name" "$@"
+    printf '| %s | sse-fcgi / nchan | | | | %s | | %s | %s | | | |\n' "${name%%:*}" \
+        "$(ratio "$sse_p99" "$r_p99")" "$(ratio "$sse_per_k" "$r_per_k")" \
+        "$(ratio "$sse_rss" "$r_rss")"
+}
+
+# ratio A B: A / B as "N.N×", or "-" when either is missing or B is not above 0
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0)
+        printf "%.1f×", a / b; else print "-" }'
+}
+
+# start_sse DIR PORT STREAMS SESSIONS: lighttpd + sse-fcgi; sets measured to the backend
+start_sse() {
+    local dir=$1 port=$2 streams=$3 sessions=$4
     sqlite3 "$dir/events.db" < "$schema" > /dev/null
     sqlite3 "$dir/events.db" "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k
         WHERE i < $sessions - 1) INSERT INTO sessions(id) SELECT 'bench-' || i FROM k"
-    local port; port=$(free_port)
     sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" -e "s|@BIN@|$bin|g" \
         -e "s|@THREADS@|${BENCH_THREADS:-$((streams + 16))}|g" "$conf_in" > "$dir/lighttpd.conf"
     lighttpd -D -f "$dir/lighttpd.conf" > "$dir/lighttpd.out" 2>&1 &
     local server=$!
     pids+=("$server")
-    if ! wait_for "lighttpd on port $port" 10 curl -sf "http://127.0.0.1:$port/api/health"; then
+    wait_for "lighttpd on port $port" 10 curl -sf "http://127.0.0.1:$port/api/health" || return 1
+    measured=$(pgrep -P "$server" | head -1)
+    pids+=("$measured")
+}
+
+# start_nchan DIR PORT: nginx + nchan, master in the foreground; sets measured to its worker
+start_nchan() {
+    local dir=$1 port=$2
+    mkdir -p "$dir/nginx-tmp"
+    sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" "$nginx_in" > "$dir/nginx.conf"
+    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" > "$dir/nginx.out" 2>&1 &
+    local server=$!
+    pids+=("$server")
+    wait_for "nginx on port $port" 10 curl -sf "http://127.0.0.1:$port/health" || return 1
+    measured=$(pgrep -P "$server" | head -1)
+    [ -n "$measured" ] && pids+=("$measured")
+}
+
+# run_one SERVER NAME STREAMS SESSIONS RATE BATCH SECONDS: one row; sets r_p99, r_per_k and
+# r_rss for the ratio row
+run_one() {
+    local server=$1 name=$2 streams=$3 sessions=$4 rate=$5 batch=$6 secs=$7
+    local dir=$work/${name%%:*}-$server
+    r_p99=- r_per_k=- r_rss=-
+    rm -rf "$dir" && mkdir -p "$dir"
+    local port; port=$(free_port)
+    local measured="" client_args=() producer_args=(--db "$dir/events.db")
+    if [ "$server" = nchan ]; then
+        client_args=(--nchan --path /sub/bench-%d)
+        producer_args=(--nchan-port "$port")
+    fi
+    if ! "start_${server//-fcgi/}" "$dir" "$port" "$streams" "$sessions"; then
         cleanup
-        row "$name" "$streams" "$rate" - - - - - - - "server did not start: see $dir"
+        row "$name" "$server" "$streams" "$rate" - - - - - - - "server did not start: see $dir"
         return
     fi
-    local backend; backend=$(pgrep -P "$server" | head -1)
-    pids+=("$backend")
-    local rss_base; rss_base=$(rss_kib "$backend")
+    local rss_base; rss_base=$(rss_kib "$measured")
     "$tools/loadgen" --port "$port" --streams "$streams" --sessions "$sessions" \
-        --duration "$secs" --ready-file "$dir/ready" > "$dir/loadgen.out" 2> "$dir/loadgen.err" &
+        --duration "$secs" --ready-file "$dir/ready" "${client_args[@]}" \
+        > "$dir/loadgen.out" 2> "$dir/loadgen.err" &
     local client=$!
     pids+=("$client")
     # loadgen creates the file once every stream opened or was refused (30 s at most)
     wait_for "loadgen ready" 60 ready_or_gone "$dir/ready" "$client" || true
     if [ ! -e "$dir/ready" ]; then
         cleanup
-        row "$name" "$streams" "$rate" - - - - - - - "load client failed: see $dir/loadgen.err"
+        row "$name" "$server" "$streams" "$rate" - - - - - - - \
+            "load client failed: see $dir/loadgen.err"
         return
     fi
-    local cpu0; cpu0=$(cpu_ticks "$backend")
-    local rss_streams; rss_streams=$(rss_kib "$backend")
+    local cpu0; cpu0=$(cpu_ticks "$measured")
+    local rss_streams; rss_streams=$(rss_kib "$measured")
     if [ "$rate" != idle ]; then
-        "$tools/producer" --db "$dir/events.db" --sessions "$sessions" --rate "$rate" \
-            --batch "$batch" --duration "$secs" > "$dir/producer.out"
+        "$tools/producer" "${producer_args[@]}" --sessions "$sessions" --rate "$rate" \
+            --batch "$batch" --duration "$secs" > "$dir/producer.out" 2> "$dir/producer.err" \
+            || true
     fi
     wait "$client" || true
-    local cpu1; cpu1=$(cpu_ticks "$backend")
-    local rss_end; rss_end=$(rss_kib "$backend")
+    local cpu1; cpu1=$(cpu_ticks "$measured")
+    local rss_end; rss_end=$(rss_kib "$measured")
     ((rss_end > rss_streams)) && rss_streams=$rss_end
     cleanup
     # key=value pairs of loadgen's line
@@ -114,9 +168,17 @@ scenario() {
         ((refusals > 0)) && note="$note ($refusals refused: $(grep -m1 '^loadgen: HTTP' \
             "$dir/loadgen.err" | cut -d' ' -f3-))"
     fi
+    # every published event is for streams/sessions streams; nchan drops what it cannot
+    # keep up with, without a gap loadgen could see (issue 13, scenario c)
+    local published; published=$(sed -n 's/^inserted=\([0-9]*\).*/\1/p' "$dir/producer.out" \
+        2>/dev/null || true)
+    local lost; lost=$(awk -v p="${published:-0}" -v e="$events" -v n="$streams" -v m="$sessions" \
+        'BEGIN { x = p * n / m; if (x > 0 && e < 0.95 * x) printf "%.0f", 100 * (1 - e / x) }')
+    [ -n "$lost" ] && note="${note:+$note; }$lost % of what was published not delivered"
     if [ "$events" = 0 ]; then p50=-; p99=-; fi
-    row "$name" "$streams" "$rate" "$p50" "$p99" "$eps" "$per_k" "$rss_per" "$cpu_s" "$errors" \
-        "$note"
+    r_p99=$p99 r_per_k=$per_k r_rss=$rss_per
+    row "$name" "$server" "$streams" "$rate" "$p50" "$p99" "$eps" "$per_k" "$rss_per" "$cpu_s" \
+        "$errors" "$note"
 }
 
 # prune_scenario EVENTS SESSIONS: issue 6's retention. EVENTS rows over SESSIONS sessions,
@@ -154,19 +216,19 @@ prune_scenario() {
         "$(cat "$dir/producer.out" 2>/dev/null || echo "no output")"
 }
 
-# row NAME STREAMS RATE P50 P99 EPS PER_K RSS_PER CPU_S ERRORS NOTE
+# row NAME SERVER STREAMS RATE P50 P99 EPS PER_K RSS_PER CPU_S ERRORS NOTE
 row() {
-    local asked=$3
+    local asked=$4
     [ "$asked" = 0 ] && asked="max (batch 100)"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$asked" \
-        "$4" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" \
+        "$asked" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}" "${12}"
 }
 
 echo "sse-fcgi bench: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%dT%H:%MZ); client, producer and server share the machine"
 echo "reproduce: make bench (BENCH_SCENARIOS=\"$scenarios\" BENCH_SECONDS=$seconds)"
 echo
-echo "| scenario | streams | rate asked (ev/s) | p50 ms | p99 ms | delivered ev/s | server CPU s / 1,000 delivered | server RSS / stream KiB | server CPU s in all | errors | note |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| scenario | server | streams | rate asked (ev/s) | p50 ms | p99 ms | delivered ev/s | server CPU s / 1,000 delivered | server RSS / stream KiB | server CPU s in all | errors | note |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for s in $scenarios; do
     case $s in
         a) scenario "a: 1 stream" 1 1 1000 1 "$seconds" ;;

@@ -122,7 +122,7 @@ BEGIN
 END;
 
 -- ---------------------------------------------------------------------------------------
--- Policy seed: the reference route's lists (../shared/reference/seed-route.txt):
+-- Policy seed: the lists of the aiohttp route sse-fcgi replaces (its seed-route):
 -- DEFAULT_EVENT_TYPES -> streamed_by_default, _REPLAY_TYPES -> replayed,
 -- _CRITICAL_EVENTS -> critical, _WORKER_EVENT_ALLOWLIST -> worker_fanin; plus the other
 -- type names of the reference framework's EventType enum, all flags 0.

@@ -17,7 +17,7 @@
 #include <string.h>
 
 enum {
-    SHRING_MAGIC = 0x53534552494e4731ull & 0xffffffffu,  /* "SSERING1", low half */
+    SHRING_MAGIC = 0x53524e47,     /* "SRNG" */
     SHRING_VERSION = 1,
     SHRING_ALIGN = 8,
     SHRING_NULL = UINT32_MAX,       /* a field's length when it is SQL NULL */

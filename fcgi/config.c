@@ -30,9 +30,10 @@ static const struct {
 
 /* Per process: one log target and level serve every thread; the threads are started once;
  * one watcher per database (store/hub.c) polls for every stream of it, so a request's own
- * SSE_POLL_MS could only ever be the first request's. */
+ * SSE_POLL_MS could only ever be the first request's; that watcher is shared by every
+ * process of the host through SSE_HUB_DIR, which must be the same for all of them. */
 static const char *const PER_PROCESS_NAMES[] = {
-    "SSE_LOG", "SSE_LOG_LEVEL", "SSE_THREADS", "SSE_POLL_MS",
+    "SSE_LOG", "SSE_LOG_LEVEL", "SSE_THREADS", "SSE_POLL_MS", "SSE_HUB_DIR",
 };
 
 const char *
@@ -59,6 +60,7 @@ config_copy_per_process(struct config *c, const struct config *process)
     c->log_level = process->log_level;
     c->threads = process->threads;
     c->poll_ms = process->poll_ms;
+    c->hub_dir = process->hub_dir;
 }
 
 int
@@ -123,6 +125,9 @@ load_strings(struct config *c, config_lookup_fn lookup, void *ctx, const char **
         return -1;
     }
     c->cors_origin = lookup(ctx, "SSE_CORS_ORIGIN");
+    c->hub_dir = lookup(ctx, "SSE_HUB_DIR");
+    if (c->hub_dir == NULL || c->hub_dir[0] == '\0')
+        c->hub_dir = "/dev/shm";
     c->log_target = lookup(ctx, "SSE_LOG");
     if (c->log_target != NULL && c->log_target[0] == '\0') {
         *bad_name = "SSE_LOG";

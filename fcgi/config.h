@@ -48,6 +48,8 @@ struct config {
     const char *jwt_secret_file; /* SSE_JWT_SECRET_FILE: a file holding it, or NULL */
     enum log_level log_level;  /* SSE_LOG_LEVEL, default info */
     const char *log_target;    /* SSE_LOG: stderr (default), syslog or a file path */
+    const char *hub_dir;       /* SSE_HUB_DIR: where the host's shared hub lives (default
+                                * /dev/shm); "off" = a private hub per process */
 };
 
 /* Returns the value of a variable, or NULL when unset. */
@@ -59,7 +61,7 @@ int config_load(struct config *c, config_lookup_fn lookup, void *ctx, const char
                 const char **why);
 
 /* The settings that belong to the process, not to one request: SSE_LOG, SSE_LOG_LEVEL,
- * SSE_THREADS and SSE_POLL_MS (README "Configuration"). main.c reads them once, at start,
+ * SSE_THREADS, SSE_POLL_MS and SSE_HUB_DIR (README "Configuration"). main.c reads them once, at start,
  * from the environment; a request's parameters cannot change them. Returns the i-th name,
  * or NULL when i is past the last. Thread-safe. */
 const char *config_per_process_name(size_t i);
@@ -67,7 +69,8 @@ const char *config_per_process_name(size_t i);
 /* True when name is one of config_per_process_name's. NULL is false. Thread-safe. */
 bool config_is_per_process(const char *name);
 
-/* Copies the per-process fields (log_target, log_level, threads, poll_ms) of process into
+/* Copies the per-process fields (log_target, log_level, threads, poll_ms,
+ * hub_dir) of process into
  * c, leaving every other field of c as it is. Strings stay borrowed from process's source. */
 void config_copy_per_process(struct config *c, const struct config *process);
 

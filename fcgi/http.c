@@ -160,6 +160,15 @@ http_append_health(struct buf *b, const struct health_facts *facts, const char *
               && cJSON_AddStringToObject(o, "journal_mode", facts->is_wal ? "wal" : "other")
               && add_integer(o, "newest_event_id", facts->newest_event_id)
               && cJSON_AddNumberToObject(o, "streams_open", (double)facts->streams_open);
+    if (ok && facts->hub != NULL)
+        ok = cJSON_AddStringToObject(o, "hub", facts->hub)
+             && cJSON_AddStringToObject(o, "hub_role", facts->hub_role)
+             && cJSON_AddNumberToObject(o, "hub_leader_pid", (double)facts->hub_leader_pid)
+             && cJSON_AddNumberToObject(o, "subscribers", (double)facts->subscribers);
+    if (ok && facts->hub != NULL && facts->session_id != NULL)
+        ok = cJSON_AddStringToObject(o, "session_id", facts->session_id)
+             && cJSON_AddNumberToObject(o, "session_subscribers",
+                                        (double)facts->session_subscribers);
     int rc = ok ? append_status(b, 200, cors_origin) : -1;
     if (rc == 0)
         rc = append_json(b, o, with_body);

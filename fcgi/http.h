@@ -38,6 +38,12 @@ struct health_facts {
     int64_t newest_event_id;     /* 0 when the table is empty */
     long streams_open;           /* in this process */
     bool is_wal;                 /* journal_mode is wal */
+    const char *hub;             /* "shared" or "private"; NULL: no hub facts */
+    const char *hub_role;        /* "leader", "follower" or "private" */
+    long hub_leader_pid;         /* 0 when unknown */
+    long subscribers;            /* streams on the database, host-wide when shared */
+    const char *session_id;      /* with session_subscribers, when asked (NULL: not) */
+    long session_subscribers;    /* -1: could not be read */
 };
 
 /* 200 with the health JSON: {"status":"ok","database":"reachable",...}. */

@@ -311,7 +311,7 @@ apply_last_event_id(struct query *q, const char *value)
 
 /* Which of the known keys a decoded key is; bit flags remember the ones already seen. */
 enum query_key { KEY_TYPES = 1, KEY_WATCH = 2, KEY_LAST_EVENT_ID = 4, KEY_NAMED = 8,
-                 KEY_TOKEN = 16 };
+                 KEY_TOKEN = 16, KEY_SESSION_ID = 32 };
 
 static int
 key_of(const char *name)
@@ -319,6 +319,7 @@ key_of(const char *name)
     static const struct { const char *name; int key; } keys[] = {
         {"types", KEY_TYPES}, {"watch", KEY_WATCH},
         {"last_event_id", KEY_LAST_EVENT_ID}, {"named", KEY_NAMED}, {"token", KEY_TOKEN},
+        {"session_id", KEY_SESSION_ID},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (strcmp(name, keys[i].name) == 0)
@@ -344,6 +345,9 @@ apply_pair(struct query *q, int key, char *value, const char **why)
         return 0;
     case KEY_TOKEN:
         q->token = value;
+        return 0;
+    case KEY_SESSION_ID:
+        q->session_id = value;
         return 0;
     }
     return 0;

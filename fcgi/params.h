@@ -73,6 +73,7 @@ struct query {
     int64_t last_event_id;
     bool is_named;                          /* named=1: add an `event: <type>` line */
     const char *token;                      /* token= (SSE_AUTH), decoded; NULL if absent */
+    const char *session_id;                 /* session_id= (/api/health), decoded; or NULL */
     char storage[PARAMS_QUERY_MAX + 2 * PARAMS_LIST_MAX];
 };
 

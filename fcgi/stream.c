@@ -338,6 +338,23 @@ open_store(struct request *r, struct store **st)
     return 0;
 }
 
+/* Where the hub's lines go: the process's log. */
+static void
+log_hub(bool is_warning, const char *message)
+{
+    log_line(is_warning ? LOG_LEVEL_WARN : LOG_LEVEL_INFO, "%s", message);
+}
+
+/* The hub of the request's database, started on first use (every process joins its host's
+ * hub once; /api/health too, so that it can report the host's streams). */
+static struct hub *
+process_hub(const struct request *r)
+{
+    struct hub_options opt = {.poll_ms = r->cfg.poll_ms, .shutdown_fd = r->shared->shutdown_fd,
+                              .frame = sse_event_json, .dir = r->cfg.hub_dir, .log = log_hub};
+    return hub_get(r->cfg.db_path, &opt);
+}
+
 static void
 serve_health(struct request *r)
 {
@@ -345,6 +362,20 @@ serve_health(struct request *r)
     if (open_store(r, &st) < 0)
         return;
     struct health_facts facts = {.streams_open = atomic_load(&r->shared->streams_open)};
+    struct hub *h = process_hub(r);
+    if (h != NULL) {
+        static const char *const ROLES[] = {"private", "leader", "follower"};
+        struct hub_facts hf;
+        hub_get_facts(h, &hf);
+        facts.hub = hf.role == HUB_ROLE_PRIVATE ? "private" : "shared";
+        facts.hub_role = ROLES[hf.role];
+        facts.hub_leader_pid = hf.leader_pid;
+        facts.subscribers = hf.subscribers;
+        if (r->query.session_id != NULL) {
+            facts.session_id = r->query.session_id;
+            facts.session_subscribers = hub_session_subscribers(h, r->query.session_id);
+        }
+    }
     int rc = store_health(st, &facts.schema_version, &facts.is_wal);
     if (rc == 0)
         rc = store_newest_id(st, &facts.newest_event_id);
@@ -898,7 +929,7 @@ prepare_stream(struct request *r, struct live *lv, struct start *s)
 static int
 join_hub(struct request *r, struct live *lv)
 {
-    lv->hub = hub_get(r->cfg.db_path, r->cfg.poll_ms, r->shared->shutdown_fd, sse_event_json);
+    lv->hub = process_hub(r);
     lv->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (lv->hub == NULL || lv->wake_fd < 0) {
         log_line(LOG_LEVEL_ERROR, "error status=503 %s reason=\"no thread or descriptor for "

@@ -1,31 +1,35 @@
 /*
- * hub.h - one watcher per process and database: the new rows are read once, kept in memory
- * and shared by every stream of the process.
+ * hub.h - one watcher per host and database: the new rows are read once, kept in memory
+ * that every process of the host maps, and shared by every stream of every process.
  *
- * A hub is a thread with its own read-only connection and one waiter (inotify on the -wal,
- * confirmed by data_version, store/wait.c). Each time another connection commits it reads
- * every new row of the table in batches, frames once each row some stream of the process
- * subscribes to (store_row.frame, shared by every stream that sends it), appends the rows
- * to a ring of recent rows (store/ring.h) and wakes, through their eventfd, only the
- * streams whose channel has a new row (all of them after a commit that added no row: a
- * session closed, rows pruned). Before it wakes a session stream it reads that session's
- * closed flag (once per session and round) into the subscription, so streams never query
- * for it. A woken stream takes references to its channel's rows after its cursor
- * (hub_copy_after) and writes them without holding any lock, so a slow client delays
- * nobody. Rows are reference-counted: eviction from the ring frees nothing a stream holds.
+ * The watcher (the leader) is one thread in one process, with its own read-only connection
+ * and one waiter (inotify on the -wal, confirmed by data_version, store/wait.c). Each time
+ * another connection commits it reads every new row of the table in batches, frames once
+ * each row some stream subscribes to, appends the rows to the ring of recent rows and wakes
+ * only the streams whose channel has a new row (all of them after a commit that added no
+ * row: a session closed, rows pruned). Before it wakes a session stream it reads that
+ * session's closed flag (once per session and round), so streams never query for it.
  *
- * The ring keeps every row with id in (base, newest]. A stream whose cursor is older than
- * base (it fell behind, or started from an old resume point) reads the database instead,
- * on a connection of its own, until it has caught up. Rows become visible in id order
- * (AUTOINCREMENT, one writer), so a stream's cursor may pass rows of other channels: they
- * were dealt with.
+ * Shared (the default): the ring lives in a file mapping in SSE_HUB_DIR (default /dev/shm:
+ * tmpfs, never written to disk), store/shring.h; the leader is whichever process holds
+ * flock on that file, and another takes over when it dies. Every other process (a
+ * follower) connects to the leader over a UNIX socket beside the file, sends its streams'
+ * subscriptions, and is woken through it: one thread per process reads the socket and
+ * writes the eventfd of each stream the leader named. Followers never open the database
+ * while their streams are live and caught up. Private (SSE_HUB_DIR=off, or the files
+ * could not be made): the same watcher and the private ring (store/ring.h) in this process
+ * only, as before; the reason is logged once.
+ *
+ * A woken stream copies its channel's rows after its cursor (hub_copy_after) and writes
+ * them without holding any lock, so a slow client delays nobody. A stream whose cursor is
+ * older than the ring's oldest row (it fell behind, or resumed from an old point), or whose
+ * copy was overwritten under it, reads the database instead, on a connection of its own,
+ * until it has caught up. Rows become visible in id order (AUTOINCREMENT, one writer), so a
+ * stream's cursor may pass rows of other channels: they were dealt with.
  *
  * A new database at the path ends every stream (hub_generation): a new inode (moved in,
  * replaced), or the newest id ever issued going back (`.restore` of an older copy in
  * place), since the ids a stream has sent then mean nothing in it.
- *
- * Memory: the ring holds at most HUB_RING_BYTES plus one read (HUB_READ_BYTES and the row
- * that crosses it, which is at most STORE_VALUE_MAX per value) and its frames.
  *
  * All functions are thread-safe. Hubs live until the process exits.
  */
@@ -58,6 +62,8 @@ struct hub_sub {
     unsigned long woken_round;          /* the hub's: one write per read round */
     unsigned long checked_round;        /* the hub's: closed flag read in this round */
     struct hub_sub *next;               /* the hub's: bucket chain */
+    struct hub_link *link;              /* the hub's: the follower it came from (leader), */
+    uint32_t link_id;                   /* and its number there; or this process's number */
 };
 
 /* Builds the frame of e (what a stream sends of it) into memory the caller frees with
@@ -65,11 +71,38 @@ struct hub_sub {
  * themselves (and skip it when it is too large). Thread-safe. */
 typedef char *(*hub_frame_fn)(const struct event *e, size_t *len);
 
-/* The hub of db_path, started on first use with SSE_POLL_MS poll_ms as its safety net,
- * shutdown_fd (readable once the process must stop) to end it and frame to build each
- * subscribed row's frame once for every stream (store_row.frame). NULL when the thread or
- * memory could not be had. */
-struct hub *hub_get(const char *db_path, long poll_ms, int shutdown_fd, hub_frame_fn frame);
+/* Where a line about the hub goes (the process's log): a warning or a notice. */
+typedef void (*hub_log_fn)(bool is_warning, const char *message);
+
+struct hub_options {
+    long poll_ms;                       /* SSE_POLL_MS: the watcher's safety net */
+    int shutdown_fd;                    /* readable once the process must stop */
+    hub_frame_fn frame;                 /* builds each subscribed row's frame once */
+    const char *dir;                    /* SSE_HUB_DIR; "off" for a private hub */
+    hub_log_fn log;
+};
+
+/* The hub of db_path, started on first use with opt (copied; only the first call's
+ * count). NULL when no thread or memory could be had. */
+struct hub *hub_get(const char *db_path, const struct hub_options *opt);
+
+enum hub_role {
+    HUB_ROLE_PRIVATE,                   /* this process's own watcher */
+    HUB_ROLE_LEADER,                    /* the host's watcher runs in this process */
+    HUB_ROLE_FOLLOWER,                  /* woken by the leader of another process */
+};
+
+/* What /api/health says of the hub. */
+struct hub_facts {
+    enum hub_role role;
+    long leader_pid;                    /* 0 when unknown (private, or between leaders) */
+    long subscribers;                   /* streams on this database, host-wide when shared */
+};
+
+void hub_get_facts(struct hub *h, struct hub_facts *out);
+
+/* Streams of session_id open on the host (this process, for a private hub). */
+long hub_session_subscribers(struct hub *h, const char *session_id);
 
 void hub_subscribe(struct hub *h, struct hub_sub *sub);
 void hub_unsubscribe(struct hub *h, struct hub_sub *sub);

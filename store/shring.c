@@ -344,6 +344,19 @@ copy_into(const struct view *v, struct store_batch *out)
     return n;
 }
 
+/* Puts the whole row of a stub into out, from load. Returns its cost, 0 when load gave
+ * nothing, -1 when out of memory. */
+static long
+copy_stub(const struct view *v, struct store_batch *out, shring_load_fn load, void *ctx)
+{
+    struct store_row *row = load != NULL ? load(ctx, v->rec.id) : NULL;
+    if (row == NULL)
+        return 0;
+    long n = row->event.id == v->rec.id ? store_batch_add_row(out, row) : 0;
+    store_row_unref(row);
+    return n;
+}
+
 /* The first record number in [lo, hi) whose id is > after_id (ids grow with n). */
 static uint64_t
 first_after(const struct shring *r, uint64_t lo, uint64_t hi, int64_t after_id)
@@ -361,7 +374,7 @@ first_after(const struct shring *r, uint64_t lo, uint64_t hi, int64_t after_id)
 int
 shring_copy_after(const struct shring *r, const struct store_channel *ch, int64_t after_id,
                   size_t max_rows, size_t max_bytes, struct store_batch *out,
-                  int64_t *scanned_through)
+                  int64_t *scanned_through, shring_load_fn load, void *load_ctx)
 {
     const struct shring_head *h = r->head;
     store_batch_clear(out);
@@ -389,11 +402,12 @@ shring_copy_after(const struct shring *r, const struct store_channel *ch, int64_
         struct event e;
         event_of(&v, &e);
         if (store_event_in_channel(&e, ch)) {
-            if ((v.rec.flags & R_STUB) != 0) {
-                rc = 0;  /* too large for the ring: the database has it */
+            long cost = (v.rec.flags & R_STUB) != 0 ? copy_stub(&v, out, load, load_ctx)
+                                                    : copy_into(&v, out);
+            if (cost == 0) {
+                rc = 0;  /* a stub nobody loaded: the database has it */
                 break;
             }
-            long cost = copy_into(&v, out);
             if (cost < 0) {
                 store_batch_clear(out);
                 return -1;

@@ -64,13 +64,18 @@ void shring_append(struct shring *r, const struct store_batch *batch);
 int64_t shring_newest(const struct shring *r);
 bool shring_is_known(const struct shring *r);
 
+/* Gives the whole row of a stub (one new reference), or NULL: the reader reads the
+ * database instead. */
+typedef struct store_row *(*shring_load_fn)(void *ctx, int64_t id);
+
 /* Reader: puts into out (cleared first) new rows copying those of ch with id > after_id,
- * at most max_rows and about max_bytes; out->is_full says more follow. *scanned_through
- * gets the highest id looked at. Returns 1; 0 when rows after after_id have left the ring,
- * were overwritten during the copy, or are stubs of ch (read the database instead), or the
- * ring knows nothing; -1 when out of memory. */
+ * at most max_rows and about max_bytes; out->is_full says more follow. A stub of ch is
+ * asked of load (NULL: none). *scanned_through gets the highest id looked at. Returns 1; 0
+ * when rows after after_id have left the ring, were overwritten during the copy, or are
+ * stubs of ch that load did not give, or the ring knows nothing (read the database
+ * instead); -1 when out of memory. */
 int shring_copy_after(const struct shring *r, const struct store_channel *ch, int64_t after_id,
                       size_t max_rows, size_t max_bytes, struct store_batch *out,
-                      int64_t *scanned_through);
+                      int64_t *scanned_through, shring_load_fn load, void *load_ctx);
 
 #endif

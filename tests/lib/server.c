@@ -129,10 +129,16 @@ static size_t
 collect_env(const char **pairs, const struct server *srv, const struct testenv *env,
             const struct server_options *opt)
 {
+    /* The shared hub's files go in the test's own dir (removed with it), never in
+     * /dev/shm, where every test's would stay until reboot; open to the server's user. */
+    static char hub_dir[TESTENV_PATH_MAX];
+    testenv_path(env, "hub", hub_dir, sizeof(hub_dir));
+    DIAG_CHECK((mkdir(hub_dir, 0777) == 0 || errno == EEXIST) && chmod(hub_dir, 0777) == 0,
+               "cannot make %s: %s", hub_dir, strerror(errno));
     const char *defaults[] = {
         "SSE_DB", opt && opt->db_path ? opt->db_path : env->db_path,
         "SSE_LOG", srv->sse_log, "SSE_KEEPALIVE_S", "1", "SSE_THREADS", "4",
-        "SSE_LOG_LEVEL", "debug",
+        "SSE_LOG_LEVEL", "debug", "SSE_HUB_DIR", hub_dir,
     };
     size_t n = sizeof(defaults) / sizeof(defaults[0]);
     memcpy(pairs, defaults, sizeof(defaults));

@@ -245,7 +245,7 @@ END_TEST
 START_TEST(test_per_process_names)
 {
     static const char *const expected[] = {"SSE_LOG", "SSE_LOG_LEVEL", "SSE_THREADS",
-                                           "SSE_POLL_MS"};
+                                           "SSE_POLL_MS", "SSE_HUB_DIR"};
     size_t n = 0;
     while (config_per_process_name(n) != NULL)
         n++;

@@ -173,6 +173,24 @@ START_TEST(test_attach_checks_geometry)
 }
 END_TEST
 
+/* An area too small for four records of the smallest size (a header) is refused: a zero
+ * one would divide by zero at the first append, a tiny one overflow with its first stub. */
+START_TEST(test_attach_refuses_a_tiny_area)
+{
+    size_t size = shring_size(8, 4 * RECORD_HEADER);
+    unsigned char *mem = malloc(size);
+    ck_assert_ptr_nonnull(mem);
+    struct shring r;
+    shring_format(mem, 8, 0);
+    ck_assert_int_eq(shring_attach(&r, mem, size, 8, 0), -1);
+    shring_format(mem, 8, 4 * RECORD_HEADER - 8);
+    ck_assert_int_eq(shring_attach(&r, mem, size, 8, 4 * RECORD_HEADER - 8), -1);
+    shring_format(mem, 8, 4 * RECORD_HEADER);
+    ck_assert_int_eq(shring_attach(&r, mem, size, 8, 4 * RECORD_HEADER), 0);
+    free(mem);
+}
+END_TEST
+
 START_TEST(test_restart_known_and_unknown)
 {
     struct mapped m;
@@ -550,6 +568,39 @@ START_TEST(test_large_row_is_a_stub)
 }
 END_TEST
 
+/* A stub whose keys alone are over a quarter of the area (a hand-edited row: the schema
+ * bounds sessions.id, a database need not) must still fit in it; it is then kept without
+ * keys, and every channel reads the database for it. */
+START_TEST(test_stub_with_huge_keys_stays_in_the_area)
+{
+    static char key[3000];
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    const struct store_channel huge = {STORE_SCOPE_SESSION, key};
+    struct mapped m;
+    map_ring(&m, 64, 1024);
+    append_range(&m.r, 1, 1, 10);
+    struct event e = {.id = 2, .session_id = key, .session_id_len = sizeof(key) - 1,
+                      .type = "t", .type_len = 1, .is_oversized = true};
+    append_event(&m.r, &e, NULL, 0);  /* keys of 3000 bytes: more than the whole area */
+    e.id = 3, e.session_id_len = 400;  /* more than a quarter, less than the area */
+    append_event(&m.r, &e, NULL, 0);
+    append_range(&m.r, 4, 4, 10);
+    expect_copy(&m.r, &huge, 0, 10, 0, NULL, 0, false, 0);
+    expect_copy(&m.r, &S2, 0, 10, 0, NULL, 0, false, 0);
+    expect_copy(&m.r, &S2, 3, 10, 1, (const int64_t[]){4}, 1, false, 4);
+    expect_copy(&m.r, &ALL, 0, 10, 0, NULL, 0, false, 0);
+    expect_copy(&m.r, &S1, 0, 1, 1, (const int64_t[]){1}, 1, true, 1);
+    /* and they take a header's room, no more: 352 bytes so far, 5 x 80 more fit */
+    for (int64_t id = 5; id <= 9; id++)
+        append_event(&m.r, &(struct event){.id = id, .session_id = key,
+                                           .session_id_len = sizeof(key) - 1}, NULL, 0);
+    expect_copy(&m.r, &S1, 0, 1, 1, (const int64_t[]){1}, 1, true, 1);
+    expect_copy(&m.r, &S2, 3, 1, 1, (const int64_t[]){4}, 1, true, 4);
+    unmap_ring(&m);
+}
+END_TEST
+
 START_TEST(test_scanned_through)
 {
     struct mapped m;
@@ -681,6 +732,7 @@ suite_shring(void)
     Suite *s = suite_create("shring");
     TCase *tc = tcase_create("shring");
     tcase_add_test(tc, test_attach_checks_geometry);
+    tcase_add_test(tc, test_attach_refuses_a_tiny_area);
     tcase_add_test(tc, test_restart_known_and_unknown);
     tcase_add_test(tc, test_copy_at_every_edge);
     tcase_add_test(tc, test_channels_follow_the_sql);
@@ -690,6 +742,7 @@ suite_shring(void)
     tcase_add_test(tc, test_eviction_by_index_slots);
     tcase_add_test(tc, test_old_ids_after_wrap);
     tcase_add_test(tc, test_large_row_is_a_stub);
+    tcase_add_test(tc, test_stub_with_huge_keys_stays_in_the_area);
     tcase_add_test(tc, test_scanned_through);
     tcase_add_test(tc, test_reader_beside_a_writer);
     tcase_set_timeout(tc, 20);

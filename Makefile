@@ -39,7 +39,7 @@ SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 FUZZ_CC      := clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?= -max_len=8192 -timeout=10
-FUZZ_TARGETS := fuzz_path fuzz_query fuzz_event_id fuzz_frame fuzz_auth fuzz_ring
+FUZZ_TARGETS := fuzz_path fuzz_query fuzz_event_id fuzz_frame fuzz_auth fuzz_ring fuzz_shring
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 FUZZ_CFLAGS   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L \
@@ -149,7 +149,8 @@ $(BUILD)/fuzz/fuzz_frame: fcgi/sse.c fcgi/buf.c
 $(BUILD)/fuzz/fuzz_auth: fcgi/auth.c
 $(BUILD)/fuzz/fuzz_auth: FUZZ_LIBS += $(shell pkg-config --libs libcrypto)
 $(BUILD)/fuzz/fuzz_ring: store/ring.c store/store.c
-$(BUILD)/fuzz/fuzz_ring: FUZZ_LIBS += $(shell pkg-config --libs sqlite3)
+$(BUILD)/fuzz/fuzz_shring: store/shring.c store/store.c
+$(BUILD)/fuzz/fuzz_ring $(BUILD)/fuzz/fuzz_shring: FUZZ_LIBS += $(shell pkg-config --libs sqlite3)
 $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/check.h $(wildcard fcgi/*.h store/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS)

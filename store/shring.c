@@ -35,6 +35,7 @@ enum record_flag {
     R_OVERSIZED = 1u << 2,
     R_STUB = 1u << 3,               /* keys only: read the row from the database */
     R_TS_SHIFT = 4,                 /* two bits: enum event_value_kind of the timestamp */
+    R_KEYLESS = 1u << 6,            /* a stub whose keys were too large: every channel's */
 };
 
 struct shring_head {
@@ -104,7 +105,8 @@ shring_format(void *mem, size_t slots, size_t data_bytes)
 int
 shring_attach(struct shring *r, void *mem, size_t size, size_t slots, size_t data_bytes)
 {
-    if (size < shring_size(slots, data_bytes) || data_bytes % SHRING_ALIGN != 0 || slots == 0)
+    if (size < shring_size(slots, data_bytes) || data_bytes % SHRING_ALIGN != 0 || slots == 0
+        || data_bytes < 4 * sizeof(struct record))  /* a keyless stub fits in a quarter */
         return -1;
     point_into(r, mem, slots, data_bytes);
     const struct shring_head *h = r->head;
@@ -207,6 +209,12 @@ append_row(struct shring *r, const struct store_row *row)
         fields_of(row, true, ptr, len);
         bytes = record_bytes(len);
     }
+    bool is_keyless = is_stub && bytes > r->data_bytes / 4;  /* keys too large: keep none */
+    if (is_keyless) {
+        for (size_t f = 0; f < F_COUNT; f++)
+            ptr[f] = NULL, len[f] = SHRING_NULL;
+        bytes = record_bytes(len);
+    }
     uint64_t pos = atomic_load_explicit(&h->data_head, memory_order_relaxed);
     if (pos % r->data_bytes + bytes > r->data_bytes)
         pos += r->data_bytes - pos % r->data_bytes;  /* never split across the end */
@@ -219,6 +227,7 @@ append_row(struct shring *r, const struct store_row *row)
         .flags = (e->is_session_id_blob ? R_SESSION_BLOB : 0u)
                  | (e->is_stream_id_blob ? R_STREAM_BLOB : 0u)
                  | (e->is_oversized ? R_OVERSIZED : 0u) | (is_stub ? R_STUB : 0u)
+                 | (is_keyless ? R_KEYLESS : 0u)
                  | ((uint32_t)e->timestamp.kind << R_TS_SHIFT),
     };
     if (e->timestamp.kind == EVENT_VALUE_INTEGER)
@@ -401,6 +410,10 @@ shring_copy_after(const struct shring *r, const struct store_channel *ch, int64_
         }
         struct event e;
         event_of(&v, &e);
+        if ((v.rec.flags & R_KEYLESS) != 0) {
+            rc = 0;  /* its channel is unknown: the database has it */
+            break;
+        }
         if (store_event_in_channel(&e, ch)) {
             long cost = (v.rec.flags & R_STUB) != 0 ? copy_stub(&v, out, load, load_ctx)
                                                     : copy_into(&v, out);

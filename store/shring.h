@@ -16,7 +16,8 @@
  * newest has one. A record holds the row's channel keys and type (what a stream filters
  * on) and its frame when the writer built one, else every column (the reader frames it).
  * A row too large for a quarter of the area is kept as a stub: keys only, and whoever's
- * channel it is reads it from the database.
+ * channel it is reads it from the database (keys too large themselves: none, and every
+ * channel reads it there).
  *
  * Positions only grow (64 bits), so a copy that lies before the writer's eviction point is
  * known to be torn. Every length read from shared memory is checked against the area
@@ -50,7 +51,8 @@ size_t shring_size(size_t slots, size_t data_bytes);
 void shring_format(void *mem, size_t slots, size_t data_bytes);
 
 /* Fills r for a ring that mem (size bytes) holds. Returns 0, or -1 when mem does not hold
- * one with that geometry (never formatted, another version, another size). */
+ * one with that geometry (never formatted, another version, another size), or data_bytes is
+ * under 4 record headers (320 bytes). */
 int shring_attach(struct shring *r, void *mem, size_t size, size_t slots, size_t data_bytes);
 
 /* Writer: drops every row. With is_known the ring starts at newest (nothing before it is

@@ -104,6 +104,64 @@ start_nchan() {
     [ -n "$measured" ] && pids+=("$measured")
 }
 
+# start_client DIR PORT STREAMS SESSIONS SECONDS LOADGEN_ARGS...: starts loadgen (sets client)
+# and waits for its ready file; returns 1 when it never came (the client failed)
+start_client() {
+    local dir=$1 port=$2 streams=$3 sessions=$4 secs=$5; shift 5
+    "$tools/loadgen" --port "$port" --streams "$streams" --sessions "$sessions" \
+        --duration "$secs" --ready-file "$dir/ready" "$@" \
+        > "$dir/loadgen.out" 2> "$dir/loadgen.err" &
+    client=$!
+    pids+=("$client")
+    # loadgen creates the file once every stream opened or was refused (30 s at most)
+    wait_for "loadgen ready" 60 ready_or_gone "$dir/ready" "$client" || true
+    test -e "$dir/ready"
+}
+
+# read_loadgen DIR: sets events, eps, p50, p99, errors and connected from loadgen's line of
+# key=value pairs (p50 and p99 are - when nothing arrived)
+read_loadgen() {
+    events=0 eps=0 p50=0 p99=0 errors=0 connected=0
+    for kv in $(cat "$1/loadgen.out"); do
+        case $kv in
+            events=*) events=${kv#*=} ;; events_per_s=*) eps=${kv#*=} ;;
+            p50_ms=*) p50=${kv#*=} ;; p99_ms=*) p99=${kv#*=} ;;
+            errors=*) errors=${kv#*=} ;; connected=*) connected=${kv#*=} ;;
+        esac
+    done
+    if [ "$events" = 0 ]; then p50=-; p99=-; fi
+}
+
+# delivery_note DIR STREAMS SESSIONS: what read_loadgen's figures say went wrong, for the note
+# column: streams that did not open (and the first refusal), and what was published but not
+# delivered. Every published event is for streams/sessions streams; nchan drops what it
+# cannot keep up with, without a gap loadgen could see (issue 13, scenario c).
+delivery_note() {
+    local dir=$1 streams=$2 sessions=$3 note=""
+    if [ "$connected" != "$streams" ]; then
+        note="only $connected of $streams streams opened"
+        local refusals; refusals=$(grep -c '^loadgen: HTTP' "$dir/loadgen.err" || true)
+        ((refusals > 0)) && note="$note ($refusals refused: $(grep -m1 '^loadgen: HTTP' \
+            "$dir/loadgen.err" | cut -d' ' -f3-))"
+    fi
+    local lost; lost=$(awk -v p="$(published "$dir")" -v e="$events" -v n="$streams" \
+        -v m="$sessions" \
+        'BEGIN { x = p * n / m; if (x > 0 && e < 0.95 * x) printf "%.0f", 100 * (1 - e / x) }')
+    [ -n "$lost" ] && note="${note:+$note; }$lost % of what was published not delivered"
+    echo "$note"
+}
+
+# published DIR: the events the producer published (0 when it did not run)
+published() {
+    local n; n=$(sed -n 's/^inserted=\([0-9]*\).*/\1/p' "$1/producer.out" 2>/dev/null || true)
+    echo "${n:-0}"
+}
+
+# per_1000 CPU_S EVENTS: CPU seconds per 1,000 events, or - without events
+per_1000() {
+    awk -v c="$1" -v e="$2" 'BEGIN { if (e > 0) printf "%.4f", c / (e / 1000); else print "-" }'
+}
+
 # run_one SERVER NAME STREAMS SESSIONS RATE BATCH SECONDS: one row; sets r_p99, r_per_k and
 # r_rss for the ratio row
 run_one() {
@@ -112,7 +170,7 @@ run_one() {
     r_p99=- r_per_k=- r_rss=-
     rm -rf "$dir" && mkdir -p "$dir"
     local port; port=$(free_port)
-    local measured="" client_args=() producer_args=(--db "$dir/events.db")
+    local measured="" client="" client_args=() producer_args=(--db "$dir/events.db")
     if [ "$server" = nchan ]; then
         client_args=(--nchan --path /sub/bench-%d)
         producer_args=(--nchan-port "$port")
@@ -123,14 +181,7 @@ run_one() {
         return
     fi
     local rss_base; rss_base=$(rss_kib "$measured")
-    "$tools/loadgen" --port "$port" --streams "$streams" --sessions "$sessions" \
-        --duration "$secs" --ready-file "$dir/ready" "${client_args[@]}" \
-        > "$dir/loadgen.out" 2> "$dir/loadgen.err" &
-    local client=$!
-    pids+=("$client")
-    # loadgen creates the file once every stream opened or was refused (30 s at most)
-    wait_for "loadgen ready" 60 ready_or_gone "$dir/ready" "$client" || true
-    if [ ! -e "$dir/ready" ]; then
+    if ! start_client "$dir" "$port" "$streams" "$sessions" "$secs" "${client_args[@]}"; then
         cleanup
         row "$name" "$server" "$streams" "$rate" - - - - - - - \
             "load client failed: see $dir/loadgen.err"
@@ -148,34 +199,13 @@ run_one() {
     local rss_end; rss_end=$(rss_kib "$measured")
     ((rss_end > rss_streams)) && rss_streams=$rss_end
     cleanup
-    # key=value pairs of loadgen's line
-    local events=0 eps=0 p50=0 p99=0 errors=0 connected=0
-    for kv in $(cat "$dir/loadgen.out"); do
-        case $kv in
-            events=*) events=${kv#*=} ;; events_per_s=*) eps=${kv#*=} ;;
-            p50_ms=*) p50=${kv#*=} ;; p99_ms=*) p99=${kv#*=} ;;
-            errors=*) errors=${kv#*=} ;; connected=*) connected=${kv#*=} ;;
-        esac
-    done
+    local events eps p50 p99 errors connected
+    read_loadgen "$dir"
     local cpu_s per_k rss_per
     cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) / t }')
-    per_k=$(awk -v c="$cpu_s" -v e="$events" 'BEGIN { if (e > 0) printf "%.4f", c / (e / 1000); else print "-" }')
+    per_k=$(per_1000 "$cpu_s" "$events")
     rss_per=$(awk -v a="$rss_base" -v b="$rss_streams" -v n="$streams" 'BEGIN { printf "%.1f", (b - a) / n }')
-    local note=""
-    if [ "$connected" != "$streams" ]; then
-        note="only $connected of $streams streams opened"
-        local refusals; refusals=$(grep -c '^loadgen: HTTP' "$dir/loadgen.err" || true)
-        ((refusals > 0)) && note="$note ($refusals refused: $(grep -m1 '^loadgen: HTTP' \
-            "$dir/loadgen.err" | cut -d' ' -f3-))"
-    fi
-    # every published event is for streams/sessions streams; nchan drops what it cannot
-    # keep up with, without a gap loadgen could see (issue 13, scenario c)
-    local published; published=$(sed -n 's/^inserted=\([0-9]*\).*/\1/p' "$dir/producer.out" \
-        2>/dev/null || true)
-    local lost; lost=$(awk -v p="${published:-0}" -v e="$events" -v n="$streams" -v m="$sessions" \
-        'BEGIN { x = p * n / m; if (x > 0 && e < 0.95 * x) printf "%.0f", 100 * (1 - e / x) }')
-    [ -n "$lost" ] && note="${note:+$note; }$lost % of what was published not delivered"
-    if [ "$events" = 0 ]; then p50=-; p99=-; fi
+    local note; note=$(delivery_note "$dir" "$streams" "$sessions")
     r_p99=$p99 r_per_k=$per_k r_rss=$rss_per
     row "$name" "$server" "$streams" "$rate" "$p50" "$p99" "$eps" "$per_k" "$rss_per" "$cpu_s" \
         "$errors" "$note"

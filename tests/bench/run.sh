@@ -25,12 +25,23 @@ scenarios=${BENCH_SCENARIOS:-a b c d e p}
 tick=$(getconf CLK_TCK)
 pids=()
 cleanup() {
+    # a failed look-up must not stop the stopping (set -e also holds in the EXIT trap)
+    local -
+    set +e
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do is_gone "$pid" && break; sleep 0.05; done
+        is_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
     done
     pids=()
+}
+# is_gone PID: the process exited; a zombie counts as gone (kill -0 still reaches it until its
+# parent, which is not this shell for lighttpd's child, reaps it)
+is_gone() {
+    local stat
+    { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 0
+    stat=${stat##*) }
+    [[ $stat == [ZX]* ]]
 }
 trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || ulimit -n 16384
@@ -75,12 +86,17 @@ ratio() {
         printf "%.1f×", a / b; else print "-" }'
 }
 
+# prepare_db DIR SESSIONS: a fresh database with sessions bench-0 .. bench-(SESSIONS-1)
+prepare_db() {
+    sqlite3 "$1/events.db" < "$schema" > /dev/null
+    sqlite3 "$1/events.db" "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k
+        WHERE i < $2 - 1) INSERT INTO sessions(id) SELECT 'bench-' || i FROM k"
+}
+
 # start_sse DIR PORT STREAMS SESSIONS: lighttpd + sse-fcgi; sets measured to the backend
 start_sse() {
     local dir=$1 port=$2 streams=$3 sessions=$4
-    sqlite3 "$dir/events.db" < "$schema" > /dev/null
-    sqlite3 "$dir/events.db" "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k
-        WHERE i < $sessions - 1) INSERT INTO sessions(id) SELECT 'bench-' || i FROM k"
+    prepare_db "$dir" "$sessions"
     sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" -e "s|@BIN@|$bin|g" \
         -e "s|@THREADS@|${BENCH_THREADS:-$((streams + 16))}|g" "$conf_in" > "$dir/lighttpd.conf"
     lighttpd -D -f "$dir/lighttpd.conf" > "$dir/lighttpd.out" 2>&1 &

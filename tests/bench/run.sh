@@ -1,8 +1,9 @@
 #!/bin/bash
 # make bench: runs the scenarios of issue 4 against a real lighttpd + sse-fcgi, and the f
 # scenarios against Apache + mod_fcgid + sse-fcgi, and prints their tables. Usage: run.sh BIN
-# SCHEMA TOOLS_DIR WORK_DIR. BENCH_SCENARIOS="a b c d e f1" picks scenarios (default a b c d
-# e p), BENCH_SECONDS (default 10) the length of the timed ones.
+# SCHEMA TOOLS_DIR WORK_DIR. BENCH_SCENARIOS="a b c d e" picks scenarios (default all: a b c d
+# e f1 f2 f3 f4 p; f4 alone takes about 45 s, 20 of them mod_fcgid starting 1,000 processes),
+# BENCH_SECONDS (default 10) the length of the timed ones.
 #
 # Each scenario gets a fresh database and a fresh lighttpd on a free loopback port. The
 # load client (loadgen) connects every stream, then creates a ready file; the producer
@@ -33,7 +34,7 @@ apache_in=$(dirname "$0")/apache.conf.in
 # mod_fcgid's process table (FCGID_MAX_APPLICATION, compiled in): at most this many processes
 FCGID_TABLE=1024
 seconds=${BENCH_SECONDS:-10}
-scenarios=${BENCH_SCENARIOS:-a b c d e p}
+scenarios=${BENCH_SCENARIOS:-a b c d e f1 f2 f3 f4 p}
 tick=$(getconf CLK_TCK)
 pids=() apache_root=""
 cleanup() {

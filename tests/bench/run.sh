@@ -62,7 +62,10 @@ is_gone() {
     stat=${stat##*) }
     [[ $stat == [ZX]* ]]
 }
-trap cleanup EXIT INT TERM
+# after a signal's trap bash would go on with the next command (the next row): stop, then exit
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 ulimit -n 65536 2>/dev/null || ulimit -n 16384
 
 free_port() {

@@ -1,38 +1,71 @@
 #!/bin/bash
-# make bench: runs the scenarios of issue 4 against a real lighttpd + sse-fcgi and prints one
-# table. Usage: run.sh BIN SCHEMA TOOLS_DIR WORK_DIR. BENCH_SCENARIOS="a b c d e" picks
-# scenarios, BENCH_SECONDS (default 10) the length of the timed ones.
+# make bench: runs the scenarios of issue 4 against a real lighttpd + sse-fcgi, and the f
+# scenarios against Apache + mod_fcgid + sse-fcgi, and prints their tables. Usage: run.sh BIN
+# SCHEMA TOOLS_DIR WORK_DIR. BENCH_SCENARIOS="a b c d e" picks scenarios (default all: a b c d
+# e f1 f2 f3 f4 p; f4 alone takes about 45 s, 20 of them mod_fcgid starting 1,000 processes),
+# BENCH_SECONDS (default 10) the length of the timed ones.
 #
 # Each scenario gets a fresh database and a fresh lighttpd on a free loopback port. The
 # load client (loadgen) connects every stream, then creates a ready file; the producer
 # starts only then. Server CPU is the backend's utime+stime (/proc/PID/stat) over the run;
 # RSS per stream is (VmRSS with the streams - VmRSS before them) / streams. Every process
-# started here (lighttpd, its sse-fcgi backend, nginx, loadgen) is stopped by PID on exit, also on
-# Ctrl-C. A scenario whose streams do not all open (503: slots ran out) still gets its row,
-# with the count in the note column; BENCH_THREADS overrides SSE_THREADS to try that.
+# started here (lighttpd, its sse-fcgi backend, Apache and the sse-fcgi processes mod_fcgid
+# spawned for it, nginx, loadgen, producer) is stopped by PID on exit, also on Ctrl-C. A
+# scenario whose streams do not all open (503: slots ran out) still gets its row, with the
+# count in the note column; BENCH_THREADS overrides SSE_THREADS to try that.
 #
 # Every scenario runs twice: against sse-fcgi, then against the reference, nginx + nchan
 # (nginx.conf.in: 1 worker, EventSource subscribers on a channel per session, the producer
 # POSTing each event over one keep-alive connection). Same client and producer, in their
 # --nchan modes; nchan's server CPU and RSS are its worker's. A third row gives the ratios
 # sse-fcgi / nchan of p99, CPU per 1,000 delivered and RSS per stream.
+#
+# The f scenarios (apache.conf.in: mpm_event, one sse-fcgi process per stream, as on a host
+# where mod_fcgid is the way in) have a table of their own: the server's CPU there is
+# Apache's processes' plus every sse-fcgi process's (they come as streams arrive: each PID's
+# ticks at the end minus its ticks at the start, 0 for one new since), with the sse-fcgi part
+# also shown, and memory is PSS (/proc/PID/smaps_rollup), since the processes share their
+# code; see run_fcgid.
 set -euo pipefail
 bin=$1 schema=$2 tools=$3 work=$4
 conf_in=$(dirname "$0")/lighttpd.conf.in
 nginx_in=$(dirname "$0")/nginx.conf.in
+apache_in=$(dirname "$0")/apache.conf.in
+# mod_fcgid's process table (FCGID_MAX_APPLICATION, compiled in): at most this many processes
+FCGID_TABLE=1024
 seconds=${BENCH_SECONDS:-10}
-scenarios=${BENCH_SCENARIOS:-a b c d e p}
+scenarios=${BENCH_SCENARIOS:-a b c d e f1 f2 f3 f4 p}
 tick=$(getconf CLK_TCK)
-pids=()
+pids=() apache_root=""
 cleanup() {
+    # a failed look-up must not stop the stopping (set -e also holds in the EXIT trap)
+    local -
+    set +e
+    # mod_fcgid's processes are Apache's grandchildren, started as streams came: stop every
+    # one alive now by its PID, before Apache (which otherwise waits for their streams)
+    if [ -n "$apache_root" ]; then
+        local backends; backends=$(apache_procs "$apache_root" | awk '$2 == "backend" { print $1 }')
+        pids=($backends "${pids[@]}")
+    fi
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do is_gone "$pid" && break; sleep 0.05; done
+        is_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
     done
-    pids=()
+    pids=() apache_root=""
 }
-trap cleanup EXIT INT TERM
+# is_gone PID: the process exited; a zombie counts as gone (kill -0 still reaches it until its
+# parent, which is not this shell for Apache's and lighttpd's children, reaps it)
+is_gone() {
+    local stat
+    { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 0
+    stat=${stat##*) }
+    [[ $stat == [ZX]* ]]
+}
+# after a signal's trap bash would go on with the next command (the next row): stop, then exit
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 ulimit -n 65536 2>/dev/null || ulimit -n 16384
 
 free_port() {
@@ -75,12 +108,17 @@ ratio() {
         printf "%.1f×", a / b; else print "-" }'
 }
 
+# prepare_db DIR SESSIONS: a fresh database with sessions bench-0 .. bench-(SESSIONS-1)
+prepare_db() {
+    sqlite3 "$1/events.db" < "$schema" > /dev/null
+    sqlite3 "$1/events.db" "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k
+        WHERE i < $2 - 1) INSERT INTO sessions(id) SELECT 'bench-' || i FROM k"
+}
+
 # start_sse DIR PORT STREAMS SESSIONS: lighttpd + sse-fcgi; sets measured to the backend
 start_sse() {
     local dir=$1 port=$2 streams=$3 sessions=$4
-    sqlite3 "$dir/events.db" < "$schema" > /dev/null
-    sqlite3 "$dir/events.db" "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k
-        WHERE i < $sessions - 1) INSERT INTO sessions(id) SELECT 'bench-' || i FROM k"
+    prepare_db "$dir" "$sessions"
     sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" -e "s|@BIN@|$bin|g" \
         -e "s|@THREADS@|${BENCH_THREADS:-$((streams + 16))}|g" "$conf_in" > "$dir/lighttpd.conf"
     lighttpd -D -f "$dir/lighttpd.conf" > "$dir/lighttpd.out" 2>&1 &
@@ -104,6 +142,162 @@ start_nchan() {
     [ -n "$measured" ] && pids+=("$measured")
 }
 
+# start_apache DIR PORT STREAMS SESSIONS: Apache + mod_fcgid + sse-fcgi (apache.conf.in), in the
+# foreground; sets apache_root (cleanup stops its fcgid processes by PID) and limits, the
+# directives raised past their defaults for STREAMS, for the note column
+start_apache() {
+    local dir=$1 port=$2 streams=$3 sessions=$4
+    # Apache runs as www-data and mod_fcgid starts the responder as that user: it needs to
+    # create -wal, -shm and its log here, and its own socket directory
+    mkdir -p "$dir/bin" "$dir/fcgid"
+    ln -s "$bin" "$dir/bin/events.fcgi"
+    prepare_db "$dir" "$sessions"
+    chmod 0777 "$dir" "$dir/fcgid" && chmod 0666 "$dir/events.db"
+    # a worker thread per stream, plus 32 for the health probe and spare; a process per stream
+    # plus the few that mod_fcgid spawns for requests another process then took
+    local servers=$(((streams + 32 + 63) / 64))
+    local procs=$((streams + 24 > FCGID_TABLE ? FCGID_TABLE : streams + 24))
+    sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" -e "s|@SERVERS@|$servers|g" \
+        -e "s|@WORKERS@|$((servers * 64))|g" -e "s|@PROCS@|$procs|g" "$apache_in" \
+        > "$dir/apache.conf"
+    limits=$(raised_limits "$streams" "$servers" "$procs")
+    /usr/sbin/apache2 -DFOREGROUND -f "$dir/apache.conf" > "$dir/apache.out" 2>&1 &
+    apache_root=$!
+    pids+=("$apache_root")
+    wait_for "apache on port $port" 10 curl -sf "http://127.0.0.1:$port/api/health"
+}
+
+# raised_limits STREAMS SERVERS PROCS: the Apache and mod_fcgid defaults that would have capped
+# STREAMS, each with what apache.conf.in set instead, for the note column
+raised_limits() {
+    local streams=$1 servers=$2 procs=$3 out=""
+    ((procs > 100)) && out+="; FcgidMaxProcessesPerClass (default 100) caps sse-fcgi processes, set to $procs"
+    ((procs > 1000)) && out+="; FcgidMaxProcesses (default 1000) caps all fcgid processes, set to $procs"
+    ((servers * 64 > 400)) && out+="; MaxRequestWorkers (default 400 = ServerLimit 16 × ThreadsPerChild 25) caps streams, a worker thread each, set to $((servers * 64)) = ServerLimit $servers × ThreadsPerChild 64"
+    ((streams + 24 >= FCGID_TABLE)) && out+="; mod_fcgid's process table holds $FCGID_TABLE processes at most (FCGID_MAX_APPLICATION, compiled in)"
+    echo "${out#; }"
+}
+
+# apache_procs ROOT: "PID ROLE TICKS" for every process under Apache's parent ROOT: apache
+# for ROOT and its children (the worker processes and mod_fcgid's process manager), backend
+# for theirs (the sse-fcgi processes the manager spawned); TICKS is utime+stime. One pass
+# over /proc/*/stat; the fields are counted after the ")" that ends the command name.
+apache_procs() {
+    # a process may exit between the glob and its read: cat's failure is no error here
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
+        { pid = $1; sub(/^.*\) /, ""); ppid[pid] = $2; ticks[pid] = $12 + $13 }
+        END { for (p in ppid) {
+            if (p == root || ppid[p] == root) print p, "apache", ticks[p]
+            else if (ppid[p] in ppid && ppid[ppid[p]] == root) print p, "backend", ticks[p] } }'
+}
+
+# snapshot SERVER: "PID ROLE TICKS" of the processes whose CPU is the server's
+snapshot() {
+    if [ "$1" = apache ]; then apache_procs "$apache_root"
+    else echo "$measured nginx $(cpu_ticks "$measured")"; fi
+}
+
+# cpu_between START END [ROLE]: CPU seconds of the processes (of ROLE) in snapshot END: its
+# ticks minus those in START, where a process new since START counts from 0
+cpu_between() {
+    awk -v role="${3:-}" -v t="$tick" 'NR == FNR { start[$1] = $3; next }
+        role == "" || $2 == role { sum += $3 - ($1 in start ? start[$1] : 0) }
+        END { printf "%.2f", sum / t }' "$1" "$2"
+}
+
+# gone_between START END: how many backends in START are not in END (their CPU is lost)
+gone_between() {
+    awk 'NR == FNR { if ($2 == "backend") start[$1] = 1; next } { delete start[$1] }
+        END { n = 0; for (p in start) n++; print n }' "$1" "$2"
+}
+
+# memory SERVER: "backends= serving= inotify= apache= pss_mean= pss_all=" in KiB, from
+# /proc/PID/smaps_rollup. A backend serves a stream while it holds a socket besides fd 0
+# (mod_fcgid's listening socket); pss_mean is over those, pss_all sums every process of the
+# server (Apache's included). For nchan, the worker.
+memory() {
+    if [ "$1" != apache ]; then
+        local pss; pss=$(awk '/^Pss:/ { print $2 }' "/proc/$measured/smaps_rollup")
+        echo "backends=1 serving=1 inotify=1 apache=0 pss_mean=$pss pss_all=$pss"
+        return
+    fi
+    local procs; procs=$(apache_procs "$apache_root")
+    local backends; backends=$(awk '$2 == "backend" { printf "/proc/%s/fd ", $1 }' <<< "$procs")
+    {
+        echo "$procs"
+        # processes that exited since the list was made are skipped (grep and find fail)
+        { grep -H '^Pss:' $(awk '{ printf "/proc/%s/smaps_rollup ", $1 }' <<< "$procs") \
+            2>/dev/null || true; } | tr '/:' '  ' | awk '{ print $2, "pss", $5 }'
+        { [ -z "$backends" ] || find $backends -mindepth 1 -printf '%h %f %l\n' 2>/dev/null \
+            || true; } | awk '{ split($1, p, "/"); print p[3], "fd", $2, $3 }'
+    } | awk '$2 == "apache" || $2 == "backend" { role[$1] = $2; n[$2]++; next }
+        $2 == "pss" { pss[$1] = $3; next }
+        $2 == "fd" && $4 ~ /^socket:/ && $3 != 0 { serving[$1] = 1 }
+        $2 == "fd" && $4 == "anon_inode:inotify" { inotify[$1] = 1 }
+        END { for (p in pss) all += pss[p]
+              for (p in serving) { s++; sum += pss[p]; if (p in inotify) i++ }
+              printf "backends=%d serving=%d inotify=%d apache=%d pss_mean=%.0f pss_all=%d\n",
+                  n["backend"], s, i, n["apache"], s ? sum / s : 0, all }'
+}
+
+# start_client DIR PORT STREAMS SESSIONS SECONDS LOADGEN_ARGS...: starts loadgen (sets client)
+# and waits for its ready file; returns 1 when it never came (the client failed)
+start_client() {
+    local dir=$1 port=$2 streams=$3 sessions=$4 secs=$5; shift 5
+    "$tools/loadgen" --port "$port" --streams "$streams" --sessions "$sessions" \
+        --duration "$secs" --ready-file "$dir/ready" "$@" \
+        > "$dir/loadgen.out" 2> "$dir/loadgen.err" &
+    client=$!
+    pids+=("$client")
+    # loadgen creates the file once every stream opened or was refused (30 s at most)
+    wait_for "loadgen ready" 60 ready_or_gone "$dir/ready" "$client" || true
+    test -e "$dir/ready"
+}
+
+# read_loadgen DIR: sets events, eps, p50, p99, errors and connected from loadgen's line of
+# key=value pairs (p50 and p99 are - when nothing arrived)
+read_loadgen() {
+    events=0 eps=0 p50=0 p99=0 errors=0 connected=0
+    for kv in $(cat "$1/loadgen.out"); do
+        case $kv in
+            events=*) events=${kv#*=} ;; events_per_s=*) eps=${kv#*=} ;;
+            p50_ms=*) p50=${kv#*=} ;; p99_ms=*) p99=${kv#*=} ;;
+            errors=*) errors=${kv#*=} ;; connected=*) connected=${kv#*=} ;;
+        esac
+    done
+    if [ "$events" = 0 ]; then p50=-; p99=-; fi
+}
+
+# delivery_note DIR STREAMS SESSIONS: what read_loadgen's figures say went wrong, for the note
+# column: streams that did not open (and the first refusal), and what was published but not
+# delivered. Every published event is for streams/sessions streams; nchan drops what it
+# cannot keep up with, without a gap loadgen could see (issue 13, scenario c).
+delivery_note() {
+    local dir=$1 streams=$2 sessions=$3 note=""
+    if [ "$connected" != "$streams" ]; then
+        note="only $connected of $streams streams opened"
+        local refusals; refusals=$(grep -c '^loadgen: HTTP' "$dir/loadgen.err" || true)
+        ((refusals > 0)) && note="$note ($refusals refused: $(grep -m1 '^loadgen: HTTP' \
+            "$dir/loadgen.err" | cut -d' ' -f3-))"
+    fi
+    local lost; lost=$(awk -v p="$(published "$dir")" -v e="$events" -v n="$streams" \
+        -v m="$sessions" \
+        'BEGIN { x = p * n / m; if (x > 0 && e < 0.95 * x) printf "%.0f", 100 * (1 - e / x) }')
+    [ -n "$lost" ] && note="${note:+$note; }$lost % of what was published not delivered"
+    echo "$note"
+}
+
+# published DIR: the events the producer published (0 when it did not run)
+published() {
+    local n; n=$(sed -n 's/^inserted=\([0-9]*\).*/\1/p' "$1/producer.out" 2>/dev/null || true)
+    echo "${n:-0}"
+}
+
+# per_1000 CPU_S EVENTS: CPU seconds per 1,000 events, or - without events
+per_1000() {
+    awk -v c="$1" -v e="$2" 'BEGIN { if (e > 0) printf "%.4f", c / (e / 1000); else print "-" }'
+}
+
 # run_one SERVER NAME STREAMS SESSIONS RATE BATCH SECONDS: one row; sets r_p99, r_per_k and
 # r_rss for the ratio row
 run_one() {
@@ -112,7 +306,7 @@ run_one() {
     r_p99=- r_per_k=- r_rss=-
     rm -rf "$dir" && mkdir -p "$dir"
     local port; port=$(free_port)
-    local measured="" client_args=() producer_args=(--db "$dir/events.db")
+    local measured="" client="" client_args=() producer_args=(--db "$dir/events.db")
     if [ "$server" = nchan ]; then
         client_args=(--nchan --path /sub/bench-%d)
         producer_args=(--nchan-port "$port")
@@ -123,14 +317,7 @@ run_one() {
         return
     fi
     local rss_base; rss_base=$(rss_kib "$measured")
-    "$tools/loadgen" --port "$port" --streams "$streams" --sessions "$sessions" \
-        --duration "$secs" --ready-file "$dir/ready" "${client_args[@]}" \
-        > "$dir/loadgen.out" 2> "$dir/loadgen.err" &
-    local client=$!
-    pids+=("$client")
-    # loadgen creates the file once every stream opened or was refused (30 s at most)
-    wait_for "loadgen ready" 60 ready_or_gone "$dir/ready" "$client" || true
-    if [ ! -e "$dir/ready" ]; then
+    if ! start_client "$dir" "$port" "$streams" "$sessions" "$secs" "${client_args[@]}"; then
         cleanup
         row "$name" "$server" "$streams" "$rate" - - - - - - - \
             "load client failed: see $dir/loadgen.err"
@@ -148,37 +335,122 @@ run_one() {
     local rss_end; rss_end=$(rss_kib "$measured")
     ((rss_end > rss_streams)) && rss_streams=$rss_end
     cleanup
-    # key=value pairs of loadgen's line
-    local events=0 eps=0 p50=0 p99=0 errors=0 connected=0
-    for kv in $(cat "$dir/loadgen.out"); do
-        case $kv in
-            events=*) events=${kv#*=} ;; events_per_s=*) eps=${kv#*=} ;;
-            p50_ms=*) p50=${kv#*=} ;; p99_ms=*) p99=${kv#*=} ;;
-            errors=*) errors=${kv#*=} ;; connected=*) connected=${kv#*=} ;;
-        esac
-    done
+    local events eps p50 p99 errors connected
+    read_loadgen "$dir"
     local cpu_s per_k rss_per
     cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) / t }')
-    per_k=$(awk -v c="$cpu_s" -v e="$events" 'BEGIN { if (e > 0) printf "%.4f", c / (e / 1000); else print "-" }')
+    per_k=$(per_1000 "$cpu_s" "$events")
     rss_per=$(awk -v a="$rss_base" -v b="$rss_streams" -v n="$streams" 'BEGIN { printf "%.1f", (b - a) / n }')
-    local note=""
-    if [ "$connected" != "$streams" ]; then
-        note="only $connected of $streams streams opened"
-        local refusals; refusals=$(grep -c '^loadgen: HTTP' "$dir/loadgen.err" || true)
-        ((refusals > 0)) && note="$note ($refusals refused: $(grep -m1 '^loadgen: HTTP' \
-            "$dir/loadgen.err" | cut -d' ' -f3-))"
-    fi
-    # every published event is for streams/sessions streams; nchan drops what it cannot
-    # keep up with, without a gap loadgen could see (issue 13, scenario c)
-    local published; published=$(sed -n 's/^inserted=\([0-9]*\).*/\1/p' "$dir/producer.out" \
-        2>/dev/null || true)
-    local lost; lost=$(awk -v p="${published:-0}" -v e="$events" -v n="$streams" -v m="$sessions" \
-        'BEGIN { x = p * n / m; if (x > 0 && e < 0.95 * x) printf "%.0f", 100 * (1 - e / x) }')
-    [ -n "$lost" ] && note="${note:+$note; }$lost % of what was published not delivered"
-    if [ "$events" = 0 ]; then p50=-; p99=-; fi
+    local note; note=$(delivery_note "$dir" "$streams" "$sessions")
     r_p99=$p99 r_per_k=$per_k r_rss=$rss_per
     row "$name" "$server" "$streams" "$rate" "$p50" "$p99" "$eps" "$per_k" "$rss_per" "$cpu_s" \
         "$errors" "$note"
+}
+
+# fcgid_scenario NAME STREAMS SESSIONS RATE SECONDS: Apache + mod_fcgid + sse-fcgi, then
+# nginx + nchan, then the ratios sse-fcgi / nchan of p99, CPU per 1,000 delivered (Apache's
+# included) and PSS per stream.
+fcgid_scenario() {
+    local name=$1; shift
+    run_fcgid apache "$name" "$@"
+    local sse_p99=$r_p99 sse_per_k=$r_per_k sse_pss=$r_pss
+    run_fcgid nchan "$name" "$@"
+    print_row "${name%%:*}" "sse-fcgi / nchan" "" "" "" "$(ratio "$sse_p99" "$r_p99")" "" "" "" \
+        "$(ratio "$sse_per_k" "$r_per_k")" "" "" "" "" "$(ratio "$sse_pss" "$r_pss")" "" "" \
+        "" "" ""
+}
+
+# run_fcgid SERVER NAME STREAMS SESSIONS RATE SECONDS: one row of the Apache + mod_fcgid table
+# (SERVER apache or nchan); sets r_p99, r_per_k and r_pss for the ratio row. loadgen reads
+# 1 s longer than the producer publishes, so that what is still on its way counts and "lost"
+# is what never came; rates are per second of publishing. CPU is every server process's,
+# from the ready file to loadgen's end; memory is read at 90 % of the run, streams open.
+run_fcgid() {
+    local server=$1 name=$2 streams=$3 sessions=$4 rate=$5 secs=$6 began=$SECONDS
+    local dir=$work/${name%%:*}-$server label=sse-fcgi
+    r_p99=- r_per_k=- r_pss=-
+    rm -rf "$dir" && mkdir -p "$dir"
+    local port; port=$(free_port)
+    local measured="" client="" producer="" limits="" margin=1
+    local client_args=() producer_args=(--db "$dir/events.db")
+    if [ "$server" = nchan ]; then
+        label=nchan client_args=(--nchan --path /sub/bench-%d)
+        producer_args=(--nchan-port "$port")
+    fi
+    [ "$rate" = idle ] && margin=0
+    if ! "start_$server" "$dir" "$port" "$streams" "$sessions"; then
+        cleanup
+        fcgid_failed "$name" "$label" "$streams" "$rate" "server did not start: see $dir"
+        return
+    fi
+    if ! start_client "$dir" "$port" "$streams" "$sessions" $((secs + margin)) \
+        "${client_args[@]}"; then
+        cleanup
+        fcgid_failed "$name" "$label" "$streams" "$rate" "load client failed: see $dir/loadgen.err"
+        return
+    fi
+    local open_s=$((SECONDS - began))
+    snapshot "$server" > "$dir/cpu-start"
+    if [ "$rate" != idle ]; then
+        "$tools/producer" "${producer_args[@]}" --sessions "$sessions" --rate "$rate" \
+            --duration "$secs" > "$dir/producer.out" 2> "$dir/producer.err" &
+        producer=$!
+        pids+=("$producer")
+    fi
+    sleep "$(awk -v s="$secs" 'BEGIN { print s * 0.9 }')"
+    memory "$server" > "$dir/memory"
+    [ -n "$producer" ] && { wait "$producer" || true; }
+    wait "$client" || true
+    snapshot "$server" > "$dir/cpu-end"
+    cleanup
+    fcgid_row "$name" "$label" "$streams" "$sessions" "$rate" "$secs" "$dir" "$open_s" \
+        "$((SECONDS - began))"
+}
+
+# fcgid_row NAME LABEL STREAMS SESSIONS RATE SECONDS DIR OPEN_S ROW_S: computes and prints the
+# row from DIR's files; sets r_p99, r_per_k and r_pss
+fcgid_row() {
+    local name=$1 label=$2 streams=$3 sessions=$4 rate=$5 secs=$6 dir=$7
+    local events eps p50 p99 errors connected
+    read_loadgen "$dir"
+    local kv backends=0 serving=0 inotify=0 apache=0 pss_mean=0 pss_all=0
+    for kv in $(cat "$dir/memory"); do local "$kv"; done
+    local published; published=$(published "$dir")
+    local seconds; seconds=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$dir/producer.out" \
+        2>/dev/null || true)
+    local cpu cpu_b per_k per_k_b pss_stream lost=- processes
+    cpu=$(cpu_between "$dir/cpu-start" "$dir/cpu-end")
+    cpu_b=$(cpu_between "$dir/cpu-start" "$dir/cpu-end" backend)
+    per_k=$(per_1000 "$cpu" "$events") per_k_b=$(per_1000 "$cpu_b" "$events")
+    [ -n "$seconds" ] && eps=$(awk -v e="$events" -v s="$seconds" 'BEGIN { printf "%.0f", e / s }')
+    [ "$rate" = idle ] && eps=- lost=-
+    [ "$rate" != idle ] && lost=$(awk -v p="$published" -v e="$events" -v n="$streams" \
+        -v m="$sessions" 'BEGIN { x = p * n / m - e; printf "%.0f", (x > 0 ? x : 0) }')
+    pss_stream=$(awk -v a="$pss_all" -v n="$streams" 'BEGIN { printf "%.0f", a / n }')
+    local note; note=$(delivery_note "$dir" "$streams" "$sessions")
+    # the producer's one connection (SQLite's writer, or nchan's publisher) may not keep up
+    [ -n "$seconds" ] && note=$(awk -v n="$note" -v p="$published" -v s="$seconds" \
+        -v r="$rate" -v w="$(sed -n 's/.*max_commit_ms=\([0-9.]*\).*/\1/p' "$dir/producer.out")" \
+        'BEGIN { if (p / s < 0.95 * r) n = sprintf("%s%sthe producer published %.0f ev/s of %d " \
+        "(slowest commit %s ms)", n, n == "" ? "" : "; ", p / s, r, w); print n }')
+    if [ "$label" = nchan ]; then
+        processes="1 nginx worker" cpu_b=- per_k_b=-
+    else
+        processes="$backends sse-fcgi ($serving serving) + $apache Apache"
+        local gone; gone=$(gone_between "$dir/cpu-start" "$dir/cpu-end")
+        ((gone > 0)) && note="${note:+$note; }$gone sse-fcgi processes exited (CPU not counted)"
+        ((inotify < serving)) && note="${note:+$note; }$((serving - inotify)) of $serving without inotify (fs.inotify.max_user_instances $(cat /proc/sys/fs/inotify/max_user_instances) per user): they poll every 250 ms"
+        [ -n "$limits" ] && note="${note:+$note; }$limits"
+    fi
+    r_p99=$p99 r_per_k=$per_k r_pss=$pss_stream
+    print_row "$name" "$label" "$streams" "$rate" "$p50" "$p99" "$eps" "$events" "$lost" \
+        "$per_k" "$per_k_b" "$cpu" "$cpu_b" "$pss_mean" "$pss_stream" "$processes" "$errors" \
+        "$8" "$9" "$note"
+}
+
+# fcgid_failed NAME LABEL STREAMS RATE NOTE: a row without figures
+fcgid_failed() {
+    print_row "$1" "$2" "$3" "$4" - - - - - - - - - - - - - - - "$5"
 }
 
 # prune_scenario EVENTS SESSIONS: issue 6's retention. EVENTS rows over SESSIONS sessions,
@@ -220,22 +492,56 @@ prune_scenario() {
 row() {
     local asked=$4
     [ "$asked" = 0 ] && asked="max (batch 100)"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" \
-        "$asked" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}" "${12}"
+    print_row "$1" "$2" "$3" "$asked" "${@:5}"
+}
+
+# print_row FIELD...: one row of a Markdown table
+print_row() {
+    local out="|" field
+    for field in "$@"; do out+=" $field |"; done
+    echo "$out"
+}
+
+# table KIND: the header of KIND's table (lighttpd, fcgid), unless that table is the current
+# one; a scenario's rows go under the header of its kind
+current_table=""
+table() {
+    [ "$1" = "$current_table" ] && return
+    current_table=$1
+    echo
+    if [ "$1" = lighttpd ]; then
+        print_row scenario server streams "rate asked (ev/s)" "p50 ms" "p99 ms" \
+            "delivered ev/s" "server CPU s / 1,000 delivered" "server RSS / stream KiB" \
+            "server CPU s in all" errors note
+        echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    else
+        echo "Apache + mod_fcgid (one sse-fcgi process per stream) and nginx + nchan:"
+        echo
+        print_row scenario server streams "rate asked (ev/s)" "p50 ms" "p99 ms" \
+            "delivered ev/s" "delivered in all" lost "server CPU s / 1,000 delivered" \
+            "of it sse-fcgi" "server CPU s in all" "of it sse-fcgi" \
+            "PSS / process KiB" "server PSS / stream KiB" processes errors \
+            "streams open after s" "row s" note
+        echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    fi
 }
 
 echo "sse-fcgi bench: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%dT%H:%MZ); client, producer and server share the machine"
 echo "reproduce: make bench (BENCH_SCENARIOS=\"$scenarios\" BENCH_SECONDS=$seconds)"
-echo
-echo "| scenario | server | streams | rate asked (ev/s) | p50 ms | p99 ms | delivered ev/s | server CPU s / 1,000 delivered | server RSS / stream KiB | server CPU s in all | errors | note |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for s in $scenarios; do
+    case $s in
+        [a-e]) table lighttpd ;; f[1-4]) table fcgid ;; p) current_table=prune ;;
+    esac
     case $s in
         a) scenario "a: 1 stream" 1 1 1000 1 "$seconds" ;;
         b) scenario "b: 1,000 streams / 1,000 sessions" 1000 1000 2000 1 "$seconds" ;;
         c) scenario "c: 1 stream, max rate" 1 1 0 100 "$seconds" ;;
         d) scenario "d: 1,000 idle streams, 20 s" 1000 1000 idle 1 20 ;;
         e) scenario "e: fan-out 100 streams / 1 session" 100 1 200 1 "$seconds" ;;
+        f1) fcgid_scenario "f1: 200 streams / 200 sessions" 200 200 2000 "$seconds" ;;
+        f2) fcgid_scenario "f2: 200 idle streams, 20 s" 200 200 idle 20 ;;
+        f3) fcgid_scenario "f3: fan-out 100 streams / 1 session" 100 1 200 "$seconds" ;;
+        f4) fcgid_scenario "f4: 1,000 streams / 1,000 sessions" 1000 1000 2000 "$seconds" ;;
         p) prune_scenario 1000000 50 ;;
         *) echo "bench: unknown scenario $s" >&2; exit 2 ;;
     esac

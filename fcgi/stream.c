@@ -728,6 +728,22 @@ send_restored_cursor(struct request *r, struct live *lv, int64_t restored_newest
              " reason=database_restored", r->log_subject, lv->cursor, restored_newest + 1);
 }
 
+/* The hub's newest id is older than the stream's cursor: either the hub has not read the
+ * last commit yet, or the hub first read the file after it was restored from an older
+ * copy, once this stream had read the newer one (then the hub's generation never moved).
+ * The file tells: returns -1 with *file_newest when it was restored, else 0. */
+static int
+check_restored_before_join(struct request *r, struct live *lv, int64_t *file_newest)
+{
+    char err[256];
+    if (lv->st == NULL
+        && store_open(r->cfg.db_path, STREAM_BUSY_TIMEOUT_MS, &lv->st, err, sizeof(err)) < 0)
+        return 0;  /* it will be checked at the next wakeup */
+    if (store_newest_id(lv->st, file_newest) < 0)
+        return 0;
+    return *file_newest < lv->cursor ? -1 : 0;
+}
+
 /* One round of the live loop: closed flag, then rows after the cursor, from the hub's
  * memory when it has them, else from the database. Returns 0 to go on reading at once, 1
  * when caught up, or -end_reason. */
@@ -749,6 +765,14 @@ read_and_send(struct request *r, struct live *lv)
                                          &newest_id);
     if (in_memory < 0)
         return -END_ERROR_OOM;
+    if (in_memory == 1 && newest_id < lv->cursor) {
+        int64_t file_newest = 0;
+        if (check_restored_before_join(r, lv, &file_newest) < 0) {
+            store_batch_clear(&lv->batch);
+            send_restored_cursor(r, lv, file_newest);
+            return -END_ERROR_DATABASE_GONE;
+        }
+    }
     if (in_memory == 1 && lv->st != NULL) {
         store_close(lv->st);  /* caught up: the hub's memory serves it again */
         lv->st = NULL;

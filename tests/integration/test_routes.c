@@ -206,14 +206,7 @@ get_health(const char *prefix)
 {
     char path[256];
     snprintf(path, sizeof(path), "%s/health", prefix);
-    struct sse_client c;
-    sse_client_open(&c, test_srv.port, "GET", path, NULL);
-    DIAG_CHECK(c.status == 200, "%s: status %d", c.request, c.status);
-    sse_client_read_body(&c, 5000);
-    cJSON *json = cJSON_Parse(c.body);
-    DIAG_CHECK(cJSON_IsObject(json), "%s: not a JSON object: %s", c.request, c.body);
-    sse_client_close(&c);
-    return json;
+    return sse_client_get_json(test_srv.port, path, NULL);
 }
 
 static double

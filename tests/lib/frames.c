@@ -31,8 +31,8 @@ frames_expect_wellformed(const struct sse_frame *f)
     DIAG_CHECK(is_seq_ok, "frame %lld: seq is not the id: %.300s", id, f->data);
 }
 
-static void
-print_ids(const char *label, const long long *ids, size_t n)
+void
+frames_print_ids(const char *label, const long long *ids, size_t n)
 {
     fprintf(stderr, "%s (%zu):", label, n);
     for (size_t i = 0; i < n && i < 200; i++)
@@ -56,7 +56,7 @@ frames_read_until(struct sse_client *c, long long last_id, long long *ids, size_
         id = sse_frame_id(&f);
         sse_frame_release(&f);
         if (n == cap)
-            print_ids("ids so far", ids, n);
+            frames_print_ids("ids so far", ids, n);
         DIAG_CHECK(n < cap, "more than %zu events before id %lld", cap, last_id);
         ids[n++] = id;
     }
@@ -71,8 +71,8 @@ frames_expect_ids(struct sse_client *c, const long long *expected, size_t n, int
     size_t got = frames_read_until(c, expected[n - 1], ids, n + 64, timeout_ms);
     bool is_same = got == n && memcmp(ids, expected, n * sizeof(*ids)) == 0;
     if (!is_same) {
-        print_ids("expected ids", expected, n);
-        print_ids("received ids", ids, got);
+        frames_print_ids("expected ids", expected, n);
+        frames_print_ids("received ids", ids, got);
     }
     free(ids);
     DIAG_CHECK(is_same, "%s: the events received are not the expected ones (ids above)",

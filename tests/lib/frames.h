@@ -18,6 +18,9 @@
  * that parses as JSON with "seq" equal to the id, no unknown field lines. */
 void frames_expect_wellformed(const struct sse_frame *f);
 
+/* Prints "label (n): id id ..." to stderr, the first 200 ids. */
+void frames_print_ids(const char *label, const long long *ids, size_t n);
+
 /* Reads events until one with id >= last_id (each within timeout_ms), storing their ids
  * in ids (at most cap; more fail the test). Every frame must be well-formed; an
  * "event: gap" notice (no id) is skipped, its own test checks it. Returns the count. */

@@ -346,6 +346,19 @@ sse_client_plain_status(int port, const char *path, int timeout_ms)
     return status;
 }
 
+cJSON *
+sse_client_get_json(int port, const char *path, const char *const *headers)
+{
+    struct sse_client c;
+    sse_client_open(&c, port, "GET", path, headers);
+    DIAG_CHECK(c.status == 200, "%s: status %d", c.request, c.status);
+    sse_client_read_body(&c, 5000);
+    cJSON *json = cJSON_Parse(c.body);
+    DIAG_CHECK(cJSON_IsObject(json), "%s: not a JSON object: %s", c.request, c.body);
+    sse_client_close(&c);
+    return json;
+}
+
 void
 sse_client_close(struct sse_client *c)
 {

@@ -83,6 +83,11 @@ int sse_client_send_get(int port, const char *path, int rcvbuf);
  * read within timeout_ms; fails the test when no status line comes. */
 int sse_client_plain_status(int port, const char *path, int timeout_ms);
 
+/* GETs path with headers (as sse_client_open) and returns its body parsed as JSON (the
+ * caller cJSON_Deletes it); fails the test unless the status is 200 and the body, read within
+ * 5 s, is a JSON object (/api/health). */
+cJSON *sse_client_get_json(int port, const char *path, const char *const *headers);
+
 /* Closes the socket and frees the buffers. Accepts a closed client. */
 void sse_client_close(struct sse_client *c);
 

@@ -288,6 +288,8 @@ parse_request(struct request *r)
         rc = params_match_route(path, &r->route, &why);
     if (rc == 0 && r->route.kind != ROUTE_HEALTH)
         rc = params_parse_query(param(r, "QUERY_STRING"), &r->query, &why);
+    else if (rc == 0 && params_parse_query(param(r, "QUERY_STRING"), &r->query, &why) < 0)
+        r->query.session_id = NULL;  /* health answers whatever its query (session_id=) */
     if (rc == 0)
         return 0;
     char clean[LOG_VALUE_MAX];
@@ -696,7 +698,8 @@ check_session_closed(struct request *r, struct live *lv)
  * many catching-up streams do not queue on the one the hub shares. Returns 0 or a store
  * error. */
 static int
-read_from_database(struct request *r, struct live *lv, int64_t *newest_id)
+read_from_database(struct request *r, struct live *lv, int64_t *newest_id,
+                   int64_t *scanned_through)
 {
     char err[256];
     if (lv->st == NULL) {
@@ -704,11 +707,22 @@ read_from_database(struct request *r, struct live *lv, int64_t *newest_id)
         if (rc < 0)
             return rc;
     }
-    int rc = store_events_after(lv->st, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
+    /* One snapshot: when the batch is not full, every row up to the newest id was looked
+     * at, and the cursor may pass the other channels' rows up to it, so that it reaches
+     * the hub's memory again (whose oldest row may be newer than this channel's last). */
+    int rc = store_read_begin(lv->st);
+    bool is_reading = rc == 0;
+    if (rc == 0)
+        rc = store_events_after(lv->st, &r->channel, lv->cursor, STREAM_BATCH_ROWS,
                                 STREAM_BATCH_BYTES, &lv->batch);
-    if (rc == 0 && lv->filter.max_lag > 0 && lv->batch.count > 0
-        && store_newest_id(lv->st, newest_id) < 0)
-        *newest_id = 0;
+    int64_t newest = 0;
+    if (rc == 0 && store_newest_id(lv->st, &newest) == 0) {
+        *newest_id = newest;
+        if (!lv->batch.is_full)
+            *scanned_through = newest;
+    }
+    if (is_reading)
+        store_read_end(lv->st);
     return rc;
 }
 
@@ -778,7 +792,7 @@ read_and_send(struct request *r, struct live *lv)
         lv->st = NULL;
     }
     if (in_memory == 0) {
-        rc = read_from_database(r, lv, &newest_id);
+        rc = read_from_database(r, lv, &newest_id, &scanned_through);
         if (rc == STORE_ERR_BUSY)
             return 1;  /* a writer holds a lock: keep the stream, try at the next wakeup */
         if (rc < 0)

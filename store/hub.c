@@ -762,8 +762,12 @@ open_watcher(struct hub *h, struct store **st, struct waiter **w)
     set_file_identity(h, before.st_dev, before.st_ino);
     if (rows_is_known(h) && (is_other_file || newest < rows_newest(h)))
         forget_database(h, true, newest, !is_other_file);
-    else if (!rows_is_known(h))  /* the first open, or the file is back: no stream */
+    else if (!rows_is_known(h)) {  /* the first open, or the file is back: no stream */
         rows_restart(h, true, newest);  /* has sent a row of it since it joined */
+        struct store_batch none;
+        store_batch_init(&none);
+        wake_for(h, *st, &none);  /* streams that read the file meanwhile come back */
+    }
     return 0;
 }
 
@@ -1395,23 +1399,32 @@ hub_generation(struct hub *h, int64_t *restored_newest)
     return generation;
 }
 
+/* Whether the shared file's counts can be read: a leader has formatted it (this process
+ * may not have reached the leader yet: a health request in a new process). */
+static bool
+is_counted(const struct hub *h)
+{
+    return is_shared(h) && atomic_load(&h->shared->magic) == HUB_SHARED_MAGIC
+           && h->shared->version == HUB_SHARED_VERSION;
+}
+
 void
 hub_get_facts(struct hub *h, struct hub_facts *out)
 {
     out->role = role_of(h);
-    bool is_counted = is_shared(h) && atomic_load(&h->is_attached);
-    out->leader_pid = is_counted ? atomic_load(&h->shared->leader_pid) : 0;
+    bool is_host_wide = is_counted(h);
+    out->leader_pid = is_host_wide ? atomic_load(&h->shared->leader_pid) : 0;
     pthread_mutex_lock(&h->subs_lock);
     out->subscribers = h->local_subs;
     pthread_mutex_unlock(&h->subs_lock);
-    if (is_counted)
+    if (is_host_wide)
         out->subscribers = (long)atomic_load(&h->shared->subscribers);
 }
 
 long
 hub_session_subscribers(struct hub *h, const char *session_id)
 {
-    if (is_shared(h) && atomic_load(&h->is_attached))
+    if (is_counted(h))
         return count_read(h->shared, session_id);
     long count = 0;
     pthread_mutex_lock(&h->subs_lock);

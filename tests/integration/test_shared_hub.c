@@ -2,7 +2,7 @@
  * test_shared_hub.c - one hub per host and database under Apache + mod_fcgid (issue 12).
  *
  * mod_fcgid gives every stream a process of its own. With SSE_HUB_DIR the processes of one
- * database share one hub: a mapping in that directory (sse-fcgi-<uid>-<16 hex>.hub) holds
+ * database share one hub: a mapping in that directory (sse-fcgi-<uid>-<16 hex>-v1.hub) holds
  * the ring of recent rows; one process, the leader (flock on that file), reads SQLite; the
  * others, followers, connect to it over the .sock beside the file, send their subscriptions
  * and are woken when their channel has rows; when the leader dies another takes over. A
@@ -426,8 +426,9 @@ expect_only_reader(pid_t leader, int timeout_ms)
                processes, timeout_ms, (long)leader);
 }
 
-/* Fails unless dir holds one sse-fcgi-<uid>-<16 hex digits>.hub and the .sock of the same
- * name, uid being www-data's (the responders' user); any other file is only printed. */
+/* Fails unless dir holds one sse-fcgi-<uid>-<16 hex digits>-v1.hub and the .sock of the
+ * same name, uid being www-data's (the responders' user), v1 the layout's version; any
+ * other file is only printed. */
 static void
 expect_hub_files(const char *dir)
 {
@@ -435,7 +436,7 @@ expect_hub_files(const char *dir)
     DIAG_CHECK(pw != NULL, "no user www-data: run `make deps`");
     char prefix[64], stems[2][256] = {"", ""};
     snprintf(prefix, sizeof(prefix), "sse-fcgi-%ld-", (long)pw->pw_uid);
-    static const char *const exts[] = {".hub", ".sock"};
+    static const char *const exts[] = {"-v1.hub", "-v1.sock"};
     int found[2] = {0, 0}, others = 0;
     DIR *d = opendir(dir);
     DIAG_CHECK(d != NULL, "opendir %s: %s", dir, strerror(errno));
@@ -460,7 +461,7 @@ expect_hub_files(const char *dir)
     }
     closedir(d);
     DIAG_CHECK(found[0] == 1 && found[1] == 1 && strcmp(stems[0], stems[1]) == 0,
-               "%s: %d files %s<16 hex>.hub, %d .sock (%s, %s) and %d others; expected one "
+               "%s: %d files %s<16 hex>-v1.hub, %d .sock (%s, %s) and %d others; expected one "
                "of each, of one name", dir, found[0], prefix, found[1], stems[0], stems[1],
                others);
 }

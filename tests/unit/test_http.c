@@ -238,6 +238,35 @@ START_TEST(test_health)
 }
 END_TEST
 
+/* Issue 12: the hub's facts, and one session's count when it was asked for; none of them
+ * when there is no hub. */
+START_TEST(test_health_hub_facts)
+{
+    struct health_facts facts = {.schema_version = 1, .hub = "shared", .hub_role = "follower",
+                                 .hub_leader_pid = 4242, .subscribers = 200,
+                                 .session_id = "s\"1", .session_subscribers = 3};
+    struct buf b;
+    buf_init(&b, 4096);
+    ck_assert_int_eq(http_append_health(&b, &facts, NULL, true), 0);
+    cJSON *json = body_json(&b, assert_head(&b, 200));
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(json, "hub")->valuestring, "shared");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(json, "hub_role")->valuestring, "follower");
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(json, "hub_leader_pid")->valueint, 4242);
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(json, "subscribers")->valueint, 200);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(json, "session_id")->valuestring, "s\"1");
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(json, "session_subscribers")->valueint, 3);
+    cJSON_Delete(json);
+    buf_reset(&b);
+    facts.hub = NULL;
+    ck_assert_int_eq(http_append_health(&b, &facts, NULL, true), 0);
+    json = body_json(&b, assert_head(&b, 200));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(json, "hub"));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(json, "session_subscribers"));
+    cJSON_Delete(json);
+    buf_release(&b);
+}
+END_TEST
+
 /* An int64 event id must reach the client with all its digits (a double keeps only 53 bits),
  * as sse.c does for id and seq. */
 START_TEST(test_health_large_event_id)
@@ -285,6 +314,7 @@ suite_http(void)
     tcase_add_test(tc, test_cors_header);
     tcase_add_test(tc, test_health);
     tcase_add_test(tc, test_health_large_event_id);
+    tcase_add_test(tc, test_health_hub_facts);
     tcase_add_test(tc, test_limit_leaves_buffer_unchanged);
     suite_add_tcase(s, tc);
     return s;

@@ -211,14 +211,15 @@ gone_between() {
         END { n = 0; for (p in start) n++; print n }' "$1" "$2"
 }
 
-# memory SERVER: "backends= serving= inotify= apache= pss_mean= pss_all=" in KiB, from
+# memory SERVER: "backends= serving= inotify= readers= apache= pss_mean= pss_all=" in KiB, from
 # /proc/PID/smaps_rollup. A backend serves a stream while it holds a socket besides fd 0
 # (mod_fcgid's listening socket); pss_mean is over those, pss_all sums every process of the
-# server (Apache's included). For nchan, the worker.
+# server (Apache's included); readers counts the backends with the database open (with one
+# hub per host, only its leader). For nchan, the worker.
 memory() {
     if [ "$1" != apache ]; then
         local pss; pss=$(awk '/^Pss:/ { print $2 }' "/proc/$measured/smaps_rollup")
-        echo "backends=1 serving=1 inotify=1 apache=0 pss_mean=$pss pss_all=$pss"
+        echo "backends=1 serving=1 inotify=1 readers=1 apache=0 pss_mean=$pss pss_all=$pss"
         return
     fi
     local procs; procs=$(apache_procs "$apache_root")
@@ -234,10 +235,13 @@ memory() {
         $2 == "pss" { pss[$1] = $3; next }
         $2 == "fd" && $4 ~ /^socket:/ && $3 != 0 { serving[$1] = 1 }
         $2 == "fd" && $4 == "anon_inode:inotify" { inotify[$1] = 1 }
+        $2 == "fd" && $4 ~ /\.db$/ { reader[$1] = 1 }
         END { for (p in pss) all += pss[p]
-              for (p in serving) { s++; sum += pss[p]; if (p in inotify) i++ }
-              printf "backends=%d serving=%d inotify=%d apache=%d pss_mean=%.0f pss_all=%d\n",
-                  n["backend"], s, i, n["apache"], s ? sum / s : 0, all }'
+              for (p in reader) r++
+              for (p in inotify) i++
+              for (p in serving) { s++; sum += pss[p] }
+              printf "backends=%d serving=%d inotify=%d readers=%d apache=%d pss_mean=%.0f pss_all=%d\n",
+                  n["backend"], s, i, r, n["apache"], s ? sum / s : 0, all }'
 }
 
 # start_client DIR PORT STREAMS SESSIONS SECONDS LOADGEN_ARGS...: starts loadgen (sets client)
@@ -413,7 +417,7 @@ fcgid_row() {
     local name=$1 label=$2 streams=$3 sessions=$4 rate=$5 secs=$6 dir=$7
     local events eps p50 p99 errors connected
     read_loadgen "$dir"
-    local kv backends=0 serving=0 inotify=0 apache=0 pss_mean=0 pss_all=0
+    local kv backends=0 serving=0 inotify=0 readers=0 apache=0 pss_mean=0 pss_all=0
     for kv in $(cat "$dir/memory"); do local "$kv"; done
     local published; published=$(published "$dir")
     local seconds; seconds=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$dir/producer.out" \
@@ -439,7 +443,7 @@ fcgid_row() {
         processes="$backends sse-fcgi ($serving serving) + $apache Apache"
         local gone; gone=$(gone_between "$dir/cpu-start" "$dir/cpu-end")
         ((gone > 0)) && note="${note:+$note; }$gone sse-fcgi processes exited (CPU not counted)"
-        ((inotify < serving)) && note="${note:+$note; }$((serving - inotify)) of $serving without inotify (fs.inotify.max_user_instances $(cat /proc/sys/fs/inotify/max_user_instances) per user): they poll every 250 ms"
+        note="${note:+$note; }$readers of $backends processes had the database open, $inotify watched it with inotify (one hub per host: its leader)"
         [ -n "$limits" ] && note="${note:+$note; }$limits"
     fi
     r_p99=$p99 r_per_k=$per_k r_pss=$pss_stream

@@ -60,6 +60,11 @@ enum {
     HUB_PAGE = 4096,
 };
 
+/* A subscription's number on its link: its slot in the follower's table (low 16 bits,
+ * from 1) and a generation (15 bits), so that a slot used again is never taken for the
+ * one before it (a WAKE in flight for a stream that ended must not reach the next one). */
+#define LINK_SLOT_MASK 0xffffu
+#define LINK_GENERATION_SHIFT 16
 #define LINK_CLOSED_BIT 0x80000000u
 
 enum link_kind { LINK_SUB = 1, LINK_UNSUB, LINK_WAKE, LINK_WAKE_ALL };
@@ -133,8 +138,9 @@ struct hub {
     pthread_mutex_t subs_lock;
     struct hub_sub *buckets[HUB_BUCKETS]; /* SESSION and WORKER subscriptions by key */
     struct hub_sub *global_subs;    /* GLOBAL subscriptions */
-    struct hub_sub **by_id;         /* this process's subscriptions, by link_id - 1 */
+    struct hub_sub **by_id;         /* this process's subscriptions, by their slot - 1 */
     size_t by_id_cap;
+    uint32_t next_generation;       /* of the next link_id */
     long local_subs;
     unsigned long round;            /* read rounds; one wakeup per subscription each */
     struct hub_sub **marked;        /* the subscriptions this round wakes */
@@ -313,13 +319,24 @@ link_send_unsub(struct hub *h, const struct hub_sub *sub)
     link_send(h, &head, sizeof(head));
 }
 
-/* Gives sub a number in this process (its index in by_id, plus one). */
+/* The subscription whose number is id in table (slots from 1), or NULL. */
+static struct hub_sub *
+sub_of_id(struct hub_sub *const *table, size_t cap, uint32_t id)
+{
+    size_t slot = id & LINK_SLOT_MASK;
+    struct hub_sub *s = slot != 0 && slot <= cap ? table[slot - 1] : NULL;
+    return s != NULL && s->link_id == id ? s : NULL;
+}
+
+/* Gives sub a number in this process (its slot in by_id and a generation). */
 static int
 number_sub(struct hub *h, struct hub_sub *sub)
 {
     size_t i = 0;
     while (i < h->by_id_cap && h->by_id[i] != NULL)
         i++;
+    if (i >= LINK_SLOT_MASK)
+        return -1;
     if (i == h->by_id_cap) {
         size_t cap = h->by_id_cap ? 2 * h->by_id_cap : 16;
         struct hub_sub **grown = realloc(h->by_id, cap * sizeof(*grown));
@@ -330,7 +347,8 @@ number_sub(struct hub *h, struct hub_sub *sub)
         h->by_id_cap = cap;
     }
     h->by_id[i] = sub;
-    sub->link_id = (uint32_t)(i + 1);
+    uint32_t generation = h->next_generation++ & (LINK_CLOSED_BIT - 1) >> LINK_GENERATION_SHIFT;
+    sub->link_id = (uint32_t)(i + 1) | generation << LINK_GENERATION_SHIFT;
     return 0;
 }
 
@@ -363,8 +381,8 @@ hub_unsubscribe(struct hub *h, struct hub_sub *sub)
 {
     pthread_mutex_lock(&h->subs_lock);
     chain_remove(h, sub);
-    if (sub->link_id != 0 && sub->link_id <= h->by_id_cap)
-        h->by_id[sub->link_id - 1] = NULL;
+    if (sub_of_id(h->by_id, h->by_id_cap, sub->link_id) == sub)
+        h->by_id[(sub->link_id & LINK_SLOT_MASK) - 1] = NULL;
     h->local_subs--;
     if (role_of(h) == HUB_ROLE_LEADER)
         count_change(h, sub, -1);
@@ -978,11 +996,12 @@ add_remote_sub(struct hub *h, struct hub_link *link, const struct link_head *hea
                const char *key)
 {
     uint32_t id = head->id;
-    if (id == 0 || id > 1u << 24 || head->scope > STORE_SCOPE_GLOBAL)
+    size_t slot = id & LINK_SLOT_MASK;
+    if (slot == 0 || (id & LINK_CLOSED_BIT) != 0 || head->scope > STORE_SCOPE_GLOBAL)
         return -1;
-    if (id > link->subs_cap) {
+    if (slot > link->subs_cap) {
         size_t cap = link->subs_cap ? link->subs_cap : 16;
-        while (cap < id)
+        while (cap < slot)
             cap *= 2;
         struct hub_sub **grown = realloc(link->subs, cap * sizeof(*grown));
         if (grown == NULL)
@@ -991,8 +1010,8 @@ add_remote_sub(struct hub *h, struct hub_link *link, const struct link_head *hea
         link->subs = grown;
         link->subs_cap = cap;
     }
-    if (link->subs[id - 1] != NULL)
-        return -1;
+    if (link->subs[slot - 1] != NULL)
+        return -1;  /* a slot used again before its UNSUB: nonsense */
     struct hub_sub *s = calloc(1, sizeof(*s) + head->key_len + 1);
     if (s == NULL)
         return -1;
@@ -1004,7 +1023,7 @@ add_remote_sub(struct hub *h, struct hub_link *link, const struct link_head *hea
     s->link = link;
     s->link_id = id;
     pthread_mutex_lock(&h->subs_lock);
-    link->subs[id - 1] = s;
+    link->subs[slot - 1] = s;
     chain_insert(h, s);
     count_change(h, s, 1);
     link_queue(link, s);
@@ -1016,11 +1035,11 @@ add_remote_sub(struct hub *h, struct hub_link *link, const struct link_head *hea
 static void
 remove_remote_sub(struct hub *h, struct hub_link *link, uint32_t id)
 {
-    if (id == 0 || id > link->subs_cap || link->subs[id - 1] == NULL)
+    struct hub_sub *s = sub_of_id(link->subs, link->subs_cap, id);
+    if (s == NULL)
         return;
     pthread_mutex_lock(&h->subs_lock);
-    struct hub_sub *s = link->subs[id - 1];
-    link->subs[id - 1] = NULL;
+    link->subs[(id & LINK_SLOT_MASK) - 1] = NULL;
     chain_remove(h, s);
     count_change(h, s, -1);
     pthread_mutex_unlock(&h->subs_lock);
@@ -1196,10 +1215,9 @@ dispatch_wake(struct hub *h, const unsigned char *msg, size_t len, bool is_all)
     for (size_t at = sizeof(struct link_head); !is_all && at + 4 <= len; at += 4) {
         uint32_t word;
         memcpy(&word, msg + at, sizeof(word));
-        uint32_t id = word & ~LINK_CLOSED_BIT;
-        struct hub_sub *s = id != 0 && id <= h->by_id_cap ? h->by_id[id - 1] : NULL;
+        struct hub_sub *s = sub_of_id(h->by_id, h->by_id_cap, word & ~LINK_CLOSED_BIT);
         if (s == NULL)
-            continue;  /* unsubscribed since */
+            continue;  /* unsubscribed since (its slot may serve another stream now) */
         if (word & LINK_CLOSED_BIT)
             atomic_store(&s->is_session_closed, true);
         wake_local(s);

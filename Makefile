@@ -62,7 +62,7 @@ BIN        := $(BUILD)/sse-fcgi
 ES_DIR     := tests/eventsource
 TEST_BIN   := $(BUILD)/tests/run-tests
 
-.PHONY: all deps es-deps test test-suite sanitize soak run bench install clean lint fuzz
+.PHONY: all deps es-deps test test-suite sanitize soak memory run bench install clean lint fuzz
 
 all: $(BIN)
 
@@ -129,6 +129,13 @@ test-suite: $(BIN) $(TEST_BIN)
 soak: deps
 	@SOAK_EVENTS=$${SOAK_EVENTS:-1000000} SOAK_TIMEOUT_S=$${SOAK_TIMEOUT_S:-1800} \
 	    CK_RUN_SUITE=soak $(MAKE) --no-print-directory test-suite
+
+# Issue 12: what one process costs behind Apache + mod_fcgid (one process per stream), as
+# Pss per process and its split by mapping, with 200 streams open. `make test` runs the same
+# test with 40.
+memory: deps
+	@MEMORY_STREAMS=$${MEMORY_STREAMS:-200} CK_RUN_SUITE=memory_fcgid \
+	    $(MAKE) --no-print-directory test-suite
 
 # The responder's sanitizer reports go to stderr, which the integration tests capture in
 # each server's log and fail on (STYLE §8).

@@ -6,14 +6,16 @@
  * stream of s1, so each holds a process of its own (SSE_THREADS=1, the default);
  * MEMORY_EVENTS events (200) are then published and every stream must get them all. Then
  * every responder process is read:
- *   - /proc/PID/smaps_rollup: Pss and Rss, the figures README's table gives;
+ *   - /proc/PID/smaps_rollup: Pss, private (Private_Clean + Private_Dirty: the pages no
+ *     other process maps, which other processes on the host cannot change) and Rss;
  *   - /proc/PID/smaps: the same split by mapping, each one counted under its file (its
  *     .bss, the anonymous mapping right after its writable segment, with it), [heap], the
  *     glibc thread arenas (anonymous mappings on a 64 MiB boundary: HEAP_MAX_SIZE), the
  *     thread stacks (the mappings that hold a thread's stack pointer, from
  *     /proc/PID/task/TID/syscall), the main stack, and any other anonymous mapping.
  * Printed, per process (the mean over all of them):
- *   memory: P processes for N streams, E events each: Pss a KiB (min-max), Rss b KiB, T threads
+ *   memory: P processes for N streams, E events each: Pss a KiB (min-max), private b KiB,
+ *           Rss c KiB, T threads per process
  *   memory:   <mapping>  Pss KiB  Rss KiB  Private_Dirty KiB
  * Pss counts a shared page once over its sharers, so the mean Pss over the processes is
  * what each adds to the host. MEMORY_HOLD_S keeps the streams open that many seconds after
@@ -68,7 +70,7 @@ struct category {
 struct tally {
     struct category cats[CATEGORIES_MAX];
     size_t count;
-    long processes, threads, pss, rss, pss_min, pss_max;
+    long processes, threads, pss, rss, uss, pss_min, pss_max;
 };
 
 static void
@@ -201,6 +203,8 @@ tally_process(struct tally *t, pid_t pid)
     size_t n = read_smaps(pid, vmas, VMAS_MAX);
     long pss = proc_field(pid, "smaps_rollup", "\nPss:");
     long rss = proc_field(pid, "smaps_rollup", "\nRss:");
+    long uss = proc_field(pid, "smaps_rollup", "\nPrivate_Clean:")
+               + proc_field(pid, "smaps_rollup", "\nPrivate_Dirty:");
     long threads = proc_field(pid, "status", "\nThreads:");
     DIAG_CHECK(n > 0 && pss > 0 && rss > 0 && threads > 0, "cannot read /proc/%ld",
                (long)pid);
@@ -211,6 +215,7 @@ tally_process(struct tally *t, pid_t pid)
     t->processes++;
     t->pss += pss;
     t->rss += rss;
+    t->uss += uss;
     t->threads += threads;
 }
 
@@ -226,8 +231,9 @@ print_tally(struct tally *t, long streams, long events)
 {
     long p = t->processes;
     fprintf(stderr, "memory: %ld processes for %ld streams, %ld events each: Pss %ld KiB "
-            "(%ld-%ld), Rss %ld KiB, %.1f threads per process\n", p, streams, events,
-            t->pss / p, t->pss_min, t->pss_max, t->rss / p, (double)t->threads / (double)p);
+            "(%ld-%ld), private %ld KiB, Rss %ld KiB, %.1f threads per process\n", p, streams,
+            events, t->pss / p, t->pss_min, t->pss_max, t->uss / p, t->rss / p,
+            (double)t->threads / (double)p);
     qsort(t->cats, t->count, sizeof(t->cats[0]), by_pss_descending);
     fprintf(stderr, "memory:   %-24s %8s %8s %14s\n", "mapping (per process)", "Pss KiB",
             "Rss KiB", "Private_Dirty");

@@ -29,6 +29,7 @@
 #include "../store/store.h"
 #include "commands.h"
 #include "config.h"
+#include "crypto.h"
 #include "log.h"
 #include "stream.h"
 
@@ -579,6 +580,11 @@ main(int argc, char **argv)
                 strerror(errno));
         return 2;
     }
+    /* SSE_AUTH for the whole process: libcrypto is loaded now rather than at the first
+     * credential (auth.c), so that a missing library is said once, at start. */
+    if (cfg.auth_mode != AUTH_MODE_NONE && crypto_load() == NULL)
+        log_line(LOG_LEVEL_ERROR, "error SSE_AUTH needs %s: %s; every credential will be "
+                 "answered 503", CRYPTO_SONAME, crypto_error());
     if (FCGX_Init() != 0 || install_signals() < 0) {
         fputs("sse-fcgi: cannot initialise libfcgi or signals\n", stderr);
         return 1;

@@ -4,8 +4,10 @@
  * mod_fcgid runs one process per stream, so the memory bill is one process's share times
  * the streams. MEMORY_STREAMS clients (default 40; `make memory` asks for 200) each hold a
  * stream of s1, so each holds a process of its own (SSE_THREADS=1, the default);
- * MEMORY_EVENTS events (200) are then published and every stream must get them all. Then
- * every responder process is read:
+ * MEMORY_EVENTS events (200) are then published and every stream must get them all. With
+ * MEMORY_HISTORY=N, N rows of 500 bytes are published first and every stream replays them
+ * (Last-Event-ID: 0), as a client that comes back from far behind: what a connection's page
+ * cache holds once it has read that much. Then every responder process is read:
  *   - /proc/PID/smaps_rollup: Pss, private (Private_Clean + Private_Dirty: the pages no
  *     other process maps, which other processes on the host cannot change) and Rss;
  *   - /proc/PID/smaps: the same split by mapping, each one counted under its file (its
@@ -261,6 +263,7 @@ limits(char *out, size_t size, long streams)
 START_TEST(test_memory_per_process)
 {
     long streams = setting("MEMORY_STREAMS", 40), events = setting("MEMORY_EVENTS", 200);
+    long history = setting("MEMORY_HISTORY", 0), total = history + events;
     DIAG_CHECK(streams < MEMORY_PROCESSES_MAX, "MEMORY_STREAMS above %d",
                MEMORY_PROCESSES_MAX - 1);
     char directives[512];
@@ -269,11 +272,18 @@ START_TEST(test_memory_per_process)
     server_start(&test_srv, &test_env, &(struct server_options){
         .env = settings, .apache_directives = directives});
     struct sse_client *clients = calloc((size_t)streams, sizeof(*clients));
-    long long *ids = calloc((size_t)events + 1, sizeof(*ids));
+    long long *ids = calloc((size_t)total + 1, sizeof(*ids));
     DIAG_CHECK(clients != NULL && ids != NULL, "out of memory");
+    if (history > 0)  /* rows of 500 bytes that every stream replays (Last-Event-ID: 0) */
+        publish_okf(&test_env, "WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM "
+                    "k WHERE n < %ld) INSERT INTO events(session_id, type, data) SELECT 's1', "
+                    "'execution_started', json_object('n', n, 'pad', hex(zeroblob(240))) "
+                    "FROM k;\n", history);
+    const char *const resume[] = {"Last-Event-ID: 0", NULL};
     int64_t start_ms = testenv_now_ms();
     for (long i = 0; i < streams; i++)  /* all at once: mod_fcgid spawns while they wait */
-        sse_client_send(&clients[i], test_srv.port, "GET", "/api/sessions/s1/events", NULL);
+        sse_client_send(&clients[i], test_srv.port, "GET", "/api/sessions/s1/events",
+                        history > 0 ? resume : NULL);
     for (long i = 0; i < streams; i++) {
         sse_client_wait_head(&clients[i], 60000);
         DIAG_CHECK(clients[i].status == 200, "%s: status %d", clients[i].request,
@@ -289,9 +299,9 @@ START_TEST(test_memory_per_process)
     long open_ms = (long)(testenv_now_ms() - start_ms);
     publish_events(&test_env, "s1", "execution_started", NULL, (int)events);
     for (long i = 0; i < streams; i++) {
-        size_t got = frames_read_until(&clients[i], events, ids, (size_t)events + 1, 10000);
-        DIAG_CHECK(got == (size_t)events && ids[events - 1] == events, "stream %ld: %zu of "
-                   "%ld events", i, got, events);
+        size_t got = frames_read_until(&clients[i], total, ids, (size_t)total + 1, 20000);
+        DIAG_CHECK(got == (size_t)total && ids[total - 1] == total, "stream %ld: %zu of %ld "
+                   "events", i, got, total);
     }
     static pid_t pids[MEMORY_PROCESSES_MAX];
     size_t count = server_list_backends(&test_srv, pids, MEMORY_PROCESSES_MAX);

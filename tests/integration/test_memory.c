@@ -139,7 +139,8 @@ thread_stack_pointers(pid_t pid, uintptr_t *sps, size_t cap)
             continue;
         char *fields[10];
         size_t count = 0;
-        for (char *tok = strtok(text, " \n"); tok != NULL && count < 10; tok = strtok(NULL, " \n"))
+        char *tok = strtok(text, " \n");
+        for (; tok != NULL && count < 10; tok = strtok(NULL, " \n"))
             fields[count++] = tok;
         if (count >= 3)
             sps[n++] = (uintptr_t)strtoull(fields[count - 2], NULL, 16);

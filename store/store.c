@@ -477,20 +477,25 @@ store_batch_release(struct store_batch *b)
     memset(b, 0, sizeof(*b));
 }
 
+/* Room for rows rows, doubling. Grown one row at a time, a batch past 64 KiB of events
+ * (about 330 rows), which glibc mmaps (main.c), was moved by an mremap every 20 rows. */
 static int
 batch_reserve(struct store_batch *b, size_t rows)
 {
     if (rows <= b->capacity)
         return 0;
-    struct event *events = realloc(b->events, rows * sizeof(*events));
+    size_t capacity = b->capacity > 0 ? b->capacity : 16;
+    while (capacity < rows)
+        capacity *= 2;
+    struct event *events = realloc(b->events, capacity * sizeof(*events));
     if (events == NULL)
         return -1;
     b->events = events;
-    struct store_row **grown = realloc(b->rows, rows * sizeof(*grown));
+    struct store_row **grown = realloc(b->rows, capacity * sizeof(*grown));
     if (grown == NULL)
         return -1;
     b->rows = grown;
-    b->capacity = rows;
+    b->capacity = capacity;
     return 0;
 }
 

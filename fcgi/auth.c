@@ -3,19 +3,21 @@
  *
  * Every comparison of secret-derived bytes is CRYPTO_memcmp (constant time). A JWT is
  * refused unless its header says HS256: "none" and every other algorithm are malformed
- * here, so a token cannot choose how it is checked.
+ * here, so a token cannot choose how it is checked. libcrypto's functions come from
+ * crypto_load (crypto.h), at the first check that needs them; without them every check
+ * is AUTH_UNAVAILABLE.
  */
 #include "auth.h"
 
 #include <cjson/cJSON.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "crypto.h"
 
 enum { JWT_PART_MAX = 3072 };   /* decoded bytes of one JWT part we accept */
 
@@ -36,7 +38,7 @@ auth_parse_mode(const char *text, enum auth_mode *out)
 int
 auth_status(enum auth_verdict v)
 {
-    return v == AUTH_ALLOW ? 200 : v == AUTH_DENIED ? 403 : 401;
+    return v == AUTH_ALLOW ? 200 : v == AUTH_DENIED ? 403 : v == AUTH_UNAVAILABLE ? 503 : 401;
 }
 
 const char *
@@ -49,6 +51,8 @@ auth_reason(enum auth_verdict v)
         return "credential required";
     case AUTH_BAD_CREDENTIAL:
         return "invalid credential";
+    case AUTH_UNAVAILABLE:
+        return "authentication unavailable: " CRYPTO_SONAME " cannot be loaded";
     default:
         return "access denied";
     }
@@ -105,13 +109,20 @@ auth_credential(const char *query_token, const char *cookie_header, const char *
 void
 auth_release_thread(void)
 {
-    OPENSSL_thread_stop();
+    const struct crypto *c = crypto_loaded();  /* a process that never loaded it has none */
+    if (c != NULL)
+        c->thread_stop();
 }
+
+/* memset called through a volatile pointer, which the compiler cannot prove is memset and
+ * so cannot drop as a dead store: OPENSSL_cleanse's own way (crypto/mem_clr.c), here so
+ * that a secret is wiped also when libcrypto could not be loaded. */
+static void *(*const volatile wipe_memset)(void *, int, size_t) = memset;
 
 void
 auth_wipe(void *p, size_t n)
 {
-    OPENSSL_cleanse(p, n);
+    wipe_memset(p, 0, n);
 }
 
 void
@@ -119,12 +130,14 @@ auth_hash_token(const char *salt, const char *token, char out[65])
 {
     unsigned char digest[SHA256_DIGEST_LENGTH];
     unsigned int digest_len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool is_ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)
-                 && EVP_DigestUpdate(ctx, salt, strlen(salt))
-                 && EVP_DigestUpdate(ctx, token, strlen(token))
-                 && EVP_DigestFinal_ex(ctx, digest, &digest_len);
-    EVP_MD_CTX_free(ctx);
+    const struct crypto *c = crypto_load();
+    EVP_MD_CTX *ctx = c != NULL ? c->md_ctx_new() : NULL;
+    bool is_ok = ctx != NULL && c->digest_init(ctx, c->sha256(), NULL)
+                 && c->digest_update(ctx, salt, strlen(salt))
+                 && c->digest_update(ctx, token, strlen(token))
+                 && c->digest_final(ctx, digest, &digest_len);
+    if (ctx != NULL)
+        c->md_ctx_free(ctx);
     if (!is_ok)
         memset(digest, 0, sizeof(digest));  /* then it matches no stored hash */
     for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
@@ -136,6 +149,9 @@ auth_check_token(const char *token, const struct stored_token *stored, size_t co
 {
     if (token == NULL)
         return AUTH_NO_CREDENTIAL;
+    const struct crypto *c = crypto_load();
+    if (c == NULL)
+        return AUTH_UNAVAILABLE;
     static const struct stored_token DUMMY = {
         .salt = "00000000000000000000000000000000",
         .hash_hex = "0000000000000000000000000000000000000000000000000000000000000000",
@@ -147,7 +163,7 @@ auth_check_token(const char *token, const struct stored_token *stored, size_t co
         auth_hash_token(t->salt, token, hash);
         /* | not ||: every stored token is compared, whichever matches */
         is_match |= count > 0 && strlen(t->hash_hex) == 64
-                    && CRYPTO_memcmp(hash, t->hash_hex, 64) == 0;
+                    && c->memcmp_const_time(hash, t->hash_hex, 64) == 0;
     }
     return is_match ? AUTH_ALLOW : AUTH_DENIED;
 }
@@ -176,20 +192,21 @@ translate_base64url(const char *text, size_t len, char *std)
 /* Decodes canonical base64url text[0..len) into out (size bytes). Returns the decoded
  * length, or -1 when it is not base64url, not canonical or does not fit. */
 static long
-base64url_decode(const char *text, size_t len, unsigned char *out, size_t size)
+base64url_decode(const struct crypto *c, const char *text, size_t len, unsigned char *out,
+                 size_t size)
 {
     if (len == 0 || len % 4 == 1 || len + 3 > JWT_PART_MAX * 4 / 3 || (len + 3) / 4 * 3 > size)
         return -1;
     char std[JWT_PART_MAX * 4 / 3 + 4];
     unsigned char again[sizeof(std)];
     long std_len = translate_base64url(text, len, std);
-    int n = std_len < 0 ? -1 : EVP_DecodeBlock(out, (const unsigned char *)std, (int)std_len);
+    int n = std_len < 0 ? -1 : c->decode_block(out, (const unsigned char *)std, (int)std_len);
     if (n < 0)
         return -1;
     n -= (int)(std_len - (long)len);    /* DecodeBlock counts padding as zero bytes */
     /* Canonical: the bytes encode back to the text. A last character whose unused low bits
      * are set decodes to the same bytes, and a token must have one spelling (issue 11). */
-    if (EVP_EncodeBlock(again, out, n) != (int)std_len
+    if (c->encode_block(again, out, n) != (int)std_len
         || memcmp(again, std, (size_t)std_len) != 0)
         return -1;
     return n;
@@ -231,10 +248,10 @@ has_duplicate_key(const cJSON *object)
 /* Decodes one JWT part as a JSON object with no NUL in it and no duplicate key among its
  * members (cJSON_Delete it), or NULL. */
 static cJSON *
-decode_json_part(const char *text, size_t len)
+decode_json_part(const struct crypto *c, const char *text, size_t len)
 {
     unsigned char decoded[JWT_PART_MAX + 1];
-    long n = base64url_decode(text, len, decoded, JWT_PART_MAX);
+    long n = base64url_decode(c, text, len, decoded, JWT_PART_MAX);
     if (n <= 0 || has_nul((const char *)decoded, (size_t)n))
         return NULL;
     cJSON *json = cJSON_ParseWithLength((const char *)decoded, (size_t)n);
@@ -323,24 +340,25 @@ check_claims(const cJSON *claims, int64_t now_s, enum auth_channel channel, cons
 }
 
 static bool
-is_signature_valid(const char *jwt, size_t signed_len, const char *signature, size_t sig_len,
-                   const unsigned char *secret, size_t secret_len)
+is_signature_valid(const struct crypto *c, const char *jwt, size_t signed_len,
+                   const char *signature, size_t sig_len, const unsigned char *secret,
+                   size_t secret_len)
 {
     unsigned char given[64], expected[EVP_MAX_MD_SIZE];
     unsigned int expected_len = 0;
-    long n = base64url_decode(signature, sig_len, given, sizeof(given));
-    if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)jwt, signed_len,
-             expected, &expected_len) == NULL)
+    long n = base64url_decode(c, signature, sig_len, given, sizeof(given));
+    if (c->hmac(c->sha256(), secret, (int)secret_len, (const unsigned char *)jwt, signed_len,
+                expected, &expected_len) == NULL)
         return false;
-    return n == (long)expected_len && CRYPTO_memcmp(given, expected, expected_len) == 0;
+    return n == (long)expected_len && c->memcmp_const_time(given, expected, expected_len) == 0;
 }
 
 /* The header must say HS256; anything else (notably "none") is refused. "typ", which
  * nothing here needs, must still be a string when present. */
 static bool
-is_header_hs256(const char *text, size_t len)
+is_header_hs256(const struct crypto *c, const char *text, size_t len)
 {
-    cJSON *header = decode_json_part(text, len);
+    cJSON *header = decode_json_part(c, text, len);
     const cJSON *alg = get_member(header, "alg"), *typ = get_member(header, "typ");
     bool is_ok = cJSON_IsString(alg) && strcmp(alg->valuestring, "HS256") == 0
                  && (typ == NULL || cJSON_IsString(typ));
@@ -354,15 +372,18 @@ auth_check_jwt(const char *jwt, const unsigned char *secret, size_t secret_len, 
 {
     if (jwt == NULL)
         return AUTH_NO_CREDENTIAL;
+    const struct crypto *c = crypto_load();
+    if (c == NULL)
+        return AUTH_UNAVAILABLE;
     const char *dot1 = strchr(jwt, '.');
     const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
     if (dot2 == NULL || strchr(dot2 + 1, '.') != NULL || secret_len == 0)
         return AUTH_BAD_CREDENTIAL;
-    if (!is_header_hs256(jwt, (size_t)(dot1 - jwt))
-        || !is_signature_valid(jwt, (size_t)(dot2 - jwt), dot2 + 1, strlen(dot2 + 1), secret,
-                               secret_len))
+    if (!is_header_hs256(c, jwt, (size_t)(dot1 - jwt))
+        || !is_signature_valid(c, jwt, (size_t)(dot2 - jwt), dot2 + 1, strlen(dot2 + 1),
+                               secret, secret_len))
         return AUTH_BAD_CREDENTIAL;
-    cJSON *claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+    cJSON *claims = decode_json_part(c, dot1 + 1, (size_t)(dot2 - dot1 - 1));
     enum auth_verdict v = check_claims(claims, now_s, channel, id);
     cJSON_Delete(claims);
     return v;

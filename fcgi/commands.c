@@ -21,6 +21,7 @@
 #include "../store/prune.h"
 #include "cli.h"
 #include "config.h"
+#include "crypto.h"
 
 enum {
     PRUNE_BUSY_TIMEOUT_MS = 5000,   /* a producer's transaction is far shorter */
@@ -276,15 +277,16 @@ env_lookup(void *ctx, const char *name)
     return getenv(name);
 }
 
-/* The SSE_* settings of this environment, as the responder would read them at start. */
+/* The SSE_* settings of this environment, as the responder would read them at start; its
+ * SSE_AUTH into *auth_mode (none when a setting is bad). */
 static void
-check_settings(struct check_tally *t, bool *needs_read_tokens)
+check_settings(struct check_tally *t, enum auth_mode *auth_mode)
 {
     struct config cfg;
     const char *bad_name = NULL, *why = NULL;
     char detail[512], hint[512];
     bool is_ok = config_load(&cfg, env_lookup, NULL, &bad_name, &why) == 0;
-    *needs_read_tokens = is_ok && cfg.auth_mode == AUTH_MODE_TOKEN;
+    *auth_mode = is_ok ? cfg.auth_mode : AUTH_MODE_NONE;
     if (is_ok)
         snprintf(detail, sizeof(detail), "every SSE_* variable set here is valid");
     else
@@ -292,6 +294,17 @@ check_settings(struct check_tally *t, bool *needs_read_tokens)
     snprintf(hint, sizeof(hint), "fix %s where the web server sets it (README, "
              "Configuration)", bad_name ? bad_name : "it");
     print_own_line(t, "settings", is_ok, detail, hint);
+}
+
+/* SSE_AUTH=token or jwt: the responder loads libcrypto at the first credential (crypto.h),
+ * and answers every one 503 when it cannot. */
+static void
+check_crypto(struct check_tally *t)
+{
+    bool is_ok = crypto_load() != NULL;
+    print_own_line(t, "crypto", is_ok, is_ok ? CRYPTO_SONAME " loads (SSE_AUTH needs it)"
+                   : crypto_error(), "SSE_AUTH needs OpenSSL 3's " CRYPTO_SONAME
+                   ": apt-get install libssl3");
 }
 
 /* The database path: --db, else SSE_DB. Returns it, or NULL after a FAIL line. */
@@ -341,14 +354,16 @@ commands_check(int argc, char **argv)
     char user[64];
     print_whoami(user, sizeof(user));
     struct check_tally t = {0};
-    bool needs_read_tokens = false;
-    check_settings(&t, &needs_read_tokens);
+    enum auth_mode auth_mode;
+    check_settings(&t, &auth_mode);
+    if (auth_mode != AUTH_MODE_NONE)
+        check_crypto(&t);
     const char *path = check_database_path(&t, args.db_path);
     if (path != NULL) {
         struct deploycheck_options opt = {
             .db_path = path,
             .user_name = user,
-            .needs_read_tokens = needs_read_tokens,
+            .needs_read_tokens = auth_mode == AUTH_MODE_TOKEN,
         };
         deploycheck_run(&opt, print_check_line, &t);
     }

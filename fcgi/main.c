@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -28,11 +29,17 @@
 #include "../store/store.h"
 #include "commands.h"
 #include "config.h"
+#include "crypto.h"
 #include "log.h"
 #include "stream.h"
 
 enum {
     THREAD_STACK_BYTES = 512 * 1024,  /* cJSON recursion on deeply nested data fits */
+    /* The refuser only formats and writes the busy answer (stream_reject_busy: no SQLite,
+     * no cJSON, no recursion); the deepest it went was 9.6 KiB (stack painted, make test's
+     * load, routes, access, stream and replay suites). A thread's memory is the pages it
+     * touches, so this saves address space only: 448 KiB per process. */
+    REFUSER_STACK_BYTES = 64 * 1024,
     SHUTDOWN_GRACE_MS = 800,          /* streams end, then the process exits (SPEC §4.11) */
     STDIN_DRAIN_MAX = 64 * 1024,      /* request body bytes read before streaming */
 };
@@ -147,8 +154,13 @@ fcgi_io(FCGX_Request *req)
  *     Apache sees the client gone, a few ms before the stream itself notices and frees its
  *     slot; it is counted per request, so a crowd of waiting requests costs no one more;
  *   - the quick thread answers the quick line, so those never need a stream slot.
- * At shutdown stream and quick threads take nothing more; the refuser answers busy to
- * whatever is left in either line. */
+ * The quick thread and the refuser start at the first request that needs them (issue 12):
+ * the first quick request, and the first one that may stream to find no free stream thread
+ * for it. Under mod_fcgid (one stream at a time) most processes never need either, and a
+ * thread costs the pages its stack touched (8-16 KiB), its malloc cache and the kernel's
+ * stack for it. At shutdown stream and quick threads take nothing more; the refuser, or
+ * the accepting thread when none was started, answers busy to whatever is left in either
+ * line. */
 enum {
     SLOT_WAIT_MS = 250,
     /* The line holds every request a free thread has yet to take (a burst of up to
@@ -220,6 +232,10 @@ struct pool {
     struct line waiting;           /* may stream: for the stream threads */
     struct line quick;             /* stream nothing: for the quick thread */
     long running_threads;          /* threads not yet returned */
+    size_t busy_stream_threads;    /* stream threads serving a request */
+    /* The accepting thread's own, unguarded: it alone starts threads. */
+    size_t stream_threads;
+    bool is_quick_started, is_refuser_started;
 };
 
 static struct pool pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -270,6 +286,7 @@ pool_take(struct line *line)
     while (line->count == 0 && !atomic_load(&is_shutting_down))
         pthread_cond_wait(&line->ready, &pool.lock);
     FCGX_Request *req = atomic_load(&is_shutting_down) ? NULL : line_pop(line);
+    pool.busy_stream_threads += req != NULL && line == &pool.waiting;
     pthread_mutex_unlock(&pool.lock);
     return req;
 }
@@ -338,8 +355,14 @@ static void *
 serving_thread(void *line)
 {
     FCGX_Request *req;
-    while ((req = pool_take(line)) != NULL)
+    while ((req = pool_take(line)) != NULL) {
         serve_request(req);
+        if (line == &pool.waiting) {
+            pthread_mutex_lock(&pool.lock);
+            pool.busy_stream_threads--;
+            pthread_mutex_unlock(&pool.lock);
+        }
+    }
     pool_thread_ended();
     return NULL;
 }
@@ -385,34 +408,71 @@ init_pool(long threads)
     return 0;
 }
 
-/* Starts the stream threads, the quick thread and the refuser. Returns 0, or -errno. */
+/* Starts a detached thread of the pool. Returns 0, or an errno. */
 static int
-start_threads(long threads)
+start_thread(void *(*run)(void *), void *arg, size_t stack_bytes)
 {
-    int rc = init_pool(threads);
-    if (rc < 0)
-        return rc;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, THREAD_STACK_BYTES);
+    pthread_attr_setstacksize(&attr, stack_bytes);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    /* These threads block the shutdown signals, so they interrupt the accepting thread. */
+    /* The pool's threads block the shutdown signals, so they interrupt the accepting one. */
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    for (long i = 0; i < threads + 2 && rc == 0; i++) {
-        pthread_t thread;
-        rc = i < threads ? pthread_create(&thread, &attr, serving_thread, &pool.waiting)
-             : i == threads ? pthread_create(&thread, &attr, serving_thread, &pool.quick)
-                            : pthread_create(&thread, &attr, refuser_thread, NULL);
-        if (rc == 0)
-            pool.running_threads++;
-    }
+    pthread_t thread;
+    int rc = pthread_create(&thread, &attr, run, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
-    return -rc;
+    if (rc == 0) {
+        pthread_mutex_lock(&pool.lock);
+        pool.running_threads++;
+        pthread_mutex_unlock(&pool.lock);
+    }
+    return rc;
+}
+
+/* Starts the stream threads. Returns 0, or -errno. */
+static int
+start_threads(long threads)
+{
+    int rc = init_pool(threads);
+    for (long i = 0; i < threads && rc == 0; i++) {
+        rc = -start_thread(serving_thread, &pool.waiting, THREAD_STACK_BYTES);
+        pool.stream_threads += rc == 0;
+    }
+    return rc;
+}
+
+/* Starts the thread a request is about to need, if it has not started yet: the quick
+ * thread for a quick request, the refuser for one that may stream and finds no free stream
+ * thread to take it (one just started, or back from a request, is free). Returns false
+ * when that thread cannot be started (then the caller answers the request busy). The
+ * accepting thread only. */
+static bool
+start_helper_for(bool needs_slot)
+{
+    bool *is_started = needs_slot ? &pool.is_refuser_started : &pool.is_quick_started;
+    if (*is_started)
+        return true;
+    if (needs_slot) {
+        pthread_mutex_lock(&pool.lock);
+        bool may_wait = pool.waiting.count + pool.busy_stream_threads >= pool.stream_threads;
+        pthread_mutex_unlock(&pool.lock);
+        if (!may_wait)
+            return true;  /* a free thread takes it: only this thread adds to the line */
+    }
+    int rc = needs_slot ? start_thread(refuser_thread, NULL, REFUSER_STACK_BYTES)
+                        : start_thread(serving_thread, &pool.quick, THREAD_STACK_BYTES);
+    if (rc != 0) {
+        log_line(LOG_LEVEL_ERROR, "error cannot start the %s thread: %s",
+                 needs_slot ? "refuser" : "quick", strerror(rc));
+        return false;
+    }
+    *is_started = true;
+    return true;
 }
 
 /* Wakes every thread and waits up to SHUTDOWN_GRACE_MS for them to end. */
@@ -449,8 +509,14 @@ serve_fastcgi(long threads)
             break;
         }
         struct stream_io io = fcgi_io(req);
-        if (!pool_hand_off(req, stream_needs_slot(&io)))
-            refuse_request(req);  /* its line is full: answered now, still without waiting */
+        bool needs_slot = stream_needs_slot(&io);
+        if (!start_helper_for(needs_slot) || !pool_hand_off(req, needs_slot))
+            refuse_request(req);  /* answered now (a line full, no thread), without waiting */
+    }
+    if (!pool.is_refuser_started && atomic_load(&is_shutting_down)) {
+        FCGX_Request *req;  /* what the refuser would have answered */
+        while ((req = pool_take_refusal()) != NULL)
+            refuse_request(req);
     }
     wait_for_threads();
     return 0;
@@ -540,6 +606,20 @@ explain(const struct config *cfg)
 int
 main(int argc, char **argv)
 {
+    /* One malloc arena for every thread, set before any starts. glibc gives each thread
+     * that allocates an arena of its own (up to 8 per core), and each keeps the pages its
+     * thread once touched: behind mod_fcgid, one stream per process, the stream thread's
+     * and the watcher's held 380 and 392 KiB. Sharing one, what one thread frees serves
+     * the others (issue 12: 133 KiB less per process, README "Memory per process"); the
+     * small blocks most calls take come from each thread's tcache without the lock. */
+    mallopt(M_ARENA_MAX, 1);
+    /* Blocks of 64 KiB and more are mmap()ed, and unmapped when freed. glibc's threshold
+     * would otherwise rise to the largest block freed (and keep twice that untrimmed): a
+     * row of 900 KB, once read, left its process's heap that much larger for good (make
+     * memory with 4 such rows replayed: Pss up to 4,411 KiB a process, 1,481 on average;
+     * with this, 861 and 841). A block this large is a row or a batch of frames, copied
+     * several times anyway, so its mmap costs little more. */
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
     /* The admin commands judge the SSE_* settings themselves (--check reports them). */
     if (argc > 1 && strcmp(argv[1], "prune") == 0)
         return commands_prune(argc - 1, argv + 1);
@@ -571,6 +651,11 @@ main(int argc, char **argv)
                 strerror(errno));
         return 2;
     }
+    /* SSE_AUTH for the whole process: libcrypto is loaded now rather than at the first
+     * credential (auth.c), so that a missing library is said once, at start. */
+    if (cfg.auth_mode != AUTH_MODE_NONE && crypto_load() == NULL)
+        log_line(LOG_LEVEL_ERROR, "error SSE_AUTH needs %s: %s; every credential will be "
+                 "answered 503", CRYPTO_SONAME, crypto_error());
     if (FCGX_Init() != 0 || install_signals() < 0) {
         fputs("sse-fcgi: cannot initialise libfcgi or signals\n", stderr);
         return 1;

@@ -8,9 +8,11 @@
  * session named "worker:w1" (issue 11). JWT mode: an HS256 token signed with the secret
  * from SSE_JWT_SECRET_FILE opens the sessions its "sse" claim lists until "exp". Denials
  * are JSON with one log line; no token or secret is ever logged. /api/health needs no
- * credential.
+ * credential. Issue 12: without libcrypto (hidden from the responder, lighttpd only) a
+ * credential gets 503, logged, and the process says why at start.
  */
 #include <check.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -177,6 +179,54 @@ START_TEST(test_jwt)
 }
 END_TEST
 
+/* The file libcrypto.so.3 the dynamic linker found for this test process (which links it),
+ * the one the responder would load, as /proc/self/maps names it: symlinks resolved. */
+static void
+libcrypto_path(char *out, size_t size)
+{
+    static char maps[1 << 20];
+    testenv_read_file("/proc/self/maps", maps, sizeof(maps));
+    const char *name = strstr(maps, "/libcrypto.so.3\n");
+    DIAG_CHECK(name != NULL, "libcrypto.so.3 is not mapped by the test runner");
+    const char *start = name;
+    while (start > maps && start[-1] != ' ')
+        start--;
+    size_t len = (size_t)(name - start) + strlen("/libcrypto.so.3");
+    DIAG_CHECK(start[0] == '/' && len < size, "libcrypto.so.3 mapped from %.40s", start);
+    snprintf(out, size, "%.*s", (int)len, start);
+}
+
+/* Issue 12: the responder loads libcrypto only for SSE_AUTH (fcgi/crypto.h). Here it runs
+ * in a mount namespace of its own where /dev/null is bound over that file: the process
+ * logs at start that SSE_AUTH cannot work, a credential is answered 503 with one log line,
+ * no credential is still 401 and a stream without SSE_AUTH would not notice. */
+START_TEST(test_missing_libcrypto)
+{
+    char lib[PATH_MAX], wrapper[TESTENV_PATH_MAX], script[3 * PATH_MAX];
+    libcrypto_path(lib, sizeof(lib));
+    testenv_path(&test_env, "sse-fcgi-without-libcrypto", wrapper, sizeof(wrapper));
+    snprintf(script, sizeof(script), "#!/bin/sh\nexec unshare --mount sh -c 'mount --bind "
+             "/dev/null \"$0\" && exec \"$1\"' \"%s\" \"%s\"\n", lib,
+             testenv_require("SSE_FCGI_BIN"));
+    testenv_write_script(wrapper, script);
+    const char *const settings[] = {"SSE_AUTH", "token", NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings,
+                                                                .bin = wrapper});
+    logwait_expect_line(test_srv.sse_log, "sse error SSE_AUTH needs libcrypto.so.3: cannot "
+                        "load libcrypto.so.3", "every credential will be answered 503", 2000);
+    char error[512];
+    DIAG_CHECK(get_status("/api/sessions/s1/events?token=x", NULL, error, sizeof(error))
+               == 503, "a credential without libcrypto: not 503");
+    DIAG_CHECK(strstr(error, "authentication unavailable: libcrypto.so.3 cannot be loaded")
+               != NULL, "the 503 says: %s", error);
+    logwait_expect_line(test_srv.sse_log, "sse denied status=503 session=s1",
+                        "reason=\"authentication unavailable", 2000);
+    DIAG_CHECK(get_status("/api/sessions/s1/events", NULL, NULL, 0) == 401,
+               "no credential: not 401");
+    DIAG_CHECK(get_status("/api/health", NULL, NULL, 0) == 200, "health needs no token");
+}
+END_TEST
+
 Suite *suite_access(void);
 
 Suite *
@@ -188,6 +238,8 @@ suite_access(void)
     tcase_add_test(tc, test_read_tokens);
     tcase_add_test(tc, test_token_scopes_are_separate);
     tcase_add_test(tc, test_jwt);
+    if (server_building_front_end == SERVER_LIGHTTPD)  /* the wrapper is lighttpd's bin-path */
+        tcase_add_test(tc, test_missing_libcrypto);
     suite_add_tcase(s, tc);
     return s;
 }

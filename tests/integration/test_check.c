@@ -217,6 +217,7 @@ START_TEST(test_token_auth_needs_read_tokens)
     expect_line("ok   schema: ", "(no read_tokens: SSE_AUTH=token needs it)");
     run_check(NULL, test_env.db_path, NULL, "SSE_AUTH", "token");
     expect_status(1);
+    expect_line("ok   crypto: libcrypto.so.3 loads (SSE_AUTH needs it)", NULL);
     expect_line("FAIL schema: no read_tokens table, which SSE_AUTH=token needs", NULL);
 }
 END_TEST

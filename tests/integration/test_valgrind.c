@@ -44,8 +44,7 @@ START_TEST(test_long_stream_under_valgrind)
     snprintf(script, sizeof(script), "#!/bin/sh\nexec valgrind -q --freelist-vol=0 --leak-check=full "
              "--errors-for-leak-kinds=definite --log-file=%s %s\n", report,
              testenv_require("SSE_FCGI_BIN"));
-    testenv_write_file(wrapper, script, strlen(script));
-    DIAG_CHECK(chmod(wrapper, 0755) == 0, "chmod %s", wrapper);
+    testenv_write_script(wrapper, script);
     const char *const settings[] = {"SSE_KEEPALIVE_S", "15", NULL};
     server_start(&test_srv, &test_env, &(struct server_options){.bin = wrapper, .env = settings});
     struct sse_client c;

@@ -156,6 +156,13 @@ testenv_write_file(const char *path, const char *bytes, size_t len)
     DIAG_CHECK(n == len && rc == 0, "short write to %s", path);
 }
 
+void
+testenv_write_script(const char *path, const char *text)
+{
+    testenv_write_file(path, text, strlen(text));
+    DIAG_CHECK(chmod(path, 0755) == 0, "chmod %s: %s", path, strerror(errno));
+}
+
 long
 testenv_read_file(const char *path, char *out, size_t size)
 {

@@ -58,6 +58,9 @@ gid_t testenv_www_data_gid(void);
 /* Writes len bytes to path (created or truncated); fails the test on error. */
 void testenv_write_file(const char *path, const char *bytes, size_t len);
 
+/* Writes text to path as an executable (mode 0755): a wrapper script for a bin-path. */
+void testenv_write_script(const char *path, const char *text);
+
 /* Reads at most size - 1 bytes of path into out, NUL-terminated. Returns the byte count,
  * or -1 when the file cannot be opened (out is then ""). */
 long testenv_read_file(const char *path, char *out, size_t size);

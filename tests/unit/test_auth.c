@@ -8,12 +8,15 @@
  * session, "*", workers, global - each with its verdict. Issue 11: a part spelt another
  * way that decodes to the same bytes (unused low bits, '=' padding, the standard
  * alphabet), a NUL in a string, duplicate keys and claims of the wrong type are refused.
+ * Issue 12: libcrypto is loaded at the first check (fcgi/crypto.h); a library that cannot
+ * be loaded, or lacks a function, is reported, and its verdict is 503.
  */
 #include <check.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "fcgi/auth.h"
+#include "fcgi/crypto.h"
 #include "tests/lib/jwt.h"
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -76,6 +79,32 @@ START_TEST(test_token_checks)
     ck_assert_int_eq(auth_status(AUTH_DENIED), 403);
     ck_assert_int_eq(auth_status(AUTH_NO_CREDENTIAL), 401);
     ck_assert_int_eq(auth_status(AUTH_BAD_CREDENTIAL), 401);
+}
+END_TEST
+
+START_TEST(test_libcrypto_loading)
+{
+    struct crypto c;
+    char err[256];
+    ck_assert(!crypto_load_from("libcrypto-missing.so.3", &c, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "cannot load libcrypto-missing.so.3: "));
+    ck_assert(!crypto_load_from("libc.so.6", &c, err, sizeof(err)));
+    ck_assert_str_eq(err, "libc.so.6 has no EVP_sha256");
+    ck_assert(crypto_load_from(CRYPTO_SONAME, &c, err, sizeof(err)));
+    unsigned char digest[32];
+    unsigned int len = 0;
+    EVP_MD_CTX *ctx = c.md_ctx_new();
+    ck_assert(c.digest_init(ctx, c.sha256(), NULL) && c.digest_update(ctx, "abc", 3)
+              && c.digest_final(ctx, digest, &len));
+    c.md_ctx_free(ctx);
+    ck_assert_int_eq(len, 32);
+    ck_assert_int_eq(digest[0], 0xba);  /* SHA-256("abc"), as test_token_hash_vector */
+    ck_assert_ptr_nonnull(crypto_load());
+    ck_assert_ptr_eq(crypto_loaded(), crypto_load());
+    ck_assert_str_eq(crypto_error(), "");
+    ck_assert_int_eq(auth_status(AUTH_UNAVAILABLE), 503);
+    ck_assert_str_eq(auth_reason(AUTH_UNAVAILABLE),
+                     "authentication unavailable: libcrypto.so.3 cannot be loaded");
 }
 END_TEST
 
@@ -320,6 +349,7 @@ suite_auth(void)
     tcase_add_test(tc, test_credential_sources);
     tcase_add_test(tc, test_token_hash_vector);
     tcase_add_test(tc, test_token_checks);
+    tcase_add_test(tc, test_libcrypto_loading);
     tcase_add_loop_test(tc, test_jwt_table, 0, COUNT(JWTS));
     tcase_add_test(tc, test_jwt_tampering);
     tcase_add_loop_test(tc, test_jwt_base64url, 0, COUNT(PART_EDITS));

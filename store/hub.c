@@ -317,26 +317,35 @@ rows_is_known(const struct hub *h)
 static void
 rows_restart(struct hub *h, bool is_known, int64_t newest)
 {
-    if (is_shared(h)) {
+    if (is_shared(h))
         shring_restart(&h->shring, is_known, newest);
-        return;
+    if (atomic_load(&h->has_ring)) {
+        pthread_rwlock_wrlock(&h->ring_lock);
+        ring_restart(&h->ring, is_known, newest);
+        pthread_rwlock_unlock(&h->ring_lock);
     }
-    pthread_rwlock_wrlock(&h->ring_lock);
-    ring_restart(&h->ring, is_known, newest);
-    pthread_rwlock_unlock(&h->ring_lock);
 }
 
 /* Puts the batch's rows into the ring (the private one takes references of its own). */
 static void
 rows_append(struct hub *h, const struct store_batch *batch)
 {
-    if (is_shared(h)) {
+    if (is_shared(h))
         shring_append(&h->shring, batch);
-        return;
+    if (atomic_load(&h->has_ring)) {
+        pthread_rwlock_wrlock(&h->ring_lock);
+        ring_append(&h->ring, batch);
+        pthread_rwlock_unlock(&h->ring_lock);
     }
-    pthread_rwlock_wrlock(&h->ring_lock);
-    ring_append(&h->ring, batch);
-    pthread_rwlock_unlock(&h->ring_lock);
+}
+
+void
+hub_start_own_ring(struct hub *h)
+{
+    if (atomic_load(&h->has_ring) || ring_init(&h->ring, HUB_RING_ROWS, HUB_RING_BYTES) < 0)
+        return;  /* without it, the leader's streams copy from the mapping as the others do */
+    ring_restart(&h->ring, shring_is_known(&h->shring), shring_newest(&h->shring));
+    atomic_store(&h->has_ring, true);
 }
 
 /* --- The watcher --------------------------------------------------------------------- */
@@ -612,8 +621,9 @@ hub_create(const char *db_path, const struct hub_options *opt)
     hub_log(h, strcmp(why, "SSE_HUB_DIR=off") != 0, "hub=private db=%s reason=\"%s\"",
             h->db_path, why);
     atomic_init(&h->role, HUB_ROLE_PRIVATE);
-    if (ring_init(&h->ring, HUB_RING_ROWS, HUB_RING_BYTES) == 0
-        && hub_start_thread(hub_watcher_main, h) == 0)
+    bool has_ring = ring_init(&h->ring, HUB_RING_ROWS, HUB_RING_BYTES) == 0;
+    atomic_store(&h->has_ring, has_ring);
+    if (has_ring && hub_start_thread(hub_watcher_main, h) == 0)
         return h;
     ring_release(&h->ring);
 fail:
@@ -676,6 +686,15 @@ hub_copy_after(struct hub *h, const struct store_channel *ch, int64_t after_id,
                size_t max_rows, size_t max_bytes, struct store_batch *out,
                int64_t *scanned_through, int64_t *newest_id)
 {
+    if (atomic_load(&h->has_ring)) {
+        pthread_rwlock_rdlock(&h->ring_lock);
+        *newest_id = h->ring.newest;
+        int rc = ring_copy_after(&h->ring, ch, after_id, max_rows, max_bytes, out,
+                                 scanned_through);
+        pthread_rwlock_unlock(&h->ring_lock);
+        if (rc != 0 || !is_shared(h))
+            return rc;  /* else older than the leader's own ring: the mapping may have it */
+    }
     if (is_shared(h)) {
         if (!atomic_load(&h->is_attached)) {
             store_batch_clear(out);
@@ -687,12 +706,7 @@ hub_copy_after(struct hub *h, const struct store_channel *ch, int64_t after_id,
         return shring_copy_after(&h->shring, ch, after_id, max_rows, max_bytes, out,
                                  scanned_through, load_big_row, h);
     }
-    pthread_rwlock_rdlock(&h->ring_lock);
-    *newest_id = h->ring.newest;
-    int rc = ring_copy_after(&h->ring, ch, after_id, max_rows, max_bytes, out,
-                             scanned_through);
-    pthread_rwlock_unlock(&h->ring_lock);
-    return rc;
+    return 0;  /* a private hub whose ring could not be had: never */
 }
 
 unsigned long

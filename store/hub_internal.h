@@ -77,14 +77,18 @@ struct hub {
     struct hub_options opt;         /* dir owned */
     _Atomic int role;               /* enum hub_role */
 
-    /* Private hub only. */
+    /* Private hub (the ring: also the leader's). */
     dev_t db_dev;                   /* the file the watcher opened: a different one at */
     ino_t db_ino;                   /* db_path means the database was replaced */
     bool has_file;                  /* db_dev/db_ino are set */
     atomic_ulong generation;        /* +1 each time the file is found gone or replaced */
     _Atomic int64_t restored_newest; /* with the last +1: newest id of a restored file, or -1 */
     pthread_rwlock_t ring_lock;
-    struct ring ring;               /* guarded by ring_lock; only the watcher changes it */
+    struct ring ring;               /* guarded by ring_lock; only the watcher changes it.
+                                     * The leader keeps one too, beside the shared ring,
+                                     * so that its own streams share rows (references)
+                                     * instead of each copying them out of the mapping */
+    atomic_bool has_ring;           /* ring is in use: private hub, or leader */
 
     /* Shared hub only. */
     int file_fd;                    /* the mapped file; flock on it elects the leader */
@@ -129,6 +133,10 @@ void hub_wake_local(struct hub_sub *sub);
 
 /* Sleeps up to ms, or less when the process is told to stop. Returns true on shutdown. */
 bool hub_pause_or_shutdown(const struct hub *h, long ms);
+
+/* The leader's own ring of references beside the shared one (hub.c), started when it
+ * takes over, before its watcher runs. */
+void hub_start_own_ring(struct hub *h);
 
 /* The watcher thread (arg: the hub): waits for commits and reads the new rows. */
 void *hub_watcher_main(void *arg);

@@ -342,6 +342,7 @@ lead(struct hub *h)
     hub_file_format(h);
     hub_file_counts_reset(sh);
     hub_file_set_attached(h);
+    hub_start_own_ring(h);
     atomic_store(&sh->leader_pid, (int32_t)getpid());
     pthread_mutex_lock(&h->subs_lock);
     if (h->link_fd >= 0)

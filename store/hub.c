@@ -611,16 +611,19 @@ hub_create(const char *db_path, const struct hub_options *opt)
     const char *why = "SSE_HUB_DIR=off";
     if (strcmp(h->opt.dir, "off") != 0 && hub_file_map_shared(h, &why) == 0) {
         atomic_init(&h->role, HUB_ROLE_FOLLOWER);
+        hub_link_try_lead(h);  /* the link thread follows when another process leads */
         if (hub_start_thread(hub_link_main, h) == 0)
             return h;
-        why = "no thread for the link";
+        why = "no thread for the link";  /* closing the file gives the lock back */
         munmap(h->shared, h->map_bytes);
         close(h->file_fd);
         h->shared = NULL;
+        if (atomic_exchange(&h->has_ring, false))
+            ring_release(&h->ring);  /* a leader's own ring, begun by hub_link_try_lead */
     }
     hub_log(h, strcmp(why, "SSE_HUB_DIR=off") != 0, "hub=private db=%s reason=\"%s\"",
             h->db_path, why);
-    atomic_init(&h->role, HUB_ROLE_PRIVATE);
+    atomic_store(&h->role, HUB_ROLE_PRIVATE);
     bool has_ring = ring_init(&h->ring, HUB_RING_ROWS, HUB_RING_BYTES) == 0;
     atomic_store(&h->has_ring, has_ring);
     if (has_ring && hub_start_thread(hub_watcher_main, h) == 0)

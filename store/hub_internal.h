@@ -183,6 +183,12 @@ void hub_link_send_unsub(struct hub *h, const struct hub_sub *sub);
 void hub_link_queue(struct hub_link *link, const struct hub_sub *sub);
 void hub_link_flush(struct hub_link *link);
 
+/* Takes the lead when no process holds it (flock, never waiting): formats or adopts the
+ * mapping and counts this process's streams. Returns whether this process leads now; the
+ * link thread then starts the watcher. hub_create calls it before that thread starts, so
+ * that the first request of a new process already knows its role. */
+bool hub_link_try_lead(struct hub *h);
+
 /* The link thread (arg: a shared hub): leads when it gets the flock, else follows. */
 void *hub_link_main(void *arg);
 

@@ -333,10 +333,9 @@ listen_on(const struct hub *h)
 }
 
 /* Takes the mapping over (formats it unless it holds a ring of this layout, which it
- * then goes on with), counts this process's streams, starts the watcher and serves the
- * followers until shutdown. Called with the flock held, for the rest of the process. */
+ * then goes on with) and counts this process's streams. Called with the flock held. */
 static void
-lead(struct hub *h)
+take_over(struct hub *h)
 {
     struct hub_shared *sh = h->shared;
     hub_file_format(h);
@@ -357,6 +356,22 @@ lead(struct hub *h)
     char pid[32];
     snprintf(pid, sizeof(pid), "%ld", (long)getpid());
     hub_log(h, false, "hub leader pid=%s db=%s", pid, h->db_path);
+}
+
+bool
+hub_link_try_lead(struct hub *h)
+{
+    if (flock(h->file_fd, LOCK_EX | LOCK_NB) < 0)
+        return false;
+    take_over(h);
+    return true;
+}
+
+/* Starts the watcher and serves the followers until shutdown: the leader's link thread,
+ * for the rest of the process. */
+static void
+lead(struct hub *h)
+{
     while (hub_start_thread(hub_watcher_main, h) < 0) {
         if (hub_pause_or_shutdown(h, 1000))
             return;
@@ -428,7 +443,7 @@ hub_link_main(void *arg)
 {
     struct hub *h = arg;
     for (;;) {
-        if (flock(h->file_fd, LOCK_EX | LOCK_NB) == 0) {
+        if (hub_role_of(h) == HUB_ROLE_LEADER || hub_link_try_lead(h)) {
             lead(h);
             return NULL;
         }

@@ -12,6 +12,7 @@
  * hand-edited file. Memory is read from /proc (VmRSS, VmHWM) of the one lighttpd backend.
  */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,25 @@ START_TEST(test_memory_counts_every_column)
 }
 END_TEST
 
+/* Issue 12: the first request that joins the host's hub, in a process alone on the host,
+ * already reports it as the leader (it said "follower" with leader pid 0 while its link
+ * thread had not yet taken the lock). */
+START_TEST(test_first_health_knows_its_role)
+{
+    server_start(&test_srv, &test_env, NULL);
+    pid_t backend = server_find_backend(&test_srv, 2000);
+    cJSON *health = sse_client_get_json(test_srv.port, "/api/health", NULL);
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(health, "hub_role");
+    const cJSON *pid = cJSON_GetObjectItemCaseSensitive(health, "hub_leader_pid");
+    char *text = cJSON_PrintUnformatted(health);
+    DIAG_CHECK(cJSON_IsString(role) && strcmp(role->valuestring, "leader") == 0
+               && cJSON_IsNumber(pid) && (pid_t)pid->valuedouble == backend,
+               "first health of backend %ld: %s", (long)backend, text);
+    free(text);
+    cJSON_Delete(health);
+}
+END_TEST
+
 enum { FANOUT_STREAMS = 8, FANOUT_ROW_MIB = 30 };
 
 /* One 30 MiB row to 8 streams: the frame is built once and shared (it peaked at 1.0 GB
@@ -322,6 +342,7 @@ suite_hub(void)
     tcase_add_test(tc, test_big_row_framed_once);
     tcase_add_test(tc, test_hand_edited_keys_live_and_replay);
     tcase_add_test(tc, test_oversized_rows_skipped);
+    tcase_add_test(tc, test_first_health_knows_its_role);
     suite_add_tcase(s, tc);
     return s;
 }

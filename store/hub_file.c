@@ -177,18 +177,30 @@ hub_file_count_change(struct hub *h, const struct hub_sub *sub, int64_t delta)
     uint64_t seq = atomic_load_explicit(&sh->counts_seq, memory_order_relaxed);
     atomic_store_explicit(&sh->counts_seq, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    for (size_t i = 0; i < HUB_COUNT_SLOTS; i++) {
+    /* The session's slot, else (to add it) the first slot of a session nobody reads any
+     * more, or the empty one that ends the chain: a long-lived leader sees sessions come
+     * and go, and would otherwise fill the table with ones that ended. */
+    struct hub_count *found = NULL, *spare = NULL;
+    for (size_t i = 0; i < HUB_COUNT_SLOTS && found == NULL; i++) {
         struct hub_count *c = &sh->counts[(key + i) % HUB_COUNT_SLOTS];
         uint64_t k = atomic_load_explicit(&c->key_hash, memory_order_relaxed);
-        if (k == 0 && delta > 0)
-            atomic_store_explicit(&c->key_hash, k = key, memory_order_relaxed);
-        if (k == key) {
-            atomic_fetch_add_explicit(&c->count, delta, memory_order_relaxed);
-            break;
-        }
+        if (k == key)
+            found = c;
+        else if (spare == NULL
+                 && (k == 0 || atomic_load_explicit(&c->count, memory_order_relaxed) <= 0))
+            spare = c;
         if (k == 0)
             break;
     }
+    if (found == NULL && delta > 0 && spare != NULL) {
+        atomic_store_explicit(&spare->key_hash, key, memory_order_relaxed);
+        atomic_store_explicit(&spare->count, 0, memory_order_relaxed);
+        found = spare;
+    }
+    if (found != NULL)
+        atomic_fetch_add_explicit(&found->count, delta, memory_order_relaxed);
+    else if (delta > 0)
+        atomic_store_explicit(&sh->counts_overflow, 1, memory_order_relaxed);
     atomic_store_explicit(&sh->counts_seq, seq + 2, memory_order_release);
 }
 
@@ -203,6 +215,7 @@ hub_file_counts_reset(struct hub_shared *sh)
         atomic_store_explicit(&sh->counts[i].count, 0, memory_order_relaxed);
     }
     atomic_store(&sh->subscribers, 0);
+    atomic_store(&sh->counts_overflow, 0);
     atomic_store(&sh->counts_seq, seq + 2);
 }
 
@@ -224,9 +237,11 @@ hub_file_count_read(const struct hub_shared *sh, const char *session_id)
             if (k == key || k == 0)
                 break;
         }
+        bool is_unknown = count == 0
+                          && atomic_load_explicit(&sh->counts_overflow, memory_order_relaxed);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&sh->counts_seq, memory_order_relaxed) == seq)
-            return count > 0 ? (long)count : 0;
+            return is_unknown ? -1 : count > 0 ? (long)count : 0;
     }
     return -1;
 }

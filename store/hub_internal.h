@@ -57,6 +57,8 @@ struct hub_shared {
     _Atomic int32_t leader_pid;
     _Atomic int64_t subscribers;    /* streams on the host, counted by the leader */
     _Atomic uint64_t counts_seq;    /* odd while the leader changes counts[] */
+    _Atomic uint32_t counts_overflow; /* a session could not be counted: the table was full
+                                       * (more sessions read at once than it holds) */
     struct hub_count counts[HUB_COUNT_SLOTS]; /* streams per session, by key hash */
 };
 

@@ -42,7 +42,8 @@ SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 FUZZ_CC      := clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?= -max_len=8192 -timeout=10
-FUZZ_TARGETS := fuzz_path fuzz_query fuzz_event_id fuzz_frame fuzz_auth fuzz_ring fuzz_shring
+FUZZ_TARGETS := fuzz_path fuzz_query fuzz_event_id fuzz_frame fuzz_auth fuzz_ring fuzz_shring \
+                fuzz_link_msg
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 FUZZ_CFLAGS   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L \
@@ -55,7 +56,7 @@ PURE_SRC   := fcgi/buf.c fcgi/params.c fcgi/filter.c fcgi/sse.c fcgi/http.c fcgi
               fcgi/auth.c fcgi/crypto.c fcgi/cli.c
 SRC        := $(PURE_SRC) fcgi/log.c fcgi/stream.c fcgi/main.c fcgi/commands.c store/store.c \
               store/wait.c store/ring.c store/shring.c store/hub.c store/hub_file.c \
-              store/hub_link.c store/prune.c store/deploycheck.c
+              store/hub_link.c store/link_msg.c store/prune.c store/deploycheck.c
 TEST_SRC   := tests/main.c $(wildcard tests/unit/*.c tests/integration/*.c tests/lib/*.c)
 
 OBJ        := $(SRC:%.c=$(BUILD)/obj/%.o)
@@ -162,6 +163,7 @@ $(BUILD)/fuzz/fuzz_auth: fcgi/auth.c fcgi/crypto.c
 $(BUILD)/fuzz/fuzz_auth: FUZZ_LIBS += $(shell pkg-config --libs libcrypto)
 $(BUILD)/fuzz/fuzz_ring: store/ring.c store/store.c
 $(BUILD)/fuzz/fuzz_shring: store/shring.c store/store.c
+$(BUILD)/fuzz/fuzz_link_msg: store/link_msg.c
 $(BUILD)/fuzz/fuzz_ring $(BUILD)/fuzz/fuzz_shring: FUZZ_LIBS += $(shell pkg-config --libs sqlite3)
 $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/check.h $(wildcard fcgi/*.h store/*.h)
 	@mkdir -p $(@D)

@@ -24,6 +24,7 @@
 #include <sys/un.h>
 
 #include "hub.h"
+#include "link_msg.h"
 #include "ring.h"
 #include "shring.h"
 
@@ -34,12 +35,6 @@ enum {
     HUB_SHARED_VERSION = 1,
 };
 
-/* A subscription's number on its link: its slot in the follower's table (low 16 bits,
- * from 1) and a generation (15 bits), so that a slot used again is never taken for the
- * one before it (a WAKE in flight for a stream that ended must not reach the next one). */
-#define LINK_SLOT_MASK 0xffffu
-#define LINK_GENERATION_SHIFT 16
-#define LINK_CLOSED_BIT 0x80000000u
 
 struct hub_count {
     _Atomic uint64_t key_hash;      /* 0: empty slot */

@@ -32,18 +32,6 @@
 enum {
     HUB_RECONNECT_MS = 20,          /* a follower without a leader tries again this soon */
     HUB_SEND_TIMEOUT_MS = 1000,     /* a follower's SUB that waits longer drops the link */
-    HUB_WAKE_IDS_MAX = 2048,        /* ids per WAKE message */
-};
-
-/* --- The messages -------------------------------------------------------------------- */
-
-enum link_kind { LINK_SUB = 1, LINK_UNSUB, LINK_WAKE, LINK_WAKE_ALL };
-
-/* Every link message starts so; SUB's key follows, WAKE's count ids follow. */
-struct link_head {
-    uint8_t kind, scope;
-    uint16_t key_len;
-    uint32_t id;                    /* SUB, UNSUB: the subscription; WAKE: the id count */
 };
 
 /* --- The link, follower side -------------------------------------------------------- */
@@ -62,23 +50,20 @@ link_send(struct hub *h, const void *msg, size_t len)
 void
 hub_link_send_sub(struct hub *h, const struct hub_sub *sub)
 {
-    unsigned char msg[sizeof(struct link_head) + 1024];
-    size_t key_len = sub->key != NULL ? strlen(sub->key) : 0;
-    if (key_len > sizeof(msg) - sizeof(struct link_head))
-        return;  /* longer than any id: never subscribed */
-    struct link_head head = {.kind = LINK_SUB, .scope = (uint8_t)sub->scope,
-                             .key_len = (uint16_t)key_len, .id = sub->link_id};
-    memcpy(msg, &head, sizeof(head));
-    if (key_len > 0)
-        memcpy(msg + sizeof(head), sub->key, key_len);
-    link_send(h, msg, sizeof(head) + key_len);
+    unsigned char msg[LINK_HEAD_BYTES + LINK_KEY_MAX];
+    size_t len = link_encode_sub(msg, sizeof(msg), sub->link_id, sub->scope, sub->key,
+                                 sub->key != NULL ? strlen(sub->key) : 0);
+    if (len > 0)  /* 0: longer than any id, never subscribed: woken at its keepalive */
+        link_send(h, msg, len);
 }
 
 void
 hub_link_send_unsub(struct hub *h, const struct hub_sub *sub)
 {
-    struct link_head head = {.kind = LINK_UNSUB, .id = sub->link_id};
-    link_send(h, &head, sizeof(head));
+    unsigned char msg[LINK_HEAD_BYTES];
+    size_t len = link_encode_unsub(msg, sizeof(msg), sub->link_id);
+    if (len > 0)
+        link_send(h, msg, len);
 }
 
 static int
@@ -101,18 +86,17 @@ connect_leader(const struct hub *h)
 
 /* Wakes the subscriptions a WAKE names, each with its session's closed flag. */
 static void
-dispatch_wake(struct hub *h, const unsigned char *msg, size_t len, bool is_all)
+dispatch_wake(struct hub *h, const struct link_msg *m)
 {
     pthread_mutex_lock(&h->subs_lock);
-    if (is_all) {
+    if (m->kind == LINK_WAKE_ALL) {
         for (size_t i = 0; i < h->by_id_cap; i++) {
             if (h->by_id[i] != NULL)
                 hub_wake_local(h->by_id[i]);
         }
     }
-    for (size_t at = sizeof(struct link_head); !is_all && at + 4 <= len; at += 4) {
-        uint32_t word;
-        memcpy(&word, msg + at, sizeof(word));
+    for (size_t i = 0; m->kind == LINK_WAKE && i < m->id_count; i++) {
+        uint32_t word = link_msg_wake_id(m, i);
         struct hub_sub *s = hub_sub_of_id(h->by_id, h->by_id_cap, word & ~LINK_CLOSED_BIT);
         if (s == NULL)
             continue;  /* unsubscribed since (its slot may serve another stream now) */
@@ -147,14 +131,13 @@ follow(struct hub *h, int fd)
             break;
         if (p[1].revents == 0)
             continue;
-        unsigned char msg[sizeof(struct link_head) + HUB_WAKE_IDS_MAX * sizeof(uint32_t)];
+        unsigned char msg[LINK_MSG_MAX];
+        struct link_msg m;
         ssize_t n = recv(fd, msg, sizeof(msg), 0);
-        if (n < (ssize_t)sizeof(struct link_head))
+        if (n <= 0 || link_decode(msg, (size_t)n, &m) < 0
+            || (m.kind != LINK_WAKE && m.kind != LINK_WAKE_ALL))
             break;  /* the leader is gone (0), or spoke nonsense */
-        struct link_head head;
-        memcpy(&head, msg, sizeof(head));
-        if (head.kind == LINK_WAKE || head.kind == LINK_WAKE_ALL)
-            dispatch_wake(h, msg, (size_t)n, head.kind == LINK_WAKE_ALL);
+        dispatch_wake(h, &m);
     }
     pthread_mutex_lock(&h->subs_lock);
     h->link_fd = -1;
@@ -188,21 +171,19 @@ void
 hub_link_flush(struct hub_link *link)
 {
     if (link->is_wake_all_owed) {
-        struct link_head head = {.kind = LINK_WAKE_ALL};
-        if (send(link->fd, &head, sizeof(head), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        unsigned char all[LINK_HEAD_BYTES];
+        size_t len = link_encode_wake_all(all, sizeof(all));
+        if (send(link->fd, all, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
             return;
         link->is_wake_all_owed = false;
         link->pending_count = 0;
     }
-    unsigned char msg[sizeof(struct link_head) + HUB_WAKE_IDS_MAX * sizeof(uint32_t)];
-    for (size_t at = 0; at < link->pending_count; at += HUB_WAKE_IDS_MAX) {
+    unsigned char msg[LINK_MSG_MAX];
+    for (size_t at = 0; at < link->pending_count; at += LINK_WAKE_IDS_MAX) {
         size_t n = link->pending_count - at;
-        n = n < HUB_WAKE_IDS_MAX ? n : HUB_WAKE_IDS_MAX;
-        struct link_head head = {.kind = LINK_WAKE, .id = (uint32_t)n};
-        memcpy(msg, &head, sizeof(head));
-        memcpy(msg + sizeof(head), link->pending + at, n * sizeof(uint32_t));
-        if (send(link->fd, msg, sizeof(head) + n * sizeof(uint32_t),
-                 MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        n = n < LINK_WAKE_IDS_MAX ? n : LINK_WAKE_IDS_MAX;
+        size_t len = link_encode_wake(msg, sizeof(msg), link->pending + at, n);
+        if (send(link->fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
             link->is_wake_all_owed = errno == EAGAIN || errno == EWOULDBLOCK;
             break;
         }
@@ -237,13 +218,10 @@ drop_link(struct hub *h, struct hub_link *link)
 
 /* A follower's SUB: a subscription of the leader's, woken at once (see the top). */
 static int
-add_remote_sub(struct hub *h, struct hub_link *link, const struct link_head *head,
-               const char *key)
+add_remote_sub(struct hub *h, struct hub_link *link, const struct link_msg *m)
 {
-    uint32_t id = head->id;
-    size_t slot = id & LINK_SLOT_MASK;
-    if (slot == 0 || (id & LINK_CLOSED_BIT) != 0 || head->scope > STORE_SCOPE_GLOBAL)
-        return -1;
+    uint32_t id = m->id;
+    size_t slot = id & LINK_SLOT_MASK;  /* link_decode checked the id, scope and key */
     if (slot > link->subs_cap) {
         size_t cap = link->subs_cap ? link->subs_cap : 16;
         while (cap < slot)
@@ -257,13 +235,14 @@ add_remote_sub(struct hub *h, struct hub_link *link, const struct link_head *hea
     }
     if (link->subs[slot - 1] != NULL)
         return -1;  /* a slot used again before its UNSUB: nonsense */
-    struct hub_sub *s = calloc(1, sizeof(*s) + head->key_len + 1);
+    struct hub_sub *s = calloc(1, sizeof(*s) + m->key_len + 1);
     if (s == NULL)
         return -1;
     char *copy = (char *)(s + 1);
-    memcpy(copy, key, head->key_len);
-    s->scope = (enum store_scope)head->scope;
-    s->key = head->scope == STORE_SCOPE_GLOBAL ? NULL : copy;
+    if (m->key_len > 0)
+        memcpy(copy, m->key, m->key_len);
+    s->scope = m->scope;
+    s->key = m->scope == STORE_SCOPE_GLOBAL ? NULL : copy;
     s->wake_fd = -1;
     s->link = link;
     s->link_id = id;
@@ -296,19 +275,18 @@ static int
 serve_link(struct hub *h, struct hub_link *link)
 {
     for (;;) {
-        unsigned char msg[sizeof(struct link_head) + 1024];
+        unsigned char msg[LINK_HEAD_BYTES + LINK_KEY_MAX + 1];  /* + 1: a longer one fails */
         ssize_t n = recv(link->fd, msg, sizeof(msg), MSG_DONTWAIT);
         if (n < 0)
             return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
-        if ((size_t)n < sizeof(struct link_head))
+        struct link_msg m;
+        if (n == 0 || link_decode(msg, (size_t)n, &m) < 0)
             return -1;  /* 0: the follower is gone */
-        struct link_head head;
-        memcpy(&head, msg, sizeof(head));
-        if (head.kind == LINK_SUB && (size_t)n == sizeof(head) + head.key_len) {
-            if (add_remote_sub(h, link, &head, (const char *)msg + sizeof(head)) < 0)
+        if (m.kind == LINK_SUB) {
+            if (add_remote_sub(h, link, &m) < 0)
                 return -1;
-        } else if (head.kind == LINK_UNSUB && (size_t)n == sizeof(head)) {
-            remove_remote_sub(h, link, head.id);
+        } else if (m.kind == LINK_UNSUB) {
+            remove_remote_sub(h, link, m.id);
         } else {
             return -1;
         }

@@ -14,7 +14,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../store/deploycheck.h"
@@ -307,6 +309,36 @@ check_crypto(struct check_tally *t)
                    ": apt-get install libssl3");
 }
 
+/* SSE_HUB_DIR (default /dev/shm): whether this user can make the shared hub's files there
+ * (README "One hub per host"). Without, every process keeps a hub of its own: streams work,
+ * but each process reads the database itself, which a host with one process per stream
+ * (mod_fcgid) pays for in CPU. So a warning, not a failure. */
+static void
+check_hub_dir(struct check_tally *t)
+{
+    const char *dir = getenv("SSE_HUB_DIR");
+    if (dir == NULL || dir[0] == '\0')
+        dir = "/dev/shm";
+    char detail[4200];
+    struct deploycheck_line line = {.name = "hub", .status = DEPLOYCHECK_OK, .detail = detail};
+    struct stat sb;
+    errno = 0;
+    if (strcmp(dir, "off") == 0) {
+        snprintf(detail, sizeof(detail), "SSE_HUB_DIR=off: every process keeps a hub of its "
+                 "own");
+    } else if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) && access(dir, W_OK | X_OK) == 0) {
+        snprintf(detail, sizeof(detail), "%.4000s is writable: one hub per host", dir);
+    } else {
+        line.status = DEPLOYCHECK_WARN;
+        snprintf(detail, sizeof(detail), "%.4000s: %s: every process would keep a hub of its "
+                 "own and read the database itself", dir,
+                 errno != 0 ? strerror(errno) : "not a directory");
+        line.hint = "set SSE_HUB_DIR to a directory this user can write (default /dev/shm); "
+                    "README, One hub per host";
+    }
+    print_check_line(t, &line);
+}
+
 /* The database path: --db, else SSE_DB. Returns it, or NULL after a FAIL line. */
 static const char *
 check_database_path(struct check_tally *t, const char *db_arg)
@@ -358,6 +390,7 @@ commands_check(int argc, char **argv)
     check_settings(&t, &auth_mode);
     if (auth_mode != AUTH_MODE_NONE)
         check_crypto(&t);
+    check_hub_dir(&t);
     const char *path = check_database_path(&t, args.db_path);
     if (path != NULL) {
         struct deploycheck_options opt = {

@@ -68,6 +68,7 @@ START_TEST(test_good_database)
     expect_line("sse-fcgi --check: as user root (uid 0, group root)", NULL);
     expect_line("note: root may read and write anything", "sudo -u www-data");
     expect_line("ok   settings: every SSE_* variable set here is valid", NULL);
+    expect_line("ok   hub: /dev/shm is writable: one hub per host", NULL);
     expect_line("ok   database: ", "(from SSE_DB)");
     expect_line("ok   file: ", "is readable by root (mode 0644, owner root:root)");
     expect_line("ok   open: opened read-only as the responder opens it; a query ran", NULL);
@@ -77,7 +78,7 @@ START_TEST(test_good_database)
     expect_line("ok   wal access: root can write ", NULL);
     expect_line("ok   permissions: no one but owners and groups can write ", NULL);
     expect_line("ok   events: newest event id 3; sessions: 1 open, 1 closed", NULL);
-    expect_line("verdict: ok, all 9 checks passed", NULL);
+    expect_line("verdict: ok, all 10 checks passed", NULL);
     expect_no("FAIL");
 }
 END_TEST
@@ -95,7 +96,28 @@ START_TEST(test_documented_permissions_as_www_data)
     expect_line("ok   file: ", "readable by www-data (mode 0664, owner root:www-data)");
     expect_line("ok   wal access: www-data can write ", "create");
     expect_line("ok   permissions: ", NULL);
-    expect_line("verdict: ok, all 9 checks passed", NULL);
+    expect_line("verdict: ok, all 10 checks passed", NULL);
+}
+END_TEST
+
+/* Issue 12: a hub directory this user cannot write is a warning (streams work, each
+ * process with a hub of its own), with what to do; off is fine. */
+START_TEST(test_hub_dir_unwritable_warns)
+{
+    testenv_place_database(&test_env, 02775, 0664, testenv_www_data_gid());
+    char dir[TESTENV_PATH_MAX];
+    testenv_path(&test_env, "root-only", dir, sizeof(dir));
+    DIAG_CHECK(mkdir(dir, 0755) == 0, "mkdir %s", dir);
+    run_check("www-data", test_env.db_path, NULL, "SSE_HUB_DIR", dir);
+    expect_status(0);
+    char line[TESTENV_PATH_MAX + 160];
+    snprintf(line, sizeof(line), "WARN hub: %s: Permission denied: every process would keep "
+             "a hub of its own and read the database itself", dir);
+    expect_line(line, NULL);
+    expect_line("     hint: set SSE_HUB_DIR to a directory this user can write", NULL);
+    expect_line("verdict: ok, all 10 checks passed; 1 with a warning (hub)", NULL);
+    run_check("www-data", test_env.db_path, NULL, "SSE_HUB_DIR", "off");
+    expect_line("ok   hub: SSE_HUB_DIR=off: every process keeps a hub of its own", NULL);
 }
 END_TEST
 
@@ -115,7 +137,7 @@ START_TEST(test_world_writable_warns)
                 "0777): anyone can rename or delete the database and put another file in its "
                 "place");
     expect_line("     hint: chmod o-w ", "/data");
-    expect_line("verdict: ok, all 9 checks passed; 1 with a warning (permissions)", NULL);
+    expect_line("verdict: ok, all 10 checks passed; 1 with a warning (permissions)", NULL);
     expect_no("FAIL");
 }
 END_TEST
@@ -131,7 +153,7 @@ START_TEST(test_sticky_world_writable_directory_warns)
                 "others cannot rename or delete the database, but anyone can create a missing "
                 "-wal or -shm there, which SQLite would then use");
     expect_no("anyone on this host can add events");
-    expect_line("verdict: ok, all 9 checks passed; 1 with a warning (permissions)", NULL);
+    expect_line("verdict: ok, all 10 checks passed; 1 with a warning (permissions)", NULL);
 }
 END_TEST
 
@@ -163,7 +185,7 @@ START_TEST(test_missing_file)
     expect_line("--   open: not checked", NULL);
     expect_line("--   schema: not checked", NULL);
     expect_line("--   events: not checked", NULL);
-    expect_line("verdict: FAIL, 1 of 5 checks failed (file); 4 not run", NULL);
+    expect_line("verdict: FAIL, 1 of 6 checks failed (file); 4 not run", NULL);
     DIAG_CHECK(access(path, F_OK) != 0, "--check created %s", path);
 }
 END_TEST
@@ -205,7 +227,7 @@ START_TEST(test_rollback_journal_database)
     expect_line("ok   schema: version 1", NULL);
     expect_line("FAIL journal: journal_mode is not wal", NULL);
     expect_line("     hint: as the producers' user: sqlite3 ", "'PRAGMA journal_mode=WAL'");
-    expect_line("verdict: FAIL, 1 of 9 checks failed (journal); 0 not run", NULL);
+    expect_line("verdict: FAIL, 1 of 10 checks failed (journal); 0 not run", NULL);
 }
 END_TEST
 
@@ -232,7 +254,7 @@ START_TEST(test_unreadable_file_as_nobody)
     expect_line("     hint: give nobody read access", NULL);
     expect_line("--   open: not checked: no readable file", NULL);
     expect_line("FAIL wal access: nobody cannot write ", NULL);
-    expect_line("verdict: FAIL, 2 of 5 checks failed (file, wal access); 4 not run", NULL);
+    expect_line("verdict: FAIL, 2 of 6 checks failed (file, wal access); 4 not run", NULL);
 }
 END_TEST
 
@@ -248,7 +270,7 @@ START_TEST(test_unwritable_directory_as_www_data)
     expect_line("     hint: www-data must be able to create the -wal and -shm files", NULL);
     expect_line("FAIL wal access: www-data cannot write ", "-shm is missing");
     expect_line("     hint: let www-data write the directory: chgrp www-data ", "2775");
-    expect_line("verdict: FAIL, 2 of 6 checks failed (open, wal access); 3 not run", NULL);
+    expect_line("verdict: FAIL, 2 of 7 checks failed (open, wal access); 3 not run", NULL);
 }
 END_TEST
 
@@ -271,7 +293,7 @@ START_TEST(test_unwritable_directory_with_wal_files)
     expect_line("ok   open: ", NULL);
     expect_line("ok   events: newest event id 0; sessions: 1 open, 0 closed", NULL);
     expect_line("FAIL wal access: www-data cannot write ", "reads work only while");
-    expect_line("verdict: FAIL, 1 of 9 checks failed (wal access); 0 not run", NULL);
+    expect_line("verdict: FAIL, 1 of 10 checks failed (wal access); 0 not run", NULL);
 }
 END_TEST
 
@@ -282,7 +304,7 @@ START_TEST(test_no_database_given)
     expect_line("FAIL database: SSE_DB is not set and no --db was given", NULL);
     expect_line("     hint: give the path the web server gives the responder", NULL);
     expect_no("file:");
-    expect_line("verdict: FAIL, 1 of 2 checks failed (database); 0 not run", NULL);
+    expect_line("verdict: FAIL, 1 of 3 checks failed (database); 0 not run", NULL);
 }
 END_TEST
 
@@ -293,7 +315,7 @@ START_TEST(test_bad_setting)
     expect_line("FAIL settings: SSE_THREADS: out of range", NULL);
     expect_line("     hint: fix SSE_THREADS where the web server sets it", NULL);
     expect_line("ok   journal: journal_mode is wal", NULL);
-    expect_line("verdict: FAIL, 1 of 9 checks failed (settings); 0 not run", NULL);
+    expect_line("verdict: FAIL, 1 of 10 checks failed (settings); 0 not run", NULL);
 }
 END_TEST
 
@@ -342,6 +364,7 @@ suite_check(void)
     tcase_add_test(tc, test_top_level_usage);
     tcase_add_test(tc, test_documented_permissions_as_www_data);
     tcase_add_test(tc, test_world_writable_warns);
+    tcase_add_test(tc, test_hub_dir_unwritable_warns);
     tcase_add_test(tc, test_sticky_world_writable_directory_warns);
     tcase_add_test(tc, test_world_writable_parent_warns);
     tcase_add_test(tc, test_missing_file);

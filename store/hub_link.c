@@ -2,9 +2,11 @@
  * hub_link.c - the link between the leader of a shared hub and its followers (the other
  * processes of the host), and the election of the leader.
  *
- * The leader is the process that holds flock on the hub file: a blocked flock passes on in
- * under 0.3 ms when its holder dies; flock is used, never a POSIX lock, since those vanish
- * when a process closes any descriptor of the file (DEPLOY-NOTES, "Leader election").
+ * The leader is the process that holds flock on the hub file. Nobody waits on the lock:
+ * when the leader dies its socket closes under every follower, and each tries the lock
+ * without blocking (so no thread sits in flock, and a follower keeps serving its streams'
+ * wakeups until then). flock is used, never a POSIX lock, since those vanish when a
+ * process closes any descriptor of the file (DEPLOY-NOTES, "Leader election").
  *
  * The link: AF_UNIX SOCK_SEQPACKET, so each message arrives whole and a dead peer is an
  * end of file. Follower to leader: SUB (id, scope, key) and UNSUB (id). Leader to

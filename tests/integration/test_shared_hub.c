@@ -762,16 +762,19 @@ START_TEST(test_leader_killed_under_load)
     expect_leader_line(leader, HUB_WAIT_MS);
     start_producer(KILL_ROWS, HUB_STREAMS);
     wait_for_rows(KILL_AT_ROW);
+    int64_t killed_ms = testenv_now_ms();
     kill_process(leader);
     long long at_kill = newest_id();
     DIAG_CHECK(at_kill < KILL_ROWS, "the producer had committed every row before the leader "
                "died: the test proves nothing about a takeover under load");
     pid_t successor = expect_leader(leader, HUB_WAIT_MS);
+    long seen_ms = (long)(testenv_now_ms() - killed_ms);  /* an upper bound: health polls */
     expect_leader_line(successor, HUB_WAIT_MS);
     finish_producer();
     int cut = expect_streams_exact(0, HUB_STREAMS, 1);
-    fprintf(stderr, "leader %ld killed at row %lld of %d; %ld leads; %d stream%s cut\n",
-            (long)leader, at_kill, KILL_ROWS, (long)successor, cut, cut == 1 ? "" : "s");
+    fprintf(stderr, "leader %ld killed at row %lld of %d; %ld leads (seen in health %ld ms "
+            "after the kill); %d stream%s cut\n", (long)leader, at_kill, KILL_ROWS,
+            (long)successor, seen_ms, cut, cut == 1 ? "" : "s");
     publish_round(HUB_STREAMS);  /* the new leader serves every stream live */
     expect_streams_exact(0, HUB_STREAMS, 0);
     expect_only_reader(successor, HUB_WAIT_MS);

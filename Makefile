@@ -43,7 +43,7 @@ FUZZ_CC      := clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?= -max_len=8192 -timeout=10
 FUZZ_TARGETS := fuzz_path fuzz_query fuzz_event_id fuzz_frame fuzz_auth fuzz_ring fuzz_shring \
-                fuzz_link_msg
+                fuzz_link_msg fuzz_fcgi_out
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 FUZZ_CFLAGS   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L \
@@ -159,6 +159,7 @@ fuzz:
 # Each target links only the modules it feeds.
 $(BUILD)/fuzz/fuzz_path $(BUILD)/fuzz/fuzz_query $(BUILD)/fuzz/fuzz_event_id: fcgi/params.c
 $(BUILD)/fuzz/fuzz_frame: fcgi/sse.c fcgi/buf.c
+$(BUILD)/fuzz/fuzz_fcgi_out: fcgi/fcgi_out.c fcgi/buf.c
 $(BUILD)/fuzz/fuzz_auth: fcgi/auth.c fcgi/crypto.c
 $(BUILD)/fuzz/fuzz_auth: FUZZ_LIBS += $(shell pkg-config --libs libcrypto)
 $(BUILD)/fuzz/fuzz_ring: store/ring.c store/store.c

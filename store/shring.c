@@ -297,18 +297,26 @@ field_len(const struct view *v, enum shring_field f)
     return v->field[f] != NULL ? v->rec.len[f] : 0;
 }
 
-/* The event a view describes; its strings point into the mapping (copy before use). */
+/* Only what store_event_in_channel reads of a view: a reader passes over most records
+ * (other channels' rows), so it decodes the rest only of those it copies. */
 static void
-event_of(const struct view *v, struct event *e)
+keys_of(const struct view *v, struct event *e)
 {
     memset(e, 0, sizeof(*e));
     e->id = v->rec.id;
     e->is_session_id_blob = (v->rec.flags & R_SESSION_BLOB) != 0;
     e->is_stream_id_blob = (v->rec.flags & R_STREAM_BLOB) != 0;
-    e->is_oversized = (v->rec.flags & R_OVERSIZED) != 0;
     e->session_id = v->field[F_SESSION_ID], e->session_id_len = field_len(v, F_SESSION_ID);
-    e->type = v->field[F_TYPE], e->type_len = field_len(v, F_TYPE);
     e->stream_id = v->field[F_STREAM_ID], e->stream_id_len = field_len(v, F_STREAM_ID);
+}
+
+/* The event a view describes; its strings point into the mapping (copy before use). */
+static void
+event_of(const struct view *v, struct event *e)
+{
+    keys_of(v, e);
+    e->is_oversized = (v->rec.flags & R_OVERSIZED) != 0;
+    e->type = v->field[F_TYPE], e->type_len = field_len(v, F_TYPE);
     e->node_id = v->field[F_NODE_ID], e->node_id_len = field_len(v, F_NODE_ID);
     e->execution_id = v->field[F_EXECUTION_ID];
     e->execution_id_len = field_len(v, F_EXECUTION_ID);
@@ -409,7 +417,7 @@ shring_copy_after(const struct shring *r, const struct store_channel *ch, int64_
             break;
         }
         struct event e;
-        event_of(&v, &e);
+        keys_of(&v, &e);
         if ((v.rec.flags & R_KEYLESS) != 0) {
             rc = 0;  /* its channel is unknown: the database has it */
             break;

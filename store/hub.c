@@ -96,6 +96,23 @@ hub_sub_of_id(struct hub_sub *const *table, size_t cap, uint32_t id)
     return s != NULL && s->link_id == id ? s : NULL;
 }
 
+int
+hub_table_reserve(struct hub_sub ***table, size_t *cap, size_t slots)
+{
+    if (slots <= *cap)
+        return 0;
+    size_t grown_cap = *cap ? *cap : 16;
+    while (grown_cap < slots)
+        grown_cap *= 2;
+    struct hub_sub **grown = realloc(*table, grown_cap * sizeof(*grown));
+    if (grown == NULL)
+        return -1;
+    memset(grown + *cap, 0, (grown_cap - *cap) * sizeof(*grown));
+    *table = grown;
+    *cap = grown_cap;
+    return 0;
+}
+
 /* Gives sub a number in this process (its slot in by_id and a generation). */
 static int
 number_sub(struct hub *h, struct hub_sub *sub)
@@ -103,17 +120,8 @@ number_sub(struct hub *h, struct hub_sub *sub)
     size_t i = 0;
     while (i < h->by_id_cap && h->by_id[i] != NULL)
         i++;
-    if (i >= LINK_SLOT_MASK)
+    if (i >= LINK_SLOT_MASK || hub_table_reserve(&h->by_id, &h->by_id_cap, i + 1) < 0)
         return -1;
-    if (i == h->by_id_cap) {
-        size_t cap = h->by_id_cap ? 2 * h->by_id_cap : 16;
-        struct hub_sub **grown = realloc(h->by_id, cap * sizeof(*grown));
-        if (grown == NULL)
-            return -1;
-        memset(grown + h->by_id_cap, 0, (cap - h->by_id_cap) * sizeof(*grown));
-        h->by_id = grown;
-        h->by_id_cap = cap;
-    }
     h->by_id[i] = sub;
     uint32_t generation = h->next_generation++ & (LINK_CLOSED_BIT - 1) >> LINK_GENERATION_SHIFT;
     sub->link_id = (uint32_t)(i + 1) | generation << LINK_GENERATION_SHIFT;

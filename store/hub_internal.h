@@ -131,6 +131,10 @@ void hub_wake_local(struct hub_sub *sub);
 /* Sleeps up to ms, or less when the process is told to stop. Returns true on shutdown. */
 bool hub_pause_or_shutdown(const struct hub *h, long ms);
 
+/* Grows a table of subscriptions by slot (by_id, a link's subs) to hold at least slots,
+ * the new ones NULL. Returns 0, or -1 when out of memory (the table as it was). */
+int hub_table_reserve(struct hub_sub ***table, size_t *cap, size_t slots);
+
 /* The leader's own ring of references beside the shared one (hub.c), started when it
  * takes over, before its watcher runs. */
 void hub_start_own_ring(struct hub *h);

@@ -224,17 +224,8 @@ add_remote_sub(struct hub *h, struct hub_link *link, const struct link_msg *m)
 {
     uint32_t id = m->id;
     size_t slot = id & LINK_SLOT_MASK;  /* link_decode checked the id, scope and key */
-    if (slot > link->subs_cap) {
-        size_t cap = link->subs_cap ? link->subs_cap : 16;
-        while (cap < slot)
-            cap *= 2;
-        struct hub_sub **grown = realloc(link->subs, cap * sizeof(*grown));
-        if (grown == NULL)
-            return -1;
-        memset(grown + link->subs_cap, 0, (cap - link->subs_cap) * sizeof(*grown));
-        link->subs = grown;
-        link->subs_cap = cap;
-    }
+    if (hub_table_reserve(&link->subs, &link->subs_cap, slot) < 0)
+        return -1;
     if (link->subs[slot - 1] != NULL)
         return -1;  /* a slot used again before its UNSUB: nonsense */
     struct hub_sub *s = calloc(1, sizeof(*s) + m->key_len + 1);

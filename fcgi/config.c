@@ -24,11 +24,12 @@ static const struct {
     {"SSE_MAX_LAG", offsetof(struct config, max_lag), 0, 0, 2147483647},
     {"SSE_RETRY_MS", offsetof(struct config, retry_ms), 3000, 0, 3600000},
     {"SSE_MAX_STREAM_S", offsetof(struct config, max_stream_s), 0, 0, 2147483647},
-    {"SSE_THREADS", offsetof(struct config, threads), 1, 1, 4096},
+    {"SSE_THREADS", offsetof(struct config, threads), 1, 1, 100000},
     {"SSE_PROBE_MS", offsetof(struct config, probe_ms), -1, 0, 60000},
+    {"SSE_SLOW_CLIENT_S", offsetof(struct config, slow_client_s), 30, 1, 3600},
 };
 
-/* Per process: one log target and level serve every thread; the threads are started once;
+/* Per process: one log target and level serve the process; its stream slots are made once;
  * one watcher per database (store/hub.c) polls for every stream of it, so a request's own
  * SSE_POLL_MS could only ever be the first request's; that watcher is shared by every
  * process of the host through SSE_HUB_DIR, which must be the same for all of them. */

@@ -40,8 +40,12 @@ struct config {
     long max_lag;              /* SSE_MAX_LAG, 0..2^31-1, default 0 = never shed */
     long retry_ms;             /* SSE_RETRY_MS, 0..3600000, default 3000 */
     long max_stream_s;         /* SSE_MAX_STREAM_S, 0..2^31-1, default 0 = never */
-    long threads;              /* SSE_THREADS, 1..4096, default 1 */
+    long threads;              /* SSE_THREADS, 1..100000, default 1: streams one process
+                                * serves at once (each was a thread before issue 13) */
     long probe_ms;             /* SSE_PROBE_MS, 0..60000; -1 = not set (pick by server) */
+    long slow_client_s;        /* SSE_SLOW_CLIENT_S, 1..3600, default 30: a stream whose
+                                * client takes no byte for this long while output waits
+                                * ends with reason=slow_client (issue 13) */
     const char *cors_origin;   /* SSE_CORS_ORIGIN; NULL = no CORS headers */
     enum auth_mode auth_mode;  /* SSE_AUTH: none (default), token or jwt */
     const char *jwt_secret;    /* SSE_JWT_SECRET: the HS256 key, or NULL */

@@ -6,7 +6,7 @@
  * until all is written, so one slow client would stall every stream of the process. The loop
  * instead builds the records here, writes what a non-blocking socket accepts and keeps the
  * rest (struct fcgi_pending), bounded so that a full buffer marks a slow client. Pure: no I/O,
- * no clock; the loop does the writes. Not wired into the responder yet.
+ * no clock; fcgi/conn.c does the writes.
  *
  * The records, from the FastCGI Specification 1.0 (Open Market, 1996):
  * - every record starts with an 8-byte header {version = 1, type, requestIdB1, requestIdB0,
@@ -32,21 +32,28 @@ padding_of(size_t content_len)
     return (FCGI_OUT_HEADER_LEN - content_len % FCGI_OUT_HEADER_LEN) % FCGI_OUT_HEADER_LEN;
 }
 
+/* Appends the header of one record of content_len bytes. */
+static int
+append_header(struct buf *b, unsigned type, uint16_t request_id, size_t content_len)
+{
+    unsigned char header[FCGI_OUT_HEADER_LEN] = {
+        FCGI_OUT_VERSION, (unsigned char)type,
+        (unsigned char)(request_id >> 8), (unsigned char)(request_id & 0xFF),
+        (unsigned char)(content_len >> 8), (unsigned char)(content_len & 0xFF),
+        (unsigned char)padding_of(content_len), 0,
+    };
+    return buf_append(b, header, sizeof(header));
+}
+
 /* Appends one record: header, content_len bytes, zero padding. */
 static int
 append_record(struct buf *b, unsigned type, uint16_t request_id, const void *content,
               size_t content_len)
 {
-    size_t padding = padding_of(content_len);
-    unsigned char header[FCGI_OUT_HEADER_LEN] = {
-        FCGI_OUT_VERSION, (unsigned char)type,
-        (unsigned char)(request_id >> 8), (unsigned char)(request_id & 0xFF),
-        (unsigned char)(content_len >> 8), (unsigned char)(content_len & 0xFF),
-        (unsigned char)padding, 0,
-    };
-    if (buf_append(b, header, sizeof(header)) < 0 || buf_append(b, content, content_len) < 0)
+    if (append_header(b, type, request_id, content_len) < 0
+        || buf_append(b, content, content_len) < 0)
         return -1;
-    return buf_append(b, ZEROS, padding);
+    return buf_append(b, ZEROS, padding_of(content_len));
 }
 
 size_t
@@ -184,4 +191,30 @@ fcgi_pending_end(struct fcgi_pending *p, uint16_t request_id, uint32_t app_statu
 {
     make_room(p, 2 * FCGI_OUT_HEADER_LEN + FCGI_OUT_END_BODY_LEN);
     return fcgi_out_end(&p->buf, request_id, app_status);
+}
+
+int
+fcgi_pending_raw(struct fcgi_pending *p, const void *bytes, size_t len)
+{
+    make_room(p, len);
+    return buf_append(&p->buf, bytes, len);
+}
+
+int
+fcgi_pending_stdout_head(struct fcgi_pending *p, uint16_t request_id, size_t content_len)
+{
+    if (content_len == 0 || content_len > FCGI_OUT_CONTENT_MAX)
+        return -1;
+    make_room(p, FCGI_OUT_HEADER_LEN);
+    return append_header(&p->buf, FCGI_OUT_STDOUT, request_id, content_len);
+}
+
+int
+fcgi_pending_stdout_tail(struct fcgi_pending *p, size_t content_len)
+{
+    size_t padding = padding_of(content_len);
+    if (padding == 0)
+        return 0;
+    make_room(p, padding);
+    return buf_append(&p->buf, ZEROS, padding);
 }

@@ -1,9 +1,9 @@
 /*
  * fcgi_out.h - FastCGI records of a response, written into a caller's buffer (pure).
  *
- * For issue 13's event loop, which writes to non-blocking sockets itself: it builds a
- * stream's STDOUT and END_REQUEST records here and writes what the socket takes, keeping the
- * rest in a struct fcgi_pending. Not used by the responder yet (libfcgi still writes).
+ * For the event loop (issue 13), which writes to non-blocking sockets itself: fcgi/conn.c
+ * builds a stream's STDOUT and END_REQUEST records here and writes what the socket takes,
+ * keeping the rest in a struct fcgi_pending.
  *
  * Every append is all-or-nothing: on failure (the buffer's max_len, or out of memory) the
  * buffer is left as it was and -1 returned. Not thread-safe; one buffer belongs to one stream.
@@ -73,5 +73,16 @@ size_t fcgi_pending_len(const struct fcgi_pending *p);
 int fcgi_pending_stdout(struct fcgi_pending *p, uint16_t request_id, const void *bytes,
                         size_t len);
 int fcgi_pending_end(struct fcgi_pending *p, uint16_t request_id, uint32_t app_status);
+
+/* For content the caller writes from memory of its own (a large frame every stream shares,
+ * written without a copy): the header of one STDOUT record of content_len bytes
+ * (1..FCGI_OUT_CONTENT_MAX), then, once the caller has queued the content, its padding.
+ * Return as fcgi_pending_stdout; the tail appends nothing when no padding is due. */
+int fcgi_pending_stdout_head(struct fcgi_pending *p, uint16_t request_id, size_t content_len);
+int fcgi_pending_stdout_tail(struct fcgi_pending *p, size_t content_len);
+
+/* Appends len bytes as they are, no record around them (plain CGI writes its response to
+ * stdout bare). Returns as fcgi_pending_stdout. */
+int fcgi_pending_raw(struct fcgi_pending *p, const void *bytes, size_t len);
 
 #endif

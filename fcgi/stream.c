@@ -20,20 +20,25 @@
  * refuses later ones), so that read has them all.
  *
  * Live, the stream does not watch the database itself: the process's hub (store/hub.c) does,
- * reads each new row once and wakes the streams it is for; they copy their rows out of its
- * memory (or read the database when it no longer holds them). The stream sleeps in
- * wait_for_wake() (store/wait.c) with a deadline that is the earliest of: the next keepalive
- * (SPEC §4.7), the next probe write (§4.10), the end of SSE_MAX_STREAM_S (§4.9). Writes go
- * through stream_io.send, which flushes; a failed write means the client is gone.
+ * reads each new row once and wakes the streams it is for (a task posted to the loop); they
+ * copy their rows out of its memory (or read the database when it no longer holds them).
+ * Between wakeups a stream is nothing but its socket in the loop's epoll set and its one
+ * timer, armed for the earliest of: the next keepalive (SPEC §4.7), the next probe write
+ * (§4.10), the end of SSE_MAX_STREAM_S (§4.9) and, while output waits, the slow-client
+ * limit. Frames go into the conn's output without a system call, and each round ends with
+ * one write of all of them (conn_flush); what the socket does not take waits, and a stream
+ * with STREAM_OUTPUT_MARK bytes waiting is "parked": it reads nothing more until EPOLLOUT
+ * says the socket drained, then goes on from its cursor.
  */
 #include "stream.h"
 
+#include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +68,7 @@ enum end_reason {
     END_ERROR_STORE,
     END_ERROR_OOM,
     END_ERROR_DATABASE_GONE,
+    END_SLOW_CLIENT,
 };
 
 static const char *const END_REASONS[] = {
@@ -73,21 +79,24 @@ static const char *const END_REASONS[] = {
     [END_ERROR_STORE] = "error:store",
     [END_ERROR_OOM] = "error:oom",
     [END_ERROR_DATABASE_GONE] = "error:database_gone",
+    [END_SLOW_CLIENT] = "slow_client",
 };
 
-/* Everything one request owns. */
-struct request {
-    const struct stream_io *io;     /* borrowed from main.c */
-    struct stream_shared *shared;   /* borrowed; process-wide */
-    struct config cfg;              /* strings borrowed from the request/environment */
-    bool is_head;
-    const char *cors_origin;        /* Access-Control-Allow-Origin value or NULL */
-    struct route route;
-    struct query query;
-    struct store_channel channel;
-    char channel_key[PARAMS_ID_MAX + 8]; /* "worker:<id>" for worker streams */
-    char log_subject[LOG_VALUE_MAX + 16]; /* "session=<id>", "worker=<id>", "channel=global" */
-    struct buf out;                 /* bytes waiting for io->send; at most STREAM_OUT_MAX */
+enum {
+    STREAM_FLUSH_BYTES = 64 * 1024,
+    /* What r->out may hold: it is handed to the conn once it holds STREAM_FLUSH_BYTES, and a
+     * frame that goes into it is smaller than that, with its head (an event: line of a
+     * 128-byte type, sanitized). A frame of STREAM_FLUSH_BYTES or more goes to the conn
+     * from where it lies. */
+    STREAM_OUT_MAX = 2 * STREAM_FLUSH_BYTES + 1024,
+    /* r->out keeps no more than this allocated between rounds (memory per stream). */
+    STREAM_OUT_KEPT = 4096,
+    /* A round reads at most this many batches before it lets the loop serve others. */
+    STREAM_BATCHES_PER_TURN = 4,
+    /* lighttpd closes its backend connections and signals the backend microseconds apart;
+     * a stream that saw the close first is still ending because of the shutdown. 20 ms
+     * covers that gap and keeps a real disconnect well inside SPEC §4.10's 0.1 s. */
+    STREAM_GONE_GRACE_MS = 20,
 };
 
 /* The live state of an open stream. */
@@ -98,8 +107,8 @@ struct live {
     struct hub_sub sub;             /* registered with hub while is_subscribed */
     bool is_subscribed;
     unsigned long hub_generation;   /* the hub's at join: a change means a new file */
-    int wake_fd;                    /* owned eventfd the hub writes to; -1 when none */
-    struct wait_options wait_opt;   /* the client's fd and the shutdown fd */
+    bool is_parked;                 /* STREAM_OUTPUT_MARK bytes wait: no reading until the
+                                     * socket drains */
     struct filter filter;           /* owned */
     struct event_type_policy *policy; /* owned */
     size_t policy_count;
@@ -116,12 +125,44 @@ struct live {
     int64_t end_ms;                 /* SSE_MAX_STREAM_S deadline, INT64_MAX for none */
 };
 
+enum request_state {
+    REQUEST_ANSWERING,              /* being answered, in stream_serve */
+    REQUEST_LIVE,                   /* a stream in the loop */
+    REQUEST_ENDING,                 /* the response is complete; its output still waits */
+    REQUEST_DONE,                   /* freed at the end of this turn of the loop */
+};
+
+/* Everything one request owns. */
+struct request {
+    struct conn *conn;              /* owned; the transport */
+    struct stream_shared *shared;   /* borrowed; process-wide */
+    enum request_state state;
+    bool has_slot;                  /* holds one of the process's stream slots */
+    struct config cfg;              /* strings borrowed from the request/environment */
+    bool is_head;
+    const char *cors_origin;        /* Access-Control-Allow-Origin value or NULL */
+    struct route route;
+    struct query query;
+    struct store_channel channel;
+    char channel_key[PARAMS_ID_MAX + 8]; /* "worker:<id>" for worker streams */
+    char log_subject[LOG_VALUE_MAX + 16]; /* "session=<id>", "worker=<id>", "channel=global" */
+    struct buf out;                 /* SSE bytes not yet handed to the conn; at most
+                                     * STREAM_OUT_MAX */
+    struct live lv;                 /* a stream's */
+    bool is_client_gone;            /* seen; the stream ends STREAM_GONE_GRACE_MS later */
+    bool is_watched;                /* conn->io is in the loop */
+    struct loop_timer timer;        /* the earliest deadline */
+    struct loop_task wake_task;     /* posted by the hub's wake */
+    struct loop_task free_task;     /* frees the request after the turn that retired it */
+    struct request *prev, *next;    /* shared->open */
+};
+
 /* A setting for this request: its parameter (Apache SetEnv), else the process environment
  * (SPEC §7). */
 static const char *
-setting(const struct stream_io *io, const char *name)
+setting(const struct conn *conn, const char *name)
 {
-    const char *value = io->param(io->ctx, name);
+    const char *value = conn_param(conn, name);
     return value != NULL ? value : getenv(name);
 }
 
@@ -131,22 +172,23 @@ static const char *
 lookup_setting(void *ctx, const char *name)
 {
     const struct request *r = ctx;
-    return config_is_per_process(name) ? NULL : setting(r->io, name);
+    return config_is_per_process(name) ? NULL : setting(r->conn, name);
 }
 
 static const char *
 param(const struct request *r, const char *name)
 {
-    return r->io->param(r->io->ctx, name);
+    return conn_param(r->conn, name);
 }
 
-/* Sends what r->out holds. Returns 0, or -1 when the client is gone. */
+/* Hands what r->out holds to the conn's output (written at the end of the round). Returns
+ * 0, or -1 when the conn is broken. */
 static int
 flush_out(struct request *r)
 {
     if (r->out.len == 0)
-        return 0;
-    int rc = r->io->send(r->io->ctx, r->out.bytes, r->out.len);
+        return r->conn->is_broken ? -1 : 0;
+    int rc = conn_append(r->conn, r->out.bytes, r->out.len);
     buf_reset(&r->out);
     return rc < 0 ? -1 : 0;
 }
@@ -164,19 +206,19 @@ respond_error(struct request *r, int status, const char *message)
 /* Whether the client speaks SSE: EventSource sends Accept: text/event-stream, and
  * Last-Event-ID when it comes back (SPEC §4.12). */
 static bool
-is_sse_client(const struct stream_io *io)
+is_sse_client(const struct conn *conn)
 {
-    const char *accept = io->param(io->ctx, "HTTP_ACCEPT");
+    const char *accept = conn_param(conn, "HTTP_ACCEPT");
     return (accept != NULL && strstr(accept, "text/event-stream") != NULL)
-           || io->param(io->ctx, "HTTP_LAST_EVENT_ID") != NULL;
+           || conn_param(conn, "HTTP_LAST_EVENT_ID") != NULL;
 }
 
 /* The cursor a client showed: Last-Event-ID, else last_event_id= of query (may be NULL).
  * Silent: the stream itself logs a malformed one. */
 static bool
-client_cursor(const struct stream_io *io, const struct query *query, int64_t *cursor)
+client_cursor(const struct conn *conn, const struct query *query, int64_t *cursor)
 {
-    if (params_parse_event_id(io->param(io->ctx, "HTTP_LAST_EVENT_ID"), cursor) == 0)
+    if (params_parse_event_id(conn_param(conn, "HTTP_LAST_EVENT_ID"), cursor) == 0)
         return true;
     if (query != NULL && query->has_last_event_id) {
         *cursor = query->last_event_id;
@@ -192,12 +234,12 @@ client_cursor(const struct stream_io *io, const struct query *query, int64_t *cu
 static void
 respond_unavailable(struct request *r, bool is_stream_route, const char *message)
 {
-    if (r->is_head || !is_stream_route || !is_sse_client(r->io)) {
+    if (r->is_head || !is_stream_route || !is_sse_client(r->conn)) {
         respond_error(r, 503, message);
         return;
     }
     int64_t cursor = 0;
-    bool has_cursor = client_cursor(r->io, &r->query, &cursor);
+    bool has_cursor = client_cursor(r->conn, &r->query, &cursor);
     buf_reset(&r->out);
     if (http_append_stream_head(&r->out, r->cors_origin) == 0
         && sse_append_refusal(&r->out, STREAM_RETRY_AFTER_S * 1000L, has_cursor, cursor,
@@ -239,7 +281,7 @@ respond_store_error(struct request *r, int rc, const char *detail)
 static void
 warn_per_process_params(struct request *r)
 {
-    for (unsigned i = 0; !r->io->is_cgi && config_per_process_name(i) != NULL; i++) {
+    for (unsigned i = 0; r->conn->is_fastcgi && config_per_process_name(i) != NULL; i++) {
         const char *name = config_per_process_name(i);
         unsigned bit = 1u << i;
         if (param(r, name) != NULL
@@ -437,11 +479,12 @@ resume_point(struct request *r, int64_t *after_id)
     return false;
 }
 
-/* Sends len bytes now, past r->out (a frame too large to copy). Returns 0 or -1. */
+/* Hands len bytes to the conn past r->out (a frame too large to copy twice). Returns 0 or
+ * -1. */
 static int
 send_direct(struct request *r, const char *bytes, size_t len)
 {
-    return flush_out(r) < 0 || r->io->send(r->io->ctx, bytes, len) < 0 ? -1 : 0;
+    return flush_out(r) < 0 || conn_append(r->conn, bytes, len) < 0 ? -1 : 0;
 }
 
 /* Puts the head of e's frame (with json, the whole frame) into r->out, flushing first when
@@ -460,11 +503,12 @@ place_frame(struct request *r, const struct event *e, const char *json, size_t l
 }
 
 /* Appends the frame of row: the one the hub built for every stream when there is one, else
- * one built here for this send. A frame of STREAM_FLUSH_BYTES or more goes out as it is,
- * never copied into r->out. Returns 0, 1 when the event was skipped as too large, -1 when
- * the client is gone, -2 when out of memory. */
+ * one built here for this send. A frame of STREAM_FLUSH_BYTES or more is never copied into
+ * r->out: the hub's goes to the conn as it is, shared by every stream it is for. Returns 0,
+ * 1 when the event was skipped as too large, -1 when the client is gone, -2 when out of
+ * memory. */
 static int
-append_frame(struct request *r, const struct store_row *row)
+append_frame(struct request *r, struct store_row *row)
 {
     const struct event *e = &row->event;
     size_t len = row->frame_len;
@@ -475,8 +519,10 @@ append_frame(struct request *r, const struct store_row *row)
         return -2;
     bool is_big = len >= STREAM_FLUSH_BYTES;
     int rc = json == NULL ? 1 : place_frame(r, e, is_big ? NULL : json, len);
-    if (rc == 0 && is_big && (send_direct(r, json, len) < 0
-                              || send_direct(r, SSE_FRAME_END, strlen(SSE_FRAME_END)) < 0))
+    if (rc == 0 && is_big
+        && ((own != NULL ? send_direct(r, json, len)
+                         : flush_out(r) < 0 ? -1 : conn_append_shared(r->conn, row, json, len)) < 0
+            || send_direct(r, SSE_FRAME_END, strlen(SSE_FRAME_END)) < 0))
         rc = -1;
     if (rc == 1)
         log_line(LOG_LEVEL_WARN, "warning event too large, skipped id=%" PRId64, e->id);
@@ -484,13 +530,26 @@ append_frame(struct request *r, const struct store_row *row)
     return rc;
 }
 
-/* Filters and frames the batch. Returns 0, or a negative end_reason. */
+/* True when the stream's output is over its mark: it must read no more until it drains. */
+static bool
+is_output_full(const struct request *r)
+{
+    return conn_waiting(r->conn) + r->out.len >= STREAM_OUTPUT_MARK;
+}
+
+/* Filters and frames the batch; stops before a row when the output is over its mark
+ * (lv->is_parked: the cursor stays on the last row dealt with). Returns 0, or a negative
+ * end_reason. */
 static int
 send_batch(struct request *r, struct live *lv, int64_t newest_id)
 {
     for (size_t i = 0; i < lv->batch.count; i++) {
         const struct event *e = &lv->batch.events[i];
         bool is_replay = e->id <= lv->replay_until;
+        if (is_output_full(r)) {
+            lv->is_parked = true;
+            return 0;
+        }
         lv->cursor = e->id;
         if (e->is_oversized) {  /* its type is unknown: skipped, whatever the filter */
             append_frame(r, lv->batch.rows[i]);
@@ -606,15 +665,14 @@ read_start(struct request *r, struct live *lv, struct start *s)
     return rc < 0 ? rc : read_first_batch(r, lv, s);
 }
 
-/* True when SIGTERM has arrived, or arrives within wait_ms. */
 static bool
-is_shutdown_pending(const struct request *r, int wait_ms)
+is_shutting_down(const struct request *r)
 {
-    struct pollfd p = {.fd = r->shared->shutdown_fd, .events = POLLIN};
-    return p.fd >= 0 && poll(&p, 1, wait_ms) > 0;
+    return atomic_load(&r->shared->is_shutting_down);
 }
 
-/* Sends r->out and restarts the timers it resets. Returns 0 or -END_CLIENT_DISCONNECTED. */
+/* Hands r->out to the conn and restarts the timers it resets. Returns 0 or
+ * -END_CLIENT_DISCONNECTED. */
 static int
 send_now(struct request *r, struct live *lv, bool is_beat)
 {
@@ -632,42 +690,6 @@ static int64_t
 earliest(int64_t a, int64_t b)
 {
     return a < b ? a : b;
-}
-
-/* Sleeps until new rows may be there, writing keepalives and probes when due.
- * Returns 0, or -end_reason. */
-static int
-wait_for_rows(struct request *r, struct live *lv)
-{
-    for (;;) {
-        int64_t now = wait_now_ms();
-        int64_t keepalive_due = lv->last_beat_ms + r->cfg.keepalive_s * 1000;
-        int64_t probe_due = lv->probe_ms > 0 ? lv->last_write_ms + lv->probe_ms : INT64_MAX;
-        if (now >= lv->end_ms)
-            return -END_MAX_STREAM_TIME;
-        if (now >= keepalive_due || now >= probe_due) {
-            bool is_beat = now >= keepalive_due;
-            if (is_beat ? sse_append_keepalive(&r->out) : sse_append_probe(&r->out))
-                return -END_ERROR_OOM;
-            int rc = send_now(r, lv, is_beat);
-            if (rc < 0)
-                return rc;
-            continue;
-        }
-        switch (wait_for_wake(&lv->wait_opt, lv->wake_fd,
-                              earliest(earliest(keepalive_due, probe_due), lv->end_ms))) {
-        case WAIT_CHANGED:
-            return 0;
-        case WAIT_DEADLINE:
-            continue;
-        case WAIT_CLIENT_GONE:
-            return -END_CLIENT_DISCONNECTED;
-        case WAIT_SHUTDOWN:
-            return -END_SHUTDOWN;
-        case WAIT_ERROR:
-            return -END_ERROR_STORE;
-        }
-    }
 }
 
 /* Logs "sse replayed N" once the cursor has passed the replay window (SPEC §6). */
@@ -760,7 +782,7 @@ check_restored_before_join(struct request *r, struct live *lv, int64_t *file_new
 
 /* One round of the live loop: closed flag, then rows after the cursor, from the hub's
  * memory when it has them, else from the database. Returns 0 to go on reading at once, 1
- * when caught up, or -end_reason. */
+ * when caught up, 2 when parked (the output is over its mark), or -end_reason. */
 static int
 read_and_send(struct request *r, struct live *lv)
 {
@@ -800,6 +822,10 @@ read_and_send(struct request *r, struct live *lv)
     }
     if ((rc = send_batch(r, lv, newest_id)) < 0 || (rc = send_now(r, lv, true)) < 0)
         return rc;
+    if (lv->is_parked) {
+        store_batch_clear(&lv->batch);  /* the rest is read again once the socket drains */
+        return 2;
+    }
     if (!lv->batch.is_full && scanned_through > lv->cursor)
         lv->cursor = scanned_through;  /* rows of other channels, dealt with */
     log_replayed(r, lv);
@@ -808,58 +834,19 @@ read_and_send(struct request *r, struct live *lv)
     return lv->is_session_closed ? -END_SESSION_CLOSED : 1;
 }
 
-static enum end_reason
-run_live(struct request *r, struct live *lv)
-{
-    for (;;) {
-        int rc = read_and_send(r, lv);
-        if (rc < 0)
-            return (enum end_reason)-rc;
-        if (is_shutdown_pending(r, 0))
-            return END_SHUTDOWN;
-        if (wait_now_ms() >= lv->end_ms)
-            return END_MAX_STREAM_TIME;
-        if (rc == 1 && (rc = wait_for_rows(r, lv)) < 0)
-            return (enum end_reason)-rc;
-    }
-}
-
-/* Head, opening lines, gap notice and the first batch; then live until the end. */
-static enum end_reason
-run_stream(struct request *r, struct live *lv, const struct start *s)
-{
-    if (http_append_stream_head(&r->out, r->cors_origin) < 0
-        || sse_append_open(&r->out, r->cfg.retry_ms) < 0
-        || (s->has_gap && sse_append_gap(&r->out, s->gap_requested, s->gap_resumed_from) < 0))
-        return END_ERROR_OOM;
-    log_line(LOG_LEVEL_INFO, "connected %s types=%zu", r->log_subject,
-             lv->filter.requested_count);
-    if (s->has_gap)
-        log_line(LOG_LEVEL_WARN, "warning gap %s requested=%" PRId64 " resumed_from=%" PRId64,
-                 r->log_subject, s->gap_requested, s->gap_resumed_from);
-    int rc = send_batch(r, lv, 0);
-    if (rc == 0)
-        rc = send_now(r, lv, true);
-    if (rc < 0)
-        return (enum end_reason)-rc;
-    log_replayed(r, lv);
-    if (!lv->batch.is_full && lv->cursor < lv->replay_until)
-        lv->cursor = lv->replay_until;  /* the window is done: go live from its snapshot */
-    log_replayed(r, lv);
-    return run_live(r, lv);
-}
-
 static void
 live_release(struct live *lv)
 {
     if (lv->is_subscribed)
         hub_unsubscribe(lv->hub, &lv->sub);
-    if (lv->wake_fd >= 0)
-        close(lv->wake_fd);
+    lv->is_subscribed = false;
     filter_release(&lv->filter);
     store_policy_free(lv->policy, lv->policy_count);
+    lv->policy = NULL;
+    lv->policy_count = 0;
     store_batch_release(&lv->batch);
     store_close(lv->st);
+    lv->st = NULL;
 }
 
 enum { AUTH_TOKENS_MAX = 16, JWT_SECRET_MAX = 4096 };
@@ -962,88 +949,450 @@ prepare_stream(struct request *r, struct live *lv, struct start *s)
     return 0;
 }
 
-/* Subscribes the stream to the process's watcher of its database; the stream's own
- * connection is closed, the hub's memory and shared connection serve it from now on. */
+/* ---- the stream in the loop ------------------------------------------------------- */
+
+#define REQUEST_OF(ptr, member) ((struct request *)((char *)(ptr) - offsetof(struct request, member)))
+
+static void finish(struct request *r);
+static void on_client_gone(struct request *r);
+
+/* What the request's descriptor is watched for: the client leaving (FastCGI: EOF or an
+ * abort record on the socket; CGI: only EPOLLERR/EPOLLHUP, which always come), and
+ * EPOLLOUT while output waits. */
+static uint32_t
+watched_events(const struct request *r, bool is_waiting)
+{
+    uint32_t events = r->conn->is_fastcgi ? EPOLLIN | EPOLLRDHUP : 0;
+    return is_waiting ? events | EPOLLOUT : events;
+}
+
+static int64_t
+slow_limit_ms(const struct request *r)
+{
+    return (r->cfg.slow_client_s > 0 ? r->cfg.slow_client_s : 30) * 1000;  /* 0: no config */
+}
+
+/* The request's earliest deadline. */
+static int64_t
+next_due(const struct request *r)
+{
+    const struct live *lv = &r->lv;
+    if (r->state == REQUEST_ENDING)
+        return r->conn->last_progress_ms + slow_limit_ms(r);
+    int64_t due = lv->end_ms;
+    if (conn_waiting(r->conn) > 0)
+        return earliest(due, r->conn->last_progress_ms + slow_limit_ms(r));
+    due = earliest(due, lv->last_beat_ms + r->cfg.keepalive_s * 1000);
+    return lv->probe_ms > 0 ? earliest(due, lv->last_write_ms + lv->probe_ms) : due;
+}
+
+/* Arms the timer for the earliest deadline when that is sooner than where it stands. A
+ * later one is left: the timer moves itself when it fires (loop.h, "lazy"). */
+static void
+arm_timer(struct request *r)
+{
+    int64_t due = next_due(r);
+    if (r->timer.heap_slot == 0 || due < r->timer.due_ms)
+        loop_timer_arm(r->shared->loop, &r->timer, due);
+}
+
+/* Writes what the conn holds; watches for EPOLLOUT while some waits. Returns 0, or -1 when
+ * the client is gone. */
+static int
+write_out(struct request *r)
+{
+    if (flush_out(r) < 0)
+        return -1;
+    if (r->out.cap > STREAM_OUT_KEPT)
+        buf_release(&r->out);  /* a burst is over: give its memory back */
+    int rc = conn_flush(r->conn, wait_now_ms());
+    if (rc < 0)
+        return -1;
+    if (r->is_watched)
+        loop_io_modify(r->shared->loop, &r->conn->io, watched_events(r, rc == 1));
+    if (rc == 1)
+        arm_timer(r);  /* the slow-client limit */
+    return 0;
+}
+
+/* Frees what is left of a request once this turn of the loop is over (events of the same
+ * turn may still name it). */
+static void
+free_request(struct loop_task *t)
+{
+    free(REQUEST_OF(t, free_task));
+}
+
+/* The request is over: everything it holds is given back, now. */
+static void
+retire(struct request *r)
+{
+    struct stream_shared *shared = r->shared;
+    r->state = REQUEST_DONE;
+    loop_timer_disarm(shared->loop, &r->timer);
+    if (r->is_watched)
+        loop_io_remove(shared->loop, &r->conn->io);
+    r->is_watched = false;
+    live_release(&r->lv);
+    loop_task_cancel(shared->loop, &r->wake_task);  /* after the unsubscribe: none comes */
+    conn_free(r->conn);
+    r->conn = NULL;
+    buf_release(&r->out);
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        shared->open = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    shared->open_count--;
+    loop_defer(shared->loop, &r->free_task);
+    if (shared->on_done != NULL)
+        shared->on_done(shared, r->has_slot);
+}
+
+/* Ends a live stream: its last bytes, its log line, then the end of the response. */
+static void
+end_stream(struct request *r, enum end_reason reason)
+{
+    if (r->state != REQUEST_LIVE)
+        return;
+    r->state = REQUEST_ENDING;
+    atomic_fetch_sub(&r->shared->streams_open, 1);
+    flush_out(r);
+    log_line(LOG_LEVEL_INFO, "disconnected %s events_sent=%ld shed=%ld reason=%s",
+             r->log_subject, r->lv.events_sent, r->lv.shed, END_REASONS[reason]);
+    if (r->lv.is_subscribed) {
+        hub_unsubscribe(r->lv.hub, &r->lv.sub);
+        r->lv.is_subscribed = false;
+    }
+    if (reason == END_CLIENT_DISCONNECTED || reason == END_SLOW_CLIENT)
+        retire(r);  /* nobody reads what is left */
+    else
+        finish(r);
+}
+
+/* Writes the output; a stream parked with less than half its mark still waiting (the
+ * socket took it) reads on at the end of this turn. Returns 0, or -1 when the client is
+ * gone. */
+static int
+write_and_unpark(struct request *r)
+{
+    if (write_out(r) < 0)
+        return -1;
+    if (r->lv.is_parked && conn_waiting(r->conn) < STREAM_OUTPUT_MARK / 2) {
+        r->lv.is_parked = false;
+        loop_defer(r->shared->loop, &r->wake_task);
+    }
+    return 0;
+}
+
+/* Reads and sends rounds until the stream has caught up or is parked, or has had its share
+ * of this turn (then it goes on at the end of the turn). */
+static void
+pump(struct request *r)
+{
+    struct live *lv = &r->lv;
+    if (r->state != REQUEST_LIVE || r->is_client_gone || lv->is_parked)
+        return;
+    int rc = 0;
+    for (int i = 0; i < STREAM_BATCHES_PER_TURN && rc == 0; i++) {
+        rc = read_and_send(r, lv);
+        if (rc < 0) {
+            end_stream(r, (enum end_reason)-rc);
+            return;
+        }
+    }
+    if (wait_now_ms() >= lv->end_ms) {
+        end_stream(r, END_MAX_STREAM_TIME);
+        return;
+    }
+    if (write_and_unpark(r) < 0) {
+        on_client_gone(r);
+        return;
+    }
+    if (rc == 0)
+        loop_defer(r->shared->loop, &r->wake_task);  /* more to read: after the others */
+}
+
+/* The hub has rows for the stream (or a closed flag): called from the hub's threads. */
+static void
+on_hub_wake(struct hub_sub *sub)
+{
+    struct request *r = REQUEST_OF(sub, lv.sub);
+    loop_post(r->shared->loop, &r->wake_task);
+}
+
+static void
+on_wake_task(struct loop_task *t)
+{
+    pump(REQUEST_OF(t, wake_task));
+}
+
+/* The client left (or a write failed). A live stream waits STREAM_GONE_GRACE_MS before it
+ * says so, since a shutdown may be what closed the socket. */
+static void
+on_client_gone(struct request *r)
+{
+    if (r->state != REQUEST_LIVE) {
+        retire(r);
+        return;
+    }
+    if (is_shutting_down(r)) {
+        end_stream(r, END_SHUTDOWN);
+        return;
+    }
+    if (r->is_watched)
+        loop_io_remove(r->shared->loop, &r->conn->io);
+    r->is_watched = false;
+    r->is_client_gone = true;
+    loop_timer_arm(r->shared->loop, &r->timer, wait_now_ms() + STREAM_GONE_GRACE_MS);
+}
+
+static void
+on_io(struct loop_io *io, uint32_t events)
+{
+    struct conn *conn = (struct conn *)((char *)io - offsetof(struct conn, io));
+    struct request *r = conn->owner;
+    if (r->state == REQUEST_DONE || !r->is_watched)
+        return;
+    if ((events & (EPOLLERR | EPOLLHUP))
+        || (r->conn->is_fastcgi && (events & (EPOLLIN | EPOLLRDHUP)) && conn_peer_left(conn))) {
+        on_client_gone(r);
+        return;
+    }
+    if (!(events & EPOLLOUT))
+        return;
+    if (write_and_unpark(r) < 0)
+        on_client_gone(r);
+    else if (r->state == REQUEST_ENDING && conn_waiting(conn) == 0)
+        retire(r);
+}
+
+/* Sends a keepalive (SPEC §4.7) or a probe (§4.10) when one is due and nothing waits. */
+static int
+send_beat(struct request *r, int64_t now)
+{
+    struct live *lv = &r->lv;
+    if (conn_waiting(r->conn) > 0)
+        return 0;
+    bool is_beat = now >= lv->last_beat_ms + r->cfg.keepalive_s * 1000;
+    bool is_probe = lv->probe_ms > 0 && now >= lv->last_write_ms + lv->probe_ms;
+    if (!is_beat && !is_probe)
+        return 0;
+    if (is_beat ? sse_append_keepalive(&r->out) : sse_append_probe(&r->out))
+        return -END_ERROR_OOM;
+    if (send_now(r, lv, is_beat) < 0 || write_out(r) < 0)
+        return -END_CLIENT_DISCONNECTED;
+    return 0;
+}
+
+static void
+on_timer(struct loop_timer *t)
+{
+    struct request *r = REQUEST_OF(t, timer);
+    int64_t now = wait_now_ms();
+    bool is_stalled = conn_waiting(r->conn) > 0
+                      && now >= r->conn->last_progress_ms + slow_limit_ms(r);
+    if (r->state == REQUEST_ENDING) {
+        if (is_stalled)
+            retire(r);  /* the end of a response nobody reads */
+        else
+            arm_timer(r);
+        return;
+    }
+    if (r->state != REQUEST_LIVE)
+        return;
+    if (r->is_client_gone) {
+        end_stream(r, is_shutting_down(r) ? END_SHUTDOWN : END_CLIENT_DISCONNECTED);
+        return;
+    }
+    if (now >= r->lv.end_ms) {
+        end_stream(r, END_MAX_STREAM_TIME);
+        return;
+    }
+    if (is_stalled) {
+        end_stream(r, END_SLOW_CLIENT);
+        return;
+    }
+    int rc = send_beat(r, now);
+    if (rc == -END_CLIENT_DISCONNECTED) {
+        on_client_gone(r);
+        return;
+    }
+    if (rc < 0) {
+        end_stream(r, (enum end_reason)-rc);
+        return;
+    }
+    loop_timer_arm(r->shared->loop, &r->timer, next_due(r));
+}
+
+/* The response is complete: its end is written, and the request freed once the socket has
+ * taken it all (or the client is found gone, or takes nothing for the slow-client limit). */
+static void
+finish(struct request *r)
+{
+    flush_out(r);
+    conn_end(r->conn);
+    int rc = conn_flush(r->conn, wait_now_ms());
+    if (rc != 1) {
+        retire(r);
+        return;
+    }
+    r->state = REQUEST_ENDING;
+    uint32_t events = watched_events(r, true);
+    int err = r->is_watched ? loop_io_modify(r->shared->loop, &r->conn->io, events)
+                            : loop_io_add(r->shared->loop, &r->conn->io, events);
+    if (err < 0) {
+        retire(r);
+        return;
+    }
+    r->is_watched = true;
+    loop_timer_arm(r->shared->loop, &r->timer, next_due(r));
+}
+
+/* Subscribes the stream to the process's watcher of its database and puts its socket in
+ * the loop; the stream's own connection is closed, the hub's memory and shared connection
+ * serve it from now on. */
 static int
 join_hub(struct request *r, struct live *lv)
 {
     lv->hub = process_hub(r);
-    lv->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (lv->hub == NULL || lv->wake_fd < 0) {
+    int err = 0;
+    if (lv->hub != NULL) {
+        err = loop_io_add(r->shared->loop, &r->conn->io, watched_events(r, false));
+        /* EPERM: CGI's stdout is a file epoll cannot watch; it is written, never watched */
+        r->is_watched = err == 0;
+    }
+    if (lv->hub == NULL || (err < 0 && err != -EPERM)) {
         log_line(LOG_LEVEL_ERROR, "error status=503 %s reason=\"no thread or descriptor for "
                  "the watcher\"", r->log_subject);
         respond_unavailable(r, true, "out of resources");
         return -1;
     }
     lv->sub = (struct hub_sub){.scope = r->channel.scope, .key = r->channel.key,
-                               .wake_fd = lv->wake_fd};
+                               .wake = on_hub_wake, .wake_fd = -1};
     int64_t restored_newest;
     lv->hub_generation = hub_generation(lv->hub, &restored_newest);
     hub_subscribe(lv->hub, &lv->sub);
     lv->is_subscribed = true;
-    lv->wait_opt = (struct wait_options){
-        .poll_ms = r->cfg.poll_ms,
-        .client_fd = r->io->client_fd,
-        .is_client_socket = r->io->is_client_socket,
-        .shutdown_fd = r->shared->shutdown_fd,
-    };
     store_close(lv->st);
     lv->st = NULL;
     return 0;
 }
 
+/* Head, opening lines, gap notice and the first batch; then the stream lives in the loop. */
+static void
+start_stream(struct request *r, const struct start *s)
+{
+    struct live *lv = &r->lv;
+    if (http_append_stream_head(&r->out, r->cors_origin) < 0
+        || sse_append_open(&r->out, r->cfg.retry_ms) < 0
+        || (s->has_gap && sse_append_gap(&r->out, s->gap_requested, s->gap_resumed_from) < 0)) {
+        end_stream(r, END_ERROR_OOM);
+        return;
+    }
+    log_line(LOG_LEVEL_INFO, "connected %s types=%zu", r->log_subject,
+             lv->filter.requested_count);
+    if (s->has_gap)
+        log_line(LOG_LEVEL_WARN, "warning gap %s requested=%" PRId64 " resumed_from=%" PRId64,
+                 r->log_subject, s->gap_requested, s->gap_resumed_from);
+    int rc = send_batch(r, lv, 0);
+    if (rc == 0)
+        rc = send_now(r, lv, true);
+    if (rc < 0) {
+        end_stream(r, (enum end_reason)-rc);
+        return;
+    }
+    log_replayed(r, lv);
+    if (!lv->is_parked && !lv->batch.is_full && lv->cursor < lv->replay_until)
+        lv->cursor = lv->replay_until;  /* the window is done: go live from its snapshot */
+    log_replayed(r, lv);
+    if (lv->is_parked) {
+        store_batch_clear(&lv->batch);
+        if (write_and_unpark(r) < 0)
+            on_client_gone(r);
+        return;
+    }
+    pump(r);
+}
+
+/* Answers the request with its stream, or with the response that replaces it (an error,
+ * 204, HEAD's head). */
 static void
 serve_stream(struct request *r)
 {
-    struct live lv = {.end_ms = INT64_MAX, .wake_fd = -1};
+    struct live *lv = &r->lv;
     struct start s = {0};
-    store_batch_init(&lv.batch);
-    if (prepare_stream(r, &lv, &s) < 0)
-        goto out;
-    if (lv.is_session_closed && s.sendable == 0 && !lv.batch.is_full) {
+    if (prepare_stream(r, lv, &s) < 0)
+        return;
+    if (lv->is_session_closed && s.sendable == 0 && !lv->batch.is_full) {
         log_line(LOG_LEVEL_INFO, "no content %s reason=session_closed", r->log_subject);
         if (http_append_no_content(&r->out, r->cors_origin) == 0)
             flush_out(r);
-        goto out;
+        return;
     }
     if (r->is_head) {
         if (http_append_stream_head(&r->out, r->cors_origin) == 0)
             flush_out(r);
-        goto out;
+        return;
     }
-    if (join_hub(r, &lv) < 0)
-        goto out;
-    lv.probe_ms = config_probe_ms(&r->cfg, param(r, "SERVER_SOFTWARE"), r->io->is_cgi);
-    lv.last_write_ms = lv.last_beat_ms = wait_now_ms();
+    if (join_hub(r, lv) < 0)
+        return;
+    lv->probe_ms = config_probe_ms(&r->cfg, param(r, "SERVER_SOFTWARE"), !r->conn->is_fastcgi);
+    lv->last_write_ms = lv->last_beat_ms = wait_now_ms();
     if (r->cfg.max_stream_s > 0)
-        lv.end_ms = lv.last_write_ms + r->cfg.max_stream_s * 1000;
+        lv->end_ms = lv->last_write_ms + r->cfg.max_stream_s * 1000;
     atomic_fetch_add(&r->shared->streams_open, 1);
-    enum end_reason reason = run_stream(r, &lv, &s);
-    /* lighttpd closes its backend connections and signals the backend microseconds apart;
-     * a stream that saw the close first is still ending because of the shutdown. 20 ms
-     * covers that gap and keeps a real disconnect well inside SPEC §4.10's 0.1 s. */
-    if (reason == END_CLIENT_DISCONNECTED && is_shutdown_pending(r, 20))
-        reason = END_SHUTDOWN;
-    atomic_fetch_sub(&r->shared->streams_open, 1);
-    flush_out(r);
-    log_line(LOG_LEVEL_INFO, "disconnected %s events_sent=%ld shed=%ld reason=%s",
-             r->log_subject, lv.events_sent, lv.shed, END_REASONS[reason]);
-out:
-    live_release(&lv);
+    r->state = REQUEST_LIVE;
+    loop_timer_arm(r->shared->loop, &r->timer, next_due(r));
+    start_stream(r, &s);
 }
 
-void
-stream_serve(const struct stream_io *io, struct stream_shared *shared)
+/* A request object for conn, in shared->open. NULL when out of memory (conn is then
+ * answered 503 and freed). */
+static struct request *
+request_new(struct conn *conn, struct stream_shared *shared, bool has_slot)
 {
     struct request *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         log_line(LOG_LEVEL_ERROR, "error status=503 reason=out_of_memory");
-        return;
+        static const char NO_MEMORY[] = "Status: 503 Service Unavailable\r\nRetry-After: 2\r\n"
+                                        "Content-Type: application/json\r\n\r\n"
+                                        "{\"error\": \"out of memory\"}\n";
+        conn_append(conn, NO_MEMORY, sizeof(NO_MEMORY) - 1);
+        conn_end(conn);
+        conn_flush(conn, wait_now_ms());
+        conn_free(conn);
+        if (shared->on_done != NULL)
+            shared->on_done(shared, has_slot);
+        return NULL;
     }
-    r->io = io;
+    r->conn = conn;
+    conn->owner = r;
+    conn->io.on_event = on_io;
     r->shared = shared;
+    r->has_slot = has_slot;
+    r->lv.end_ms = INT64_MAX;
+    store_batch_init(&r->lv.batch);
+    r->timer.on_due = on_timer;
+    r->wake_task.run = on_wake_task;
+    r->free_task.run = free_request;
     buf_init(&r->out, STREAM_OUT_MAX);
     snprintf(r->log_subject, sizeof(r->log_subject), "session=-");
+    r->next = shared->open;
+    if (shared->open != NULL)
+        shared->open->prev = r;
+    shared->open = r;
+    shared->open_count++;
+    return r;
+}
+
+void
+stream_serve(struct conn *conn, struct stream_shared *shared, bool has_slot)
+{
+    struct request *r = request_new(conn, shared, has_slot);
+    if (r == NULL)
+        return;
     if (load_config(r) == 0 && parse_request(r) == 0) {
         r->cors_origin = http_cors_origin(r->cfg.cors_origin, param(r, "HTTP_ORIGIN"));
         set_channel(r);
@@ -1052,43 +1401,50 @@ stream_serve(const struct stream_io *io, struct stream_shared *shared)
         else
             serve_stream(r);
     }
-    buf_release(&r->out);
-    free(r);
-    /* OpenSSL keeps state per thread (SSE_AUTH); a stream thread may sit idle until the
-     * process exits, so it is given back after every request. */
-    auth_release_thread();
+    if (r->state == REQUEST_ANSWERING)
+        finish(r);
 }
 
 bool
-stream_needs_slot(const struct stream_io *io)
+stream_needs_slot(const struct conn *conn)
 {
-    const char *method = io->param(io->ctx, "REQUEST_METHOD");
+    const char *method = conn_param(conn, "REQUEST_METHOD");
     if (method == NULL || strcmp(method, "GET") != 0)
         return false;  /* HEAD sends the head alone; any other method gets 405 */
     char path[PARAMS_PATH_MAX];
     struct route route;
     struct query query;
     const char *why = NULL;
-    return params_request_path(io->param(io->ctx, "REQUEST_URI"),
-                               io->param(io->ctx, "SCRIPT_NAME"),
-                               io->param(io->ctx, "PATH_INFO"), path, sizeof(path)) == 0
+    return params_request_path(conn_param(conn, "REQUEST_URI"), conn_param(conn, "SCRIPT_NAME"),
+                               conn_param(conn, "PATH_INFO"), path, sizeof(path)) == 0
            && params_match_route(path, &route, &why) == 0 && route.kind != ROUTE_HEALTH
-           && params_parse_query(io->param(io->ctx, "QUERY_STRING"), &query, &why) == 0;
+           && params_parse_query(conn_param(conn, "QUERY_STRING"), &query, &why) == 0;
 }
 
 void
-stream_reject_busy(const struct stream_io *io)
+stream_reject_busy(struct conn *conn, struct stream_shared *shared)
 {
-    struct request r = {.io = io};
-    buf_init(&r.out, 4096);
-    r.cors_origin = http_cors_origin(setting(io, "SSE_CORS_ORIGIN"),
-                                     io->param(io->ctx, "HTTP_ORIGIN"));
-    const char *method = io->param(io->ctx, "REQUEST_METHOD");
-    r.is_head = method != NULL && strcmp(method, "HEAD") == 0;
+    struct request *r = request_new(conn, shared, false);
+    if (r == NULL)
+        return;
+    r->cors_origin = http_cors_origin(setting(conn, "SSE_CORS_ORIGIN"),
+                                      conn_param(conn, "HTTP_ORIGIN"));
+    const char *method = conn_param(conn, "REQUEST_METHOD");
+    r->is_head = method != NULL && strcmp(method, "HEAD") == 0;
     const char *why = NULL;
-    if (params_parse_query(io->param(io->ctx, "QUERY_STRING"), &r.query, &why) < 0)
-        r.query = (struct query){0};  /* only its last_event_id= is wanted here */
+    if (params_parse_query(conn_param(conn, "QUERY_STRING"), &r->query, &why) < 0)
+        r->query = (struct query){0};  /* only its last_event_id= is wanted here */
     log_line(LOG_LEVEL_WARN, "warning busy status=503 reason=no_free_stream_slot");
-    respond_unavailable(&r, true, "no free stream slot in this process; retry");
-    buf_release(&r.out);
+    respond_unavailable(r, true, "no free stream slot in this process; retry");
+    finish(r);
+}
+
+void
+stream_shutdown_all(struct stream_shared *shared)
+{
+    struct request *next;
+    for (struct request *r = shared->open; r != NULL; r = next) {
+        next = r->next;
+        end_stream(r, END_SHUTDOWN);
+    }
 }

@@ -131,6 +131,10 @@ number_sub(struct hub *h, struct hub_sub *sub)
 void
 hub_wake_local(struct hub_sub *sub)
 {
+    if (sub->wake != NULL) {
+        sub->wake(sub);
+        return;
+    }
     uint64_t one = 1;
     ssize_t n = write(sub->wake_fd, &one, sizeof(one));
     (void)n;  /* EAGAIN: the counter is full, so the stream is awake anyway */

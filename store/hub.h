@@ -52,12 +52,17 @@ enum {
 
 struct hub;
 
-/* A stream's subscription. The stream fills scope, key and wake_fd, keeps the struct (and
- * key) alive while subscribed; the rest belongs to the hub. */
+/* A stream's subscription. The stream fills scope, key and wake (or wake_fd), keeps the
+ * struct (and key) alive while subscribed; the rest belongs to the hub. */
 struct hub_sub {
     enum store_scope scope;             /* SESSION, WORKER or GLOBAL */
     const char *key;                    /* session id or "worker:<id>"; NULL for GLOBAL */
-    int wake_fd;                        /* eventfd the hub writes 1 to */
+    /* How the hub wakes the stream: wake(sub) when set, else a write of 1 to the eventfd
+     * wake_fd. wake is called from the hub's threads with its lock held: it must be quick
+     * and must not call into the hub (the event loop posts a task, fcgi/loop.h). It is never
+     * called once hub_unsubscribe has returned. */
+    void (*wake)(struct hub_sub *sub);
+    int wake_fd;
     atomic_bool is_session_closed;      /* SESSION scope: set by the hub before it wakes */
     unsigned long woken_round;          /* the hub's: one write per read round */
     unsigned long checked_round;        /* the hub's: closed flag read in this round */

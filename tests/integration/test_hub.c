@@ -37,14 +37,18 @@ drop_checks(void)
 }
 
 /* The backend's settings for a memory test: under `make sanitize`, ASan's quarantine of
- * freed blocks (256 MB by default) would read as growth, so it is turned off. */
+ * freed blocks (256 MB by default) would read as growth, so it is turned off. The tests
+ * read their streams one after another at the test client's pace (about 5 MB/s), so a
+ * stream waits its turn longer than SSE_SLOW_CLIENT_S's 30 s would allow it. */
 static const char *const *
 memory_settings(const char *threads)
 {
-    static const char *settings[8];
+    static const char *settings[10];
     size_t n = 0;
     settings[n++] = "SSE_THREADS";
     settings[n++] = threads;
+    settings[n++] = "SSE_SLOW_CLIENT_S";
+    settings[n++] = "600";
     if (getenv("SSE_SANITIZED") != NULL) {
         settings[n++] = "ASAN_OPTIONS";
         settings[n++] = "quarantine_size_mb=0:thread_local_quarantine_size_kb=0";

@@ -145,7 +145,7 @@ static const char *const OUT_OF_RANGE[][2] = {
     {"SSE_KEEPALIVE_S", "0"}, {"SSE_KEEPALIVE_S", "3601"}, {"SSE_POLL_MS", "9"},
     {"SSE_POLL_MS", "60001"}, {"SSE_REPLAY_LIMIT", "100001"}, {"SSE_MAX_LAG", "2147483648"},
     {"SSE_RETRY_MS", "3600001"}, {"SSE_MAX_STREAM_S", "2147483648"}, {"SSE_THREADS", "0"},
-    {"SSE_THREADS", "4097"}, {"SSE_PROBE_MS", "60001"}, {"SSE_LOG_LEVEL", "verbose"},
+    {"SSE_THREADS", "100001"}, {"SSE_PROBE_MS", "60001"}, {"SSE_LOG_LEVEL", "verbose"},
     {"SSE_LOG_LEVEL", ""}, {"SSE_LOG_LEVEL", "INFO"}, {"SSE_LOG_LEVEL", "info "},
 };
 

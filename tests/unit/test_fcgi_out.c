@@ -9,14 +9,25 @@
  * against what was appended; all-or-nothing in a buffer one byte too small, for STDOUT and
  * the end; the end records byte for byte; pending output advanced a byte at a time, by odd
  * sizes, appended to while partly sent, drained to empty, and its limit.
+ * The tcase "conn" checks the writer on top of it (fcgi/conn.h) over a socketpair: owned bytes
+ * and shared frames (written without a copy, with record heads of their own) in order, a
+ * frame's padding, the end; a peer that does not read (what waits, then drains); the
+ * references a shared frame holds, given back once written or when the conn is freed; CGI's
+ * bare bytes.
  */
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "fcgi/conn.h"
 #include "fcgi/fcgi_out.h"
+#include "store/store.h"
 
 /* What decode read. */
 struct decoded {
@@ -310,6 +321,177 @@ START_TEST(test_pending_limit)
 }
 END_TEST
 
+/* ---- conn: the writer over a socket --------------------------------------------------- */
+
+/* A row whose frame is len pattern bytes, one reference. */
+static struct store_row *
+frame_row(size_t len, unsigned seed)
+{
+    struct event e = {.id = 1, .type = "t", .type_len = 1};
+    struct store_row *row = store_row_new(&e);
+    ck_assert_ptr_nonnull(row);
+    store_row_set_frame(row, (char *)pattern(len, seed), len);
+    return row;
+}
+
+/* A conn on one end of a socketpair; *peer gets the other end, non-blocking. */
+static struct conn *
+paired_conn(int *peer, bool is_fastcgi)
+{
+    int fds[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    *peer = fds[1];
+    struct conn *c = conn_open(fds[0], is_fastcgi, 7);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+/* A conn whose socket buffer is small, so that a peer that does not read fills it soon. */
+static struct conn *
+paired_conn_small(int *peer)
+{
+    struct conn *c = paired_conn(peer, true);
+    int small = 4096;
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    return c;
+}
+
+/* Frees the conn, the peer and the row, once the conn gave its references back. */
+static void
+close_pair(struct conn *c, int peer, struct store_row *row)
+{
+    conn_free(c);
+    if (peer >= 0)
+        close(peer);
+    ck_assert_int_eq(atomic_load(&row->refs), 1);
+    store_row_unref(row);
+}
+
+/* Reads what the peer has now into b. */
+static void
+read_peer(int peer, struct buf *b)
+{
+    char chunk[65536];
+    ssize_t n;
+    while ((n = read(peer, chunk, sizeof(chunk))) > 0)
+        ck_assert_int_eq(buf_append(b, chunk, (size_t)n), 0);
+    ck_assert(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+/* Flushes c while the peer reads, until nothing waits. */
+static void
+flush_and_read(struct conn *c, int peer, struct buf *b)
+{
+    int rc;
+    for (int rounds = 0; (rc = conn_flush(c, rounds)) == 1; rounds++) {
+        ck_assert_int_lt(rounds, 100000);
+        read_peer(peer, b);
+    }
+    ck_assert_int_eq(rc, 0);
+    read_peer(peer, b);
+}
+
+START_TEST(test_conn_owned_and_shared_in_order)
+{
+    int peer;
+    struct conn *c = paired_conn(&peer, true);
+    size_t big = 3 * CONN_SHARED_RECORD + 5;  /* four records, the last padded */
+    struct store_row *row = frame_row(big, 3);
+    ck_assert_int_eq(conn_append(c, "head:", 5), 0);
+    ck_assert_int_eq(conn_append_shared(c, row, row->frame, big), 0);
+    ck_assert_int_eq(conn_append(c, "\n\n", 2), 0);
+    ck_assert_int_eq(conn_append_shared(c, row, row->frame + 1, 9), 0);
+    conn_end(c);
+    ck_assert_uint_ge(conn_waiting(c), 5 + big + 2 + 9 + 24);
+    ck_assert_int_gt(atomic_load(&row->refs), 1);  /* the conn holds it while it waits */
+    struct buf got;
+    buf_init(&got, 1 << 24);
+    flush_and_read(c, peer, &got);
+    ck_assert_uint_eq(conn_waiting(c), 0);
+    ck_assert_int_eq(atomic_load(&row->refs), 1);  /* given back once written */
+    struct decoded d = decode(got.bytes, got.len, 7);
+    ck_assert(d.ended);
+    ck_assert_uint_eq(d.content_len, 5 + big + 2 + 9);
+    ck_assert_int_eq(memcmp(d.content, "head:", 5), 0);
+    ck_assert_int_eq(memcmp(d.content + 5, row->frame, big), 0);
+    ck_assert_int_eq(memcmp(d.content + 5 + big, "\n\n", 2), 0);
+    ck_assert_int_eq(memcmp(d.content + 5 + big + 2, row->frame + 1, 9), 0);
+    free(d.content);
+    buf_release(&got);
+    close_pair(c, peer, row);
+}
+END_TEST
+
+/* A peer that does not read: the socket fills, the rest waits (and holds its frame); as
+ * the peer reads, it drains, byte for byte. */
+START_TEST(test_conn_waits_for_a_peer_that_does_not_read)
+{
+    int peer;
+    struct conn *c = paired_conn_small(&peer);
+    size_t big = 4 * 1024 * 1024;
+    struct store_row *row = frame_row(big, 5);
+    ck_assert_int_eq(conn_append_shared(c, row, row->frame, big), 0);
+    ck_assert_int_eq(conn_flush(c, 10), 1);
+    size_t waiting = conn_waiting(c);
+    ck_assert_uint_gt(waiting, 0);
+    ck_assert_uint_lt(waiting, big + fcgi_out_overhead(big));
+    ck_assert_int_eq(c->last_progress_ms, 10);
+    ck_assert_int_eq(conn_flush(c, 20), 1);  /* nothing taken: no progress */
+    ck_assert_int_eq(c->last_progress_ms, 10);
+    ck_assert_uint_eq(conn_waiting(c), waiting);
+    struct buf got;
+    buf_init(&got, 1 << 24);
+    flush_and_read(c, peer, &got);
+    struct decoded d = decode(got.bytes, got.len, 7);
+    ck_assert_uint_eq(d.content_len, big);
+    ck_assert_int_eq(memcmp(d.content, row->frame, big), 0);
+    free(d.content);
+    buf_release(&got);
+    close_pair(c, peer, row);
+}
+END_TEST
+
+/* A conn freed with a frame still waiting gives its reference back; a write to a peer that
+ * closed breaks it. */
+START_TEST(test_conn_free_and_broken_peer)
+{
+    int peer;
+    struct conn *c = paired_conn_small(&peer);
+    struct store_row *row = frame_row(1 << 20, 9);
+    ck_assert_int_eq(conn_append_shared(c, row, row->frame, 1 << 20), 0);
+    ck_assert_int_eq(conn_flush(c, 0), 1);
+    close(peer);
+    ck_assert_int_eq(conn_flush(c, 1), -1);
+    ck_assert(c->is_broken);
+    ck_assert_int_eq(conn_append(c, "x", 1), 0);  /* an append still queues, */
+    ck_assert_int_eq(conn_flush(c, 2), -1);       /* but nothing is written again */
+    close_pair(c, -1, row);
+}
+END_TEST
+
+/* Plain CGI: bare bytes, shared frames too, and no records. */
+START_TEST(test_conn_cgi_bare_bytes)
+{
+    int peer;
+    struct conn *c = paired_conn(&peer, false);
+    struct store_row *row = frame_row(100000, 1);
+    static const char HEAD[] = "Status: 200\r\n\r\n";
+    ck_assert_int_eq(conn_append(c, HEAD, strlen(HEAD)), 0);
+    ck_assert_int_eq(conn_append_shared(c, row, row->frame, 100000), 0);
+    conn_end(c);
+    struct buf got;
+    buf_init(&got, 1 << 24);
+    flush_and_read(c, peer, &got);
+    ck_assert_uint_eq(got.len, strlen(HEAD) + 100000);
+    ck_assert_int_eq(memcmp(got.bytes, HEAD, strlen(HEAD)), 0);
+    ck_assert_int_eq(memcmp(got.bytes + strlen(HEAD), row->frame, 100000), 0);
+    buf_release(&got);
+    close_pair(c, peer, row);
+}
+END_TEST
+
 Suite *suite_fcgi_out(void);
 
 Suite *
@@ -327,5 +509,12 @@ suite_fcgi_out(void)
     tcase_add_test(tc, test_pending_appends_while_partly_sent);
     tcase_add_test(tc, test_pending_limit);
     suite_add_tcase(s, tc);
+    TCase *conn = tcase_create("conn");
+    tcase_set_timeout(conn, 10);
+    tcase_add_test(conn, test_conn_owned_and_shared_in_order);
+    tcase_add_test(conn, test_conn_waits_for_a_peer_that_does_not_read);
+    tcase_add_test(conn, test_conn_free_and_broken_peer);
+    tcase_add_test(conn, test_conn_cgi_bare_bytes);
+    suite_add_tcase(s, conn);
     return s;
 }

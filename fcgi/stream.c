@@ -1010,8 +1010,8 @@ write_out(struct request *r)
         return -1;
     if (r->is_watched)
         loop_io_modify(r->shared->loop, &r->conn->io, watched_events(r, rc == 1));
-    if (rc == 1)
-        arm_timer(r);  /* the slow-client limit */
+    arm_timer(r);  /* output that began to wait: the slow-client limit; output that drained
+                    * after waiting: its keepalive, due before that limit */
     return 0;
 }
 

@@ -168,27 +168,6 @@ START_TEST(test_closed_session_with_events_left_streams_them)
 }
 END_TEST
 
-/* Reads until the stream ends (within timeout_ms), appending event ids to ids. */
-static size_t
-collect_until_end(struct sse_client *c, long long *ids, size_t n, size_t cap, int timeout_ms)
-{
-    int64_t deadline = testenv_now_ms() + timeout_ms;
-    struct sse_frame f;
-    enum sse_client_result rc;
-    while ((rc = sse_client_next(c, &f, (int)(deadline - testenv_now_ms())))
-           == SSE_CLIENT_BLOCK) {
-        if (f.data != NULL) {
-            frames_expect_wellformed(&f);
-            DIAG_CHECK(n < cap, "too many events");
-            ids[n++] = sse_frame_id(&f);
-        }
-        sse_frame_release(&f);
-    }
-    DIAG_CHECK(rc == SSE_CLIENT_END, "%s: the stream did not end within %d ms", c->request,
-               timeout_ms);
-    return n;
-}
-
 START_TEST(test_max_stream_time_then_resume_loses_nothing)
 {
     const char *const settings[] = {"SSE_MAX_STREAM_S", "2", NULL};
@@ -200,7 +179,7 @@ START_TEST(test_max_stream_time_then_resume_loses_nothing)
     long long ids[32];
     size_t n = frames_read_until(&c, 3, ids, 32, 5000);
     publish_events(&test_env, "s1", "llm_text_delta", NULL, 3);  /* 4..6: before or after the end */
-    n = collect_until_end(&c, ids, n, 32, 5000);
+    n = frames_read_to_end(&c, ids, n, 32, 5000);
     int64_t lived_ms = testenv_now_ms() - start_ms;
     DIAG_CHECK(lived_ms >= 1500 && lived_ms <= 3500, "the stream lived %lld ms with "
                "SSE_MAX_STREAM_S=2", (long long)lived_ms);

@@ -287,6 +287,17 @@ testenv_count_fds(pid_t pid, const char *suffix, int *first)
     return count;
 }
 
+long
+testenv_proc_status_kib(pid_t pid, const char *field)
+{
+    char path[64], text[4096];
+    snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+    if (testenv_read_file(path, text, sizeof(text)) <= 0)
+        return -1;
+    const char *line = strstr(text, field);
+    return line ? strtol(line + strlen(field), NULL, 10) : -1;
+}
+
 void
 testenv_move_database(const struct testenv *env, const char *from_suffix,
                       const char *to_suffix)

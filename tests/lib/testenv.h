@@ -81,6 +81,10 @@ int testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t c
  * into *first (may be NULL); 0 when pid is gone. */
 int testenv_count_fds(pid_t pid, const char *suffix, int *first);
 
+/* A field of /proc/<pid>/status in KiB ("VmRSS:", "VmHWM:", "RssAnon:"); -1 when pid is
+ * gone or the field is missing. */
+long testenv_proc_status_kib(pid_t pid, const char *field);
+
 /* Renames the database and its -wal and -shm from one suffix to another ("" is the
  * database's own name), as `mv` would; a missing -wal or -shm is fine. */
 void testenv_move_database(const struct testenv *env, const char *from_suffix,

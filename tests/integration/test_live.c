@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tests/lib/diag.h"
@@ -76,22 +75,6 @@ static const char INSERT_STAMPED_SQL[] =
     "INSERT INTO events(session_id, type, data) VALUES ('s1', 'llm_text_delta', "
     "json_object('t', (julianday('now') - 2440587.5) * 86400000.0));\n";
 
-/* Wall-clock milliseconds, the clock SQLite's julianday('now') reads. */
-static double
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static int
-compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Issue 3: a front end that buffers (mod_fcgid's 64 KiB default, DEPLOY-NOTES §1) delivers
  * at the end or never; each event must arrive before the next one is inserted. The INSERT
  * stamps the commit time; the delay to the client is printed per front end. */
@@ -110,7 +93,7 @@ START_TEST(test_events_arrive_one_by_one)
             sse_frame_release(&f);
             sse_client_expect_block(&c, &f, (int)(deadline - testenv_now_ms()));
         }
-        double arrived_ms = wall_ms();
+        double arrived_ms = testenv_wall_ms();
         struct publish_result r;
         int status = publish_wait(&test_env, producer, 5000, &r);
         DIAG_CHECK(status == 0, "sqlite3 exited %d: %s", status, r.err);
@@ -124,7 +107,7 @@ START_TEST(test_events_arrive_one_by_one)
         cJSON_Delete(event);
         sse_frame_release(&f);
     }
-    qsort(delays, ONE_BY_ONE_ROUNDS, sizeof(delays[0]), compare_doubles);
+    qsort(delays, ONE_BY_ONE_ROUNDS, sizeof(delays[0]), testenv_compare_doubles);
     fprintf(stderr, "INSERT -> client, %d events one by one: p50 %.1f ms, max %.1f ms\n",
             ONE_BY_ONE_ROUNDS, delays[ONE_BY_ONE_ROUNDS / 2], delays[ONE_BY_ONE_ROUNDS - 1]);
     sse_client_close(&c);

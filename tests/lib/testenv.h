@@ -37,6 +37,13 @@ const char *testenv_require(const char *name);
 /* Monotonic clock in milliseconds. */
 int64_t testenv_now_ms(void);
 
+/* Wall-clock milliseconds (CLOCK_REALTIME), the clock SQLite's julianday('now') reads: a row
+ * stamped with it at its INSERT tells how long it took to reach a client. */
+double testenv_wall_ms(void);
+
+/* qsort comparator of doubles, ascending (percentiles of delays). */
+int testenv_compare_doubles(const void *a, const void *b);
+
 /* One step of a polling loop (5 ms). Only for loops that re-check a condition against a
  * deadline, never to wait for something to happen. */
 void testenv_poll_step(void);

@@ -651,6 +651,183 @@ START_TEST(test_thousand_streams_hundred_never_read)
 }
 END_TEST
 
+/* ---- one client pauses, one is ended, both lose nothing --------------------------- */
+
+enum {
+    PAUSE_KEEPALIVE_S = 2,          /* 2 x 2 s of stall end a stream */
+    STALL_MS = 2000,                /* the paused client's path stays full this long: a
+                                     * whole keepalive, 2 s short of the end */
+    READ_MS = 10000,                /* reading what was published, every read within it */
+};
+
+/* Opens session s1's stream with a small receive buffer, reads its opening and waits for
+ * the responder to log it connected. Returns the client's local port. */
+static int
+open_small_window_stream(struct sse_client *c)
+{
+    sse_client_send_rcvbuf(c, test_srv.port, "/api/sessions/s1/events", NULL, SMALL_RCVBUF);
+    frames_wait_stream(c, 5000);
+    logwait_expect_line(test_srv.sse_log, "sse connected session=s1", NULL, 2000);
+    return local_port(c->fd);
+}
+
+/* What fill_and_watch saw, in ms after the fill began. */
+struct fill_watch {
+    int rows;
+    int64_t committed_ms;           /* the fill's last commit */
+    int64_t full_ms;                /* the path's last growth */
+    int64_t line_ms;                /* the log line waited for; -1 when none came */
+    int64_t stall_ms;               /* from full_ms to the return */
+    long long largest;              /* bytes the path held (TCP queues) */
+};
+
+/* Publishes fill_rows() rows into s1 while the client on local port `port` reads nothing,
+ * watching its path, and returns once the fill is committed and either a line of the log
+ * holds needle and also (needle NULL: never) or the path has not grown for quiet_ms. */
+static struct fill_watch
+fill_and_watch(int port, const char *needle, const char *also, int quiet_ms)
+{
+    struct fill_watch fw = {.rows = fill_rows(), .committed_ms = -1, .line_ms = -1};
+    struct path_watch w;
+    path_watch_start(&w, test_srv.port, &port, 1);
+    int64_t start_ms = testenv_now_ms();
+    pid_t fill = start_fill("s1", fw.rows);
+    for (int64_t now = start_ms;; now = testenv_now_ms()) {
+        path_watch_sample(&w, now);
+        if (fill > 0 && publish_is_done(fill)) {
+            expect_published(fill, "the fill of s1");
+            fill = -1;
+            fw.committed_ms = now - start_ms;
+        }
+        DIAG_CHECK(fill < 0 || now - start_ms < 30000, "the fill took over 30 s");
+        if (fill < 0 && needle != NULL && logwait_count_lines(test_srv.sse_log, needle, also))
+            fw.line_ms = now - start_ms;
+        if (fill < 0 && (fw.line_ms >= 0 || now - w.last_growth_ms >= quiet_ms)) {
+            fw.full_ms = w.last_growth_ms - start_ms;
+            fw.stall_ms = now - w.last_growth_ms;
+            break;
+        }
+        testenv_poll_step();
+    }
+    fw.largest = w.largest;
+    path_watch_stop(&w);
+    return fw;
+}
+
+/* Fails unless ids[0..n) are first, first + 1, ... (every id once, in order). */
+static void
+expect_consecutive(const long long *ids, size_t n, long long first, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] != first + (long long)i)
+            frames_print_ids(what, ids, n);
+        DIAG_CHECK(ids[i] == first + (long long)i, "%s: event %zu has id %lld, expected %lld "
+                   "(ids above)", what, i + 1, ids[i], first + (long long)i);
+    }
+}
+
+/* A client that stops reading for less than 2 x SSE_KEEPALIVE_S while FILL_FACTOR times
+ * what its path holds is published (its path stays full for STALL_MS), then reads on:
+ * every id once, in order, nothing shed, and its stream still runs (the next block is a
+ * keepalive). */
+START_TEST(test_paused_reader_loses_nothing)
+{
+    char keepalive[16];
+    snprintf(keepalive, sizeof(keepalive), "%d", PAUSE_KEEPALIVE_S);
+    const char *const settings[] = {"SSE_KEEPALIVE_S", keepalive, "SSE_MAX_LAG", "0", NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
+    struct sse_client c;
+    int port = open_small_window_stream(&c);
+    int64_t paused_ms = testenv_now_ms();  /* from here the client reads nothing */
+    struct fill_watch fw = fill_and_watch(port, NULL, NULL, STALL_MS);
+    int rows = fw.rows;
+    fprintf(stderr, "paused reader: %d rows (%lld KiB) committed after %lld ms, the path full "
+            "after %lld ms with %lld KiB (TCP queues) and left so %lld ms; the client read "
+            "nothing for %lld ms\n", rows, (long long)rows * ROW_DATA_BYTES / KIB,
+            (long long)fw.committed_ms, (long long)fw.full_ms, fw.largest / KIB,
+            (long long)fw.stall_ms, (long long)(testenv_now_ms() - paused_ms));
+    DIAG_CHECK(fw.stall_ms < 2000 * PAUSE_KEEPALIVE_S - 1000, "the path was full for %lld ms "
+               "(the fill committed after %lld ms), too near 2 x SSE_KEEPALIVE_S: this machine "
+               "is too slow for the test", (long long)fw.stall_ms, (long long)fw.committed_ms);
+    DIAG_CHECK((long long)rows * ROW_DATA_BYTES >= 2 * fw.largest, "the path held %lld of "
+               "the %lld bytes published: the responder held nothing back, the test proves "
+               "nothing", fw.largest, (long long)rows * ROW_DATA_BYTES);
+    int ended = logwait_count_lines(test_srv.sse_log, "sse disconnected session=s1", NULL);
+    DIAG_CHECK(ended == 0, "the stream ended while its path was full for %lld ms, under "
+               "2 x SSE_KEEPALIVE_S = %d ms (its line in SSE_LOG above)",
+               (long long)fw.stall_ms, 2000 * PAUSE_KEEPALIVE_S);
+    long long *ids = calloc((size_t)rows + 64, sizeof(*ids));
+    DIAG_CHECK(ids != NULL, "out of memory");
+    size_t n = frames_read_until(&c, rows, ids, (size_t)rows + 64, READ_MS);
+    expect_consecutive(ids, n, 1, "the paused reader");
+    free(ids);
+    DIAG_CHECK(n == (size_t)rows, "the paused reader got %zu of %d events", n, rows);
+    struct sse_frame f;  /* still streaming: the next block is a keepalive */
+    sse_client_expect_block(&c, &f, 2000 * PAUSE_KEEPALIVE_S);
+    bool is_keepalive = f.data == NULL && f.comment_lines > 0;
+    sse_frame_release(&f);
+    DIAG_CHECK(is_keepalive, "after the last event: a block that is not a keepalive");
+    sse_client_close(&c);
+    char line[128];
+    snprintf(line, sizeof(line), "sse disconnected session=s1 events_sent=%d shed=0 ", rows);
+    logwait_expect_line(test_srv.sse_log, line, "reason=client_disconnected", 3000);
+}
+END_TEST
+
+/* A client that never reads on is ended with slow_client once its path has been full for
+ * 2 x SSE_KEEPALIVE_S; it then takes what its path still held and reconnects with
+ * Last-Event-ID the last id it got: it gets exactly the rest, so that both connections
+ * together have every id once. */
+START_TEST(test_slow_client_resumes_exactly)
+{
+    const int keepalive_s = 1, slow_wait_ms = 2000 * keepalive_s + SLOW_SLACK_MS;
+    const char *const settings[] = {"SSE_KEEPALIVE_S", "1", "SSE_MAX_LAG", "0", NULL};
+    server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
+    struct sse_client c;
+    int port = open_small_window_stream(&c);
+    struct fill_watch fw = fill_and_watch(port, "sse disconnected session=s1",
+                                          "reason=slow_client", slow_wait_ms);
+    int rows = fw.rows;
+    DIAG_CHECK(fw.line_ms >= 0, "a client that stopped reading with %d rows (%lld KiB) "
+               "published was not ended with reason=slow_client within %d ms of its path's "
+               "filling up. Issue 13: a stream whose waiting output the socket has not taken "
+               "one byte of for 2 x SSE_KEEPALIVE_S (%d s) ends, logged 'sse disconnected "
+               "session=s1 events_sent=N shed=N reason=slow_client'", rows,
+               (long long)rows * ROW_DATA_BYTES / KIB, slow_wait_ms, 2 * keepalive_s);
+    DIAG_CHECK(fw.line_ms - fw.full_ms >= 2000 * keepalive_s - 2 * WATCH_EVERY_MS, "the "
+               "stream ended %lld ms after its path filled up: before 2 x SSE_KEEPALIVE_S of "
+               "stall", (long long)(fw.line_ms - fw.full_ms));
+    DIAG_CHECK(logwait_count_lines(test_srv.sse_log, "sse disconnected session=s1 ",
+                                   " shed=0 reason=slow_client") == 1,
+               "the slow_client line does not say shed=0 (SSE_MAX_LAG is 0)");
+    long long *ids = calloc((size_t)rows + 64, sizeof(*ids));
+    DIAG_CHECK(ids != NULL, "out of memory");
+    size_t n = frames_read_to_end(&c, ids, 0, (size_t)rows + 64, READ_MS);
+    sse_client_close(&c);
+    expect_consecutive(ids, n, 1, "the slow client, before its stream ended");
+    free(ids);
+    DIAG_CHECK(n < (size_t)rows, "the slow client got all %d events: nothing was left for "
+               "the resume, the test proves nothing", rows);
+    long long last = (long long)n;  /* ids 1..n arrived */
+    char header[64];
+    snprintf(header, sizeof(header), "Last-Event-ID: %lld", last);
+    frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events",
+                       (const char *const[]){header, NULL});
+    size_t rest = (size_t)rows - n;
+    long long *expected = calloc(rest, sizeof(*expected));
+    DIAG_CHECK(expected != NULL, "out of memory");
+    for (size_t i = 0; i < rest; i++)
+        expected[i] = last + 1 + (long long)i;
+    frames_expect_ids(&c, expected, rest, READ_MS);
+    free(expected);
+    fprintf(stderr, "slow client: the path full %lld ms after the fill began, the stream ended"
+            " %lld ms after that; the client had ids 1-%lld, its resume from %lld got %lld-%d,"
+            " each once\n", (long long)fw.full_ms, (long long)(fw.line_ms - fw.full_ms), last,
+            last, last + 1, rows);
+    sse_client_close(&c);
+}
+END_TEST
+
 Suite *suite_backpressure(void);
 
 Suite *
@@ -660,6 +837,8 @@ suite_backpressure(void)
     TCase *tc = server_tcase_create("backpressure");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_thousand_streams_hundred_never_read);
+    tcase_add_test(tc, test_paused_reader_loses_nothing);
+    tcase_add_test(tc, test_slow_client_resumes_exactly);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -65,18 +65,6 @@ memory_slack(void)
     return getenv("SSE_SANITIZED") != NULL ? 2 : 1;
 }
 
-/* A /proc/<pid>/status field in KiB ("VmRSS:", "VmHWM:"); -1 when unreadable. */
-static long
-status_kib(pid_t pid, const char *field)
-{
-    char path[64], text[4096];
-    snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-    if (testenv_read_file(path, text, sizeof(text)) <= 0)
-        return -1;
-    const char *line = strstr(text, field);
-    return line ? strtol(line + strlen(field), NULL, 10) : -1;
-}
-
 /* The `data` of the next event, which must have id `id`; its length goes to *len. */
 static void
 expect_event_data_len(struct sse_client *c, long long id, size_t *len)
@@ -221,7 +209,7 @@ START_TEST(test_memory_counts_every_column)
                     MEBIBYTE / 2);
     publish_events(&test_env, "s2", "llm_text_delta", NULL, 1);  /* 601: read after them */
     frames_expect_ids(&c, (const long long[]){601}, 1, 20000);
-    long rss_kib = status_kib(backend, "VmRSS:");
+    long rss_kib = testenv_proc_status_kib(backend, "VmRSS:");
     fprintf(stderr, "hub memory: 600 MiB of timestamps read, backend VmRSS %ld KiB\n", rss_kib);
     DIAG_CHECK(rss_kib > 0 && rss_kib < 96 * 1024 * memory_slack(), "backend VmRSS %ld KiB "
                "after 600 rows of 1 MiB timestamps (bound: ring 16 MiB + one read 4 MiB + one "
@@ -261,7 +249,7 @@ START_TEST(test_big_row_framed_once)
     struct sse_client c[FANOUT_STREAMS];
     for (int i = 0; i < FANOUT_STREAMS; i++)
         frames_open_stream(&c[i], test_srv.port, "/api/sessions/s1/events", NULL);
-    long before_kib = status_kib(backend, "VmHWM:");
+    long before_kib = testenv_proc_status_kib(backend, "VmHWM:");
     publish_big_rows(1, FANOUT_ROW_MIB * MEBIBYTE);
     size_t len = 0;
     for (int i = 0; i < FANOUT_STREAMS; i++) {
@@ -270,7 +258,7 @@ START_TEST(test_big_row_framed_once)
                    len);
         sse_client_close(&c[i]);
     }
-    long peak_kib = status_kib(backend, "VmHWM:");
+    long peak_kib = testenv_proc_status_kib(backend, "VmHWM:");
     fprintf(stderr, "hub memory: a %d MiB row to %d streams, backend peak %ld KiB (before "
             "it: %ld KiB)\n", FANOUT_ROW_MIB, FANOUT_STREAMS, peak_kib, before_kib);
     DIAG_CHECK(peak_kib > 0

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tests/lib/diag.h"
@@ -76,22 +75,6 @@ static const char INSERT_STAMPED_SQL[] =
     "INSERT INTO events(session_id, type, data) VALUES ('s1', 'llm_text_delta', "
     "json_object('t', (julianday('now') - 2440587.5) * 86400000.0));\n";
 
-/* Wall-clock milliseconds, the clock SQLite's julianday('now') reads. */
-static double
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static int
-compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Issue 3: a front end that buffers (mod_fcgid's 64 KiB default, DEPLOY-NOTES §1) delivers
  * at the end or never; each event must arrive before the next one is inserted. The INSERT
  * stamps the commit time; the delay to the client is printed per front end. */
@@ -110,7 +93,7 @@ START_TEST(test_events_arrive_one_by_one)
             sse_frame_release(&f);
             sse_client_expect_block(&c, &f, (int)(deadline - testenv_now_ms()));
         }
-        double arrived_ms = wall_ms();
+        double arrived_ms = testenv_wall_ms();
         struct publish_result r;
         int status = publish_wait(&test_env, producer, 5000, &r);
         DIAG_CHECK(status == 0, "sqlite3 exited %d: %s", status, r.err);
@@ -124,7 +107,7 @@ START_TEST(test_events_arrive_one_by_one)
         cJSON_Delete(event);
         sse_frame_release(&f);
     }
-    qsort(delays, ONE_BY_ONE_ROUNDS, sizeof(delays[0]), compare_doubles);
+    qsort(delays, ONE_BY_ONE_ROUNDS, sizeof(delays[0]), testenv_compare_doubles);
     fprintf(stderr, "INSERT -> client, %d events one by one: p50 %.1f ms, max %.1f ms\n",
             ONE_BY_ONE_ROUNDS, delays[ONE_BY_ONE_ROUNDS / 2], delays[ONE_BY_ONE_ROUNDS - 1]);
     sse_client_close(&c);
@@ -168,27 +151,6 @@ START_TEST(test_closed_session_with_events_left_streams_them)
 }
 END_TEST
 
-/* Reads until the stream ends (within timeout_ms), appending event ids to ids. */
-static size_t
-collect_until_end(struct sse_client *c, long long *ids, size_t n, size_t cap, int timeout_ms)
-{
-    int64_t deadline = testenv_now_ms() + timeout_ms;
-    struct sse_frame f;
-    enum sse_client_result rc;
-    while ((rc = sse_client_next(c, &f, (int)(deadline - testenv_now_ms())))
-           == SSE_CLIENT_BLOCK) {
-        if (f.data != NULL) {
-            frames_expect_wellformed(&f);
-            DIAG_CHECK(n < cap, "too many events");
-            ids[n++] = sse_frame_id(&f);
-        }
-        sse_frame_release(&f);
-    }
-    DIAG_CHECK(rc == SSE_CLIENT_END, "%s: the stream did not end within %d ms", c->request,
-               timeout_ms);
-    return n;
-}
-
 START_TEST(test_max_stream_time_then_resume_loses_nothing)
 {
     const char *const settings[] = {"SSE_MAX_STREAM_S", "2", NULL};
@@ -200,7 +162,7 @@ START_TEST(test_max_stream_time_then_resume_loses_nothing)
     long long ids[32];
     size_t n = frames_read_until(&c, 3, ids, 32, 5000);
     publish_events(&test_env, "s1", "llm_text_delta", NULL, 3);  /* 4..6: before or after the end */
-    n = collect_until_end(&c, ids, n, 32, 5000);
+    n = frames_read_to_end(&c, ids, n, 32, 5000);
     int64_t lived_ms = testenv_now_ms() - start_ms;
     DIAG_CHECK(lived_ms >= 1500 && lived_ms <= 3500, "the stream lived %lld ms with "
                "SSE_MAX_STREAM_S=2", (long long)lived_ms);

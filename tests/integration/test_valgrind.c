@@ -28,16 +28,6 @@ enum { ROUNDS = 6, FIRST_ROUND = 8500, PER_ROUND = 500 };
 /* --freelist-vol=0: memcheck would otherwise keep 20 MB of freed blocks, which reads as
  * growth. -q: the report holds only errors, so an empty one is a clean one. */
 
-static long
-anon_kib(pid_t pid)
-{
-    char path[64], text[4096];
-    snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-    testenv_read_file(path, text, sizeof(text));
-    const char *line = strstr(text, "RssAnon:");
-    return line ? strtol(line + 8, NULL, 10) : -1;
-}
-
 START_TEST(test_long_stream_under_valgrind)
 {
     char wrapper[TESTENV_PATH_MAX], report[TESTENV_PATH_MAX], script[3 * TESTENV_PATH_MAX];
@@ -68,9 +58,9 @@ START_TEST(test_long_stream_under_valgrind)
         frames_open_stream(&c, test_srv.port, "/api/sessions/s1/events",
                            (const char *const[]){header, NULL});
         if (round == 0)
-            anon_first = anon_kib(backend);
+            anon_first = testenv_proc_status_kib(backend, "RssAnon:");
     }
-    long anon_last = anon_kib(backend);
+    long anon_last = testenv_proc_status_kib(backend, "RssAnon:");
     sse_client_close(&c);
     fprintf(stderr, "under valgrind: %lld events, backend RssAnon %ld KiB after the first round, "
             "%ld KiB after the last\n", last_id, anon_first, anon_last);

@@ -133,17 +133,54 @@ frames_expect_gap(struct sse_client *c, long long requested, long long resumed_f
                "\"resumed_from\":%lld}", c->request, requested, resumed_from);
 }
 
-void
-frames_open_stream(struct sse_client *c, int port, const char *path,
-                   const char *const *headers)
+/* The status and the opening block of a stream whose head arrived. */
+static void
+expect_opening(struct sse_client *c)
 {
-    sse_client_open(c, port, "GET", path, headers);
     DIAG_CHECK(c->status == 200, "%s: status %d, expected 200", c->request, c->status);
     struct sse_frame f;
     sse_client_expect_block(c, &f, 5000);
     bool has_retry = f.has_retry && f.data == NULL;
     sse_frame_release(&f);
     DIAG_CHECK(has_retry, "%s: the first block has no retry: line", c->request);
+}
+
+void
+frames_open_stream(struct sse_client *c, int port, const char *path,
+                   const char *const *headers)
+{
+    sse_client_open(c, port, "GET", path, headers);
+    expect_opening(c);
+}
+
+void
+frames_wait_stream(struct sse_client *c, int timeout_ms)
+{
+    sse_client_wait_head(c, timeout_ms);
+    expect_opening(c);
+}
+
+size_t
+frames_read_to_end(struct sse_client *c, long long *ids, size_t n, size_t cap,
+                   int timeout_ms)
+{
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    struct sse_frame f;
+    enum sse_client_result rc;
+    while ((rc = sse_client_next(c, &f, (int)(deadline - testenv_now_ms())))
+           == SSE_CLIENT_BLOCK) {
+        if (f.data != NULL) {
+            frames_expect_wellformed(&f);
+            if (n == cap)
+                frames_print_ids("ids so far", ids, n);
+            DIAG_CHECK(n < cap, "%s: more than %zu events before the end", c->request, cap);
+            ids[n++] = sse_frame_id(&f);
+        }
+        sse_frame_release(&f);
+    }
+    DIAG_CHECK(rc == SSE_CLIENT_END, "%s: the stream did not end within %d ms", c->request,
+               timeout_ms);
+    return n;
 }
 
 static const char REFUSAL_PREFIX[] = "sse-fcgi unavailable: ";

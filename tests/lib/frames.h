@@ -42,6 +42,18 @@ void frames_expect_gap(struct sse_client *c, long long requested, long long resu
 void frames_open_stream(struct sse_client *c, int port, const char *path,
                         const char *const *headers);
 
+/* The second half of frames_open_stream, for a request sent with sse_client_send (or
+ * sse_client_send_rcvbuf): waits up to timeout_ms for the head, fails unless the status is
+ * 200, and reads the opening block, which must carry "retry:". */
+void frames_wait_stream(struct sse_client *c, int timeout_ms);
+
+/* Reads events until the body ends (within timeout_ms in all), appending their ids to
+ * ids from ids[n] on (at most cap in all; more fail the test). Every frame must be
+ * well-formed; comment blocks may come between them. Fails unless the body ends. Returns
+ * the new count. */
+size_t frames_read_to_end(struct sse_client *c, long long *ids, size_t n, size_t cap,
+                          int timeout_ms);
+
 /* Reads the first block of a 200 response (5 s deadline) and tells whether it is a soft
  * refusal (SPEC §4.12: "retry:", a comment "sse-fcgi unavailable: ..."), copying the
  * comment (without that prefix) into reason and the retry into *retry_ms when it is. */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/lib/diag.h"
@@ -73,6 +74,14 @@ publish_start(const struct testenv *env, const char *sql)
     testenv_write_file(sql_path, sql, strlen(sql));
     const char *const argv[] = {"sqlite3", "-bail", env->db_path, NULL};
     return spawn_producer(env, argv, sql_path);
+}
+
+bool
+publish_is_done(pid_t pid)
+{
+    siginfo_t info = {0};
+    return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0
+           && info.si_pid == pid;
 }
 
 int

@@ -9,6 +9,7 @@
 #ifndef SSE_TEST_PUBLISH_H
 #define SSE_TEST_PUBLISH_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct testenv;
@@ -56,6 +57,10 @@ pid_t publish_start(const struct testenv *env, const char *sql);
  * its stderr). What hold_sql took stays held until the caller ends the PID with
  * publish_wait(env, pid, 0, NULL), which SIGKILLs it. */
 pid_t publish_start_holding(const struct testenv *env, const char *hold_sql);
+
+/* True once the publish_start PID has exited; it is not reaped (publish_wait collects its
+ * status and output). For a test that keeps reading streams while producers run. */
+bool publish_is_done(pid_t pid);
 
 /* Waits for a publish_start PID up to timeout_ms, then SIGKILLs and reaps it. Returns the
  * exit status (-1 killed or timed out); fills r when not NULL. */

@@ -244,10 +244,11 @@ send_request(struct sse_client *c, int port, const char *method, const char *pat
         send_all(c, body, strlen(body));
 }
 
-/* Connects and sends the request (with body when not NULL); the head is read later. */
+/* Connects and sends the request (with body when not NULL); the head is read later.
+ * rcvbuf > 0 sets SO_RCVBUF first. */
 static void
 connect_and_send(struct sse_client *c, int port, const char *method, const char *path,
-                 const char *const *headers, const char *body)
+                 const char *const *headers, const char *body, int rcvbuf)
 {
     memset(c, 0, sizeof(*c));
     snprintf(c->request, sizeof(c->request), "%s %.200s", method, path);
@@ -257,6 +258,9 @@ connect_and_send(struct sse_client *c, int port, const char *method, const char 
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     DIAG_CHECK(c->fd >= 0, "socket: %s", strerror(errno));
     diag_register(c, dump_hook, NULL);
+    if (rcvbuf > 0)
+        DIAG_CHECK(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0,
+                   "%s: SO_RCVBUF: %s", c->request, strerror(errno));
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     DIAG_CHECK(connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0,
@@ -268,7 +272,14 @@ void
 sse_client_send(struct sse_client *c, int port, const char *method, const char *path,
                 const char *const *headers)
 {
-    connect_and_send(c, port, method, path, headers, NULL);
+    connect_and_send(c, port, method, path, headers, NULL, 0);
+}
+
+void
+sse_client_send_rcvbuf(struct sse_client *c, int port, const char *path,
+                       const char *const *headers, int rcvbuf)
+{
+    connect_and_send(c, port, "GET", path, headers, NULL, rcvbuf);
 }
 
 bool
@@ -292,7 +303,7 @@ void
 sse_client_request(struct sse_client *c, int port, const char *method, const char *path,
                    const char *const *headers, const char *body, int head_timeout_ms)
 {
-    connect_and_send(c, port, method, path, headers, body);
+    connect_and_send(c, port, method, path, headers, body, 0);
     sse_client_wait_head(c, head_timeout_ms);
 }
 

@@ -69,6 +69,11 @@ void sse_client_request(struct sse_client *c, int port, const char *method, cons
  * fails the test when none comes. */
 void sse_client_send(struct sse_client *c, int port, const char *method, const char *path,
                      const char *const *headers);
+/* sse_client_send of a GET with SO_RCVBUF set to rcvbuf bytes before the connect (the
+ * kernel doubles it), so that a client that stops reading stalls the server's writes soon
+ * (loopback would buffer megabytes) and is a full client again once it reads on. */
+void sse_client_send_rcvbuf(struct sse_client *c, int port, const char *path,
+                            const char *const *headers, int rcvbuf);
 void sse_client_wait_head(struct sse_client *c, int timeout_ms);
 
 /* Takes what the socket of c holds now, without waiting. Returns true when any bytes or the

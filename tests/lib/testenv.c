@@ -45,6 +45,21 @@ testenv_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+double
+testenv_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+int
+testenv_compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 void
 testenv_poll_step(void)
 {
@@ -285,6 +300,17 @@ testenv_count_fds(pid_t pid, const char *suffix, int *first)
     if (first != NULL)
         *first = lowest;
     return count;
+}
+
+long
+testenv_proc_status_kib(pid_t pid, const char *field)
+{
+    char path[64], text[4096];
+    snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+    if (testenv_read_file(path, text, sizeof(text)) <= 0)
+        return -1;
+    const char *line = strstr(text, field);
+    return line ? strtol(line + strlen(field), NULL, 10) : -1;
 }
 
 void

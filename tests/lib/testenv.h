@@ -37,6 +37,13 @@ const char *testenv_require(const char *name);
 /* Monotonic clock in milliseconds. */
 int64_t testenv_now_ms(void);
 
+/* Wall-clock milliseconds (CLOCK_REALTIME), the clock SQLite's julianday('now') reads: a row
+ * stamped with it at its INSERT tells how long it took to reach a client. */
+double testenv_wall_ms(void);
+
+/* qsort comparator of doubles, ascending (percentiles of delays). */
+int testenv_compare_doubles(const void *a, const void *b);
+
 /* One step of a polling loop (5 ms). Only for loops that re-check a condition against a
  * deadline, never to wait for something to happen. */
 void testenv_poll_step(void);
@@ -80,6 +87,10 @@ int testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t c
  * "": every descriptor). Returns how many, and the number of the first one (-1 when none)
  * into *first (may be NULL); 0 when pid is gone. */
 int testenv_count_fds(pid_t pid, const char *suffix, int *first);
+
+/* A field of /proc/<pid>/status in KiB ("VmRSS:", "VmHWM:", "RssAnon:"); -1 when pid is
+ * gone or the field is missing. */
+long testenv_proc_status_kib(pid_t pid, const char *field);
 
 /* Renames the database and its -wal and -shm from one suffix to another ("" is the
  * database's own name), as `mv` would; a missing -wal or -shm is fine. */

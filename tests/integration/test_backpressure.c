@@ -8,8 +8,10 @@
  *     lost, nothing repeated, nothing shed unless SSE_MAX_LAG is set (and critical events
  *     never);
  *   - a stream whose waiting output the socket has not taken one byte of for
- *     2 x SSE_KEEPALIVE_S ends, logged `sse disconnected session=<id> events_sent=N
- *     shed=N reason=slow_client` (SPEC §6, the format of every disconnected line);
+ *     SSE_SLOW_CLIENT_S ends, logged `sse disconnected session=<id> events_sent=N
+ *     shed=N reason=slow_client` (SPEC §6, the format of every disconnected line); the
+ *     contract said 2 x SSE_KEEPALIVE_S, the loop made it a setting of its own (default
+ *     30 s), and every test here sets it to 2 x SSE_KEEPALIVE_S;
  *   - a slow client never blocks the loop or any other stream.
  * The responder before it (a thread per stream, blocking writes) already isolates streams
  * and loses nothing, but never ends a slow client: there the slow_client checks fail and
@@ -613,7 +615,8 @@ START_TEST(test_thousand_streams_hundred_never_read)
     raise_fd_limit(STREAMS + 256);
     char threads[16];
     snprintf(threads, sizeof(threads), "%d", THREADS);
-    const char *const settings[] = {"SSE_THREADS", threads, "SSE_KEEPALIVE_S", "1", NULL};
+    const char *const settings[] = {"SSE_THREADS", threads, "SSE_KEEPALIVE_S", "1",
+                                    "SSE_SLOW_CLIENT_S", "2", NULL};
     server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
     publish_okf(&test_env, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k "
                 "WHERE i < %d)\nINSERT INTO sessions(id) SELECT 'r' || i FROM k;\n"
@@ -733,8 +736,11 @@ expect_consecutive(const long long *ids, size_t n, long long first, const char *
 START_TEST(test_paused_reader_loses_nothing)
 {
     char keepalive[16];
+    char slow[16];
     snprintf(keepalive, sizeof(keepalive), "%d", PAUSE_KEEPALIVE_S);
-    const char *const settings[] = {"SSE_KEEPALIVE_S", keepalive, "SSE_MAX_LAG", "0", NULL};
+    snprintf(slow, sizeof(slow), "%d", 2 * PAUSE_KEEPALIVE_S);
+    const char *const settings[] = {"SSE_KEEPALIVE_S", keepalive, "SSE_SLOW_CLIENT_S", slow,
+                                    "SSE_MAX_LAG", "0", NULL};
     server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
     struct sse_client c;
     int port = open_small_window_stream(&c);
@@ -785,7 +791,8 @@ END_TEST
 START_TEST(test_slow_client_resumes_exactly)
 {
     const int keepalive_s = 1, slow_wait_ms = 2000 * keepalive_s + SLOW_SLACK_MS;
-    const char *const settings[] = {"SSE_KEEPALIVE_S", "1", "SSE_MAX_LAG", "0", NULL};
+    const char *const settings[] = {"SSE_KEEPALIVE_S", "1", "SSE_SLOW_CLIENT_S", "2",
+                                    "SSE_MAX_LAG", "0", NULL};
     server_start(&test_srv, &test_env, &(struct server_options){.env = settings});
     struct sse_client c;
     int port = open_small_window_stream(&c);

@@ -10,10 +10,11 @@
  * every stream has settled - its 200 and opening block, or a refusal (503 when the
  * responder's slots run out), or 30 s passed - it creates F (the driver then starts the
  * producer) and reads for S seconds with the streams that opened; connected= says how many.
- * Ids must grow on every stream; anything else is an error. --nchan reads nginx + nchan's
- * EventSource instead (the bench's reference): its body is not chunked (nginx ends it by
- * closing), its opening block is the comment `: hi`, and its ids are `<time>:<tag>`, which
- * must grow as the pair (time, tag).
+ * A stream holds its buffers only as long as its lines are (and its head's only while that
+ * is read), so 10,000 streams cost a few MB here. Ids must grow on every stream; anything
+ * else is an error. --nchan reads nginx + nchan's EventSource instead (the bench's
+ * reference): its body is not chunked (nginx ends it by closing), its opening block is the
+ * comment `: hi`, and its ids are `<time>:<tag>`, which must grow as the pair (time, tag).
  * Prints one line: streams= connected= events= events_per_s= p50_ms= p90_ms= p99_ms=
  * max_ms= errors=.
  */
@@ -36,20 +37,27 @@
 #include <unistd.h>
 
 enum body_state { HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, PLAIN };
-enum { LINE_MAX_BYTES = 65536, HEAD_MAX = 8192, CONNECT_LIMIT_S = 30 };
+enum { LINE_MAX_BYTES = 65536, LINE_START_BYTES = 256, HEAD_MAX = 8192, CONNECT_LIMIT_S = 30 };
 
+/* A line of text that grows as needed, up to LINE_MAX_BYTES with its '\0': a stream holds
+ * only what its longest line needed (the bench's events are about 100 bytes), not 64 KiB. */
+struct text {
+    char *bytes;
+    size_t len, cap;
+};
+
+/* One stream. The head buffer exists only while a head is read, the lines only as long as
+ * they are: with 10,000 streams (scenario g) two fixed 64 KiB lines each would be 1.3 GB. */
 struct conn {
-    int fd;
+    int fd;                         /* -1: not connected yet, or closed */
     enum body_state state;
-    char head[HEAD_MAX];
+    char *head;                     /* HEAD_MAX bytes while state is HEAD, else NULL */
     size_t head_len;
     size_t chunk_left;
     char size_line[32];
     size_t size_len;
-    char line[LINE_MAX_BYTES];      /* the SSE line being read */
-    size_t line_len;
-    char data[LINE_MAX_BYTES];      /* the block's data line */
-    size_t data_len;
+    struct text line;               /* the SSE line being read */
+    struct text data;               /* the block's data line */
     long long block_id, last_id;
     long long block_tag, last_tag;  /* --nchan: the tag after the time in `id:` */
     bool is_open;                   /* 200 and the opening block seen */
@@ -59,6 +67,34 @@ static double *latencies;
 static size_t latency_count, latency_cap;
 static long errors, opened, refused;
 static bool is_measuring, is_nchan;
+
+static void *
+must_realloc(void *p, size_t bytes)
+{
+    p = realloc(p, bytes);
+    if (p == NULL) {
+        perror("loadgen");
+        exit(1);
+    }
+    return p;
+}
+
+/* Makes room for `need` bytes (a '\0' included); false when that is over LINE_MAX_BYTES. */
+static bool
+text_reserve(struct text *t, size_t need)
+{
+    if (need > LINE_MAX_BYTES)
+        return false;
+    if (need > t->cap) {
+        size_t cap = t->cap ? t->cap : LINE_START_BYTES;
+        while (cap < need)
+            cap *= 2;
+        cap = cap < LINE_MAX_BYTES ? cap : LINE_MAX_BYTES;
+        t->bytes = must_realloc(t->bytes, cap);
+        t->cap = cap;
+    }
+    return true;
+}
 
 static double
 wall_us(void)
@@ -81,11 +117,7 @@ record(double latency_us)
 {
     if (latency_count == latency_cap) {
         latency_cap = latency_cap ? 2 * latency_cap : 1 << 16;
-        latencies = realloc(latencies, latency_cap * sizeof(*latencies));
-        if (latencies == NULL) {
-            perror("loadgen");
-            exit(1);
-        }
+        latencies = must_realloc(latencies, latency_cap * sizeof(*latencies));
     }
     latencies[latency_count++] = latency_us;
 }
@@ -94,7 +126,7 @@ record(double latency_us)
 static void
 dispatch(struct conn *c)
 {
-    if (c->data_len == 0) {
+    if (c->data.len == 0) {
         if (!c->is_open) {
             c->is_open = true;  /* the opening block: retry: and a comment */
             opened++;
@@ -102,8 +134,7 @@ dispatch(struct conn *c)
         return;
     }
     double arrived = wall_us();
-    c->data[c->data_len] = '\0';
-    cJSON *event = cJSON_Parse(c->data);
+    cJSON *event = cJSON_Parse(c->data.bytes);  /* '\0'-ended by sse_line */
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(event, "data"), "t_us");
     bool is_growing = c->block_id > c->last_id
@@ -115,7 +146,7 @@ dispatch(struct conn *c)
     c->last_id = c->block_id;
     c->last_tag = c->block_tag;
     cJSON_Delete(event);
-    c->data_len = 0;
+    c->data.len = 0;
 }
 
 /* sse-fcgi's ids are integers; nchan's are `<time>:<tag>` (one channel: no brackets). */
@@ -132,26 +163,30 @@ read_id(struct conn *c, const char *text)
 static void
 sse_line(struct conn *c)
 {
-    c->line[c->line_len] = '\0';
-    if (c->line_len == 0)
+    const char *line = c->line.len > 0 ? c->line.bytes : "";
+    size_t len = c->line.len;
+    if (len > 0)
+        c->line.bytes[len] = '\0';
+    if (len == 0)
         dispatch(c);
-    else if (strncmp(c->line, "id: ", 4) == 0)
-        read_id(c, c->line + 4);
-    else if (strncmp(c->line, "data: ", 6) == 0 && c->line_len - 6 < sizeof(c->data)) {
-        memcpy(c->data, c->line + 6, c->line_len - 6);
-        c->data_len = c->line_len - 6;
+    else if (strncmp(line, "id: ", 4) == 0)
+        read_id(c, line + 4);
+    else if (strncmp(line, "data: ", 6) == 0 && text_reserve(&c->data, len - 6 + 1)) {
+        memcpy(c->data.bytes, line + 6, len - 6 + 1);
+        c->data.len = len - 6;
     }
-    c->line_len = 0;
+    c->line.len = 0;
 }
 
+/* A line longer than LINE_MAX_BYTES - 1 is cut there, as before the lines grew. */
 static void
 sse_bytes(struct conn *c, const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (p[i] == '\n')
             sse_line(c);
-        else if (c->line_len < sizeof(c->line) - 1)
-            c->line[c->line_len++] = p[i];
+        else if (text_reserve(&c->line, c->line.len + 2))
+            c->line.bytes[c->line.len++] = p[i];
     }
 }
 
@@ -162,15 +197,22 @@ feed(struct conn *c, const char *p, size_t n)
 {
     while (n > 0) {
         if (c->state == HEAD) {
-            if (c->head_len < sizeof(c->head) - 1)
+            if (c->head == NULL) {
+                c->head = must_realloc(NULL, HEAD_MAX);
+                c->head_len = 0;
+            }
+            if (c->head_len < HEAD_MAX - 1)
                 c->head[c->head_len++] = *p;
             c->head[c->head_len] = '\0';
             p++, n--;
             if (c->head_len >= 4 && strcmp(c->head + c->head_len - 4, "\r\n\r\n") == 0) {
-                if (strncmp(c->head, "HTTP/1.1 200", 12) != 0) {
+                bool is_ok = strncmp(c->head, "HTTP/1.1 200", 12) == 0;
+                if (!is_ok)
                     fprintf(stderr, "loadgen: %.*s\n", (int)strcspn(c->head, "\r"), c->head);
+                free(c->head);
+                c->head = NULL;
+                if (!is_ok)
                     return false;
-                }
                 c->state = is_nchan ? PLAIN : CHUNK_SIZE;
             }
         } else if (c->state == PLAIN) {
@@ -231,6 +273,11 @@ drop_conn(int ep, struct conn *c)
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
+    free(c->head);
+    free(c->line.bytes);
+    free(c->data.bytes);
+    c->head = c->line.bytes = c->data.bytes = NULL;
+    c->line.len = c->line.cap = c->data.len = c->data.cap = 0;
     errors++;
     if (!c->is_open)
         refused++;
@@ -367,9 +414,13 @@ main(int argc, char **argv)
            "p99_ms=%.3f max_ms=%.3f errors=%ld\n", streams, opened, latency_count,
            is_measuring ? (double)latency_count / seconds : 0.0, percentile_ms(0.50),
            percentile_ms(0.90), percentile_ms(0.99), percentile_ms(1.0), errors);
-    for (long i = 0; i < streams; i++)
+    for (long i = 0; i < streams; i++) {
         if (conns[i].fd >= 0)
             close(conns[i].fd);
+        free(conns[i].head);
+        free(conns[i].line.bytes);
+        free(conns[i].data.bytes);
+    }
     free(conns);
     free(latencies);
     return 0;

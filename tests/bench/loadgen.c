@@ -2,21 +2,23 @@
  * loadgen.c - the benchmark's load client: many SSE connections in one epoll loop.
  *
  *   loadgen --port P --streams N --sessions M --duration S [--path T] [--ready-file F]
- *           [--nchan]
+ *           [--nchan] [--connect-limit L] [--connect-window W]
  *
  * Opens N HTTP/1.1 GETs of T with %d = i % M (default /api/sessions/bench-%d/events, the
- * producer's sessions), decodes chunked bodies and SSE blocks, and for each event reads the
- * producer's stamp (data.t_us, wall-clock µs, with cJSON) to compute delivery latency. Once
- * every stream has settled - its 200 and opening block, or a refusal (503 when the
- * responder's slots run out), or 30 s passed - it creates F (the driver then starts the
- * producer) and reads for S seconds with the streams that opened; connected= says how many.
- * A stream holds its buffers only as long as its lines are (and its head's only while that
- * is read), so 10,000 streams cost a few MB here. Ids must grow on every stream; anything
- * else is an error. --nchan reads nginx + nchan's EventSource instead (the bench's
- * reference): its body is not chunked (nginx ends it by closing), its opening block is the
- * comment `: hi`, and its ids are `<time>:<tag>`, which must grow as the pair (time, tag).
- * Prints one line: streams= connected= events= events_per_s= p50_ms= p90_ms= p99_ms=
- * max_ms= errors=.
+ * producer's sessions), at most W (default 256) on their way at a time, decodes chunked
+ * bodies and SSE blocks, and for each event reads the producer's stamp (data.t_us,
+ * wall-clock µs, with cJSON) to compute delivery latency. Once every stream has settled -
+ * its 200 and opening block, or a refusal (503 when the responder's slots run out), or L
+ * seconds (default 30) passed - it creates F (the driver then starts the producer) and
+ * reads for S seconds with the streams that opened; connected= says how many, connect_s=
+ * how long that took. A stream holds its buffers only as long as its lines are (and its
+ * head's only while that is read), so 10,000 streams cost a few MB here. Ids must grow on
+ * every stream; anything else is an error. --nchan reads nginx + nchan's EventSource
+ * instead (the bench's reference): its body is not chunked (nginx ends it by closing), its
+ * opening block is the comment `: hi`, and its ids are `<time>:<tag>`, which must grow as
+ * the pair (time, tag).
+ * Prints one line: streams= connected= connect_s= events= events_per_s= p50_ms= p90_ms=
+ * p99_ms= max_ms= errors=.
  */
 #define _GNU_SOURCE /* getopt_long */
 
@@ -37,7 +39,7 @@
 #include <unistd.h>
 
 enum body_state { HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, PLAIN };
-enum { LINE_MAX_BYTES = 65536, LINE_START_BYTES = 256, HEAD_MAX = 8192, CONNECT_LIMIT_S = 30 };
+enum { LINE_MAX_BYTES = 65536, LINE_START_BYTES = 256, HEAD_MAX = 8192 };
 
 /* A line of text that grows as needed, up to LINE_MAX_BYTES with its '\0': a stream holds
  * only what its longest line needed (the bench's events are about 100 bytes), not 64 KiB. */
@@ -323,15 +325,16 @@ int
 main(int argc, char **argv)
 {
     int port = 0;
-    long streams = 1, sessions = 1;
-    double seconds = 10;
+    long streams = 1, sessions = 1, window = 256;
+    double seconds = 10, connect_limit = 30;
     const char *ready_file = NULL, *path_template = "/api/sessions/bench-%d/events";
     static const struct option OPTIONS[] = {
         {"port", required_argument, NULL, 'p'}, {"streams", required_argument, NULL, 'n'},
         {"sessions", required_argument, NULL, 'm'}, {"duration", required_argument, NULL, 's'},
         {"seconds", required_argument, NULL, 's'}, {"ready-file", required_argument, NULL, 'r'},
         {"path", required_argument, NULL, 't'}, {"nchan", no_argument, NULL, 'x'},
-        {NULL, 0, NULL, 0},
+        {"connect-limit", required_argument, NULL, 'l'},
+        {"connect-window", required_argument, NULL, 'w'}, {NULL, 0, NULL, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "", OPTIONS, NULL)) != -1) {
@@ -343,14 +346,18 @@ main(int argc, char **argv)
         case 'r': ready_file = optarg; break;
         case 't': path_template = optarg; break;
         case 'x': is_nchan = true; break;
+        case 'l': connect_limit = atof(optarg); break;
+        case 'w': window = atol(optarg); break;
         default: return 2;
         }
     }
     const char *percent = strchr(path_template, '%');
-    if (port <= 0 || streams < 1 || sessions < 1 || seconds <= 0 || percent == NULL
-        || percent[1] != 'd' || strchr(percent + 2, '%') != NULL) {
+    if (port <= 0 || streams < 1 || sessions < 1 || seconds <= 0 || connect_limit <= 0
+        || window < 1 || percent == NULL || percent[1] != 'd'
+        || strchr(percent + 2, '%') != NULL) {
         fprintf(stderr, "usage: loadgen --port P --streams N --sessions M --duration S "
-                "[--path TEMPLATE-WITH-ONE-%%d] [--ready-file F] [--nchan]\n");
+                "[--path TEMPLATE-WITH-ONE-%%d] [--ready-file F] [--nchan] "
+                "[--connect-limit S] [--connect-window W]\n");
         return 2;
     }
     raise_fd_limit((rlim_t)streams + 64);
@@ -360,20 +367,28 @@ main(int argc, char **argv)
         perror("loadgen");
         return 1;
     }
-    for (long i = 0; i < streams; i++) {
-        struct conn *c = &conns[i];
-        c->fd = open_conn(port);
-        struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
-        epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
-    }
-    double connect_until = mono_s() + CONNECT_LIMIT_S, measure_until = 0;
+    for (long i = 0; i < streams; i++)
+        conns[i].fd = -1;
+    long started = 0;  /* conns[0 .. started-1] were connected */
+    double began = mono_s(), connect_until = began + connect_limit, measure_until = 0;
+    double connect_s = 0;
     struct epoll_event events[256];
     char buf[65536];
     while (!is_measuring || mono_s() < measure_until) {
         if (!is_measuring && (opened + refused == streams || mono_s() >= connect_until)) {
-            is_measuring = true;
+            is_measuring = true;  /* a stream not started by now never is */
+            connect_s = mono_s() - began;
             measure_until = mono_s() + seconds;
             create_ready_file(ready_file);
+        }
+        /* At most `window` streams on their way (connected, neither open nor refused yet):
+         * 10,000 connects at once would overflow the listen backlogs (the web server's, and
+         * its backend's), and a dropped SYN waits 1 s, then 3, for its retry. */
+        while (!is_measuring && started < streams && started - opened - refused < window) {
+            struct conn *c = &conns[started++];
+            c->fd = open_conn(port);
+            struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+            epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
         }
         int n = epoll_wait(ep, events, 256, 100);
         for (int i = 0; i < n; i++) {
@@ -410,10 +425,11 @@ main(int argc, char **argv)
         }
     }
     qsort(latencies, latency_count, sizeof(*latencies), compare);
-    printf("streams=%ld connected=%ld events=%zu events_per_s=%.0f p50_ms=%.3f p90_ms=%.3f "
-           "p99_ms=%.3f max_ms=%.3f errors=%ld\n", streams, opened, latency_count,
-           is_measuring ? (double)latency_count / seconds : 0.0, percentile_ms(0.50),
-           percentile_ms(0.90), percentile_ms(0.99), percentile_ms(1.0), errors);
+    printf("streams=%ld connected=%ld connect_s=%.2f events=%zu events_per_s=%.0f "
+           "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f errors=%ld\n", streams, opened,
+           connect_s, latency_count, is_measuring ? (double)latency_count / seconds : 0.0,
+           percentile_ms(0.50), percentile_ms(0.90), percentile_ms(0.99), percentile_ms(1.0),
+           errors);
     for (long i = 0; i < streams; i++) {
         if (conns[i].fd >= 0)
             close(conns[i].fd);

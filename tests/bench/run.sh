@@ -76,11 +76,18 @@ trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
 ulimit -n 65536 2>/dev/null || ulimit -n 16384
 
+# free_port: a loopback port for a server to listen on, below the kernel's ephemeral range
+# (ip_local_port_range, 32768-60999 by default) and held by no socket at all. A port in
+# that range may be the local end of some client's connection, or of one in TIME_WAIT
+# (scenario g leaves 10,000 of them for a minute), and then bind fails even with
+# SO_REUSEADDR: checking only for listeners missed that.
+read -r ephemeral_low _ < /proc/sys/net/ipv4/ip_local_port_range
 free_port() {
-    local port
+    local port low=10000 high=$((ephemeral_low - 1))
+    ((high - low < 1000)) && low=20000 high=39999  # no room below it: take the chance
     while :; do
-        port=$((20000 + RANDOM % 20000))
-        ss -ltn "( sport = :$port )" | grep -q LISTEN || { echo "$port"; return; }
+        port=$((low + (RANDOM * 32768 + RANDOM) % (high - low + 1)))
+        [ -z "$(ss -Htan "( sport = :$port )")" ] && { echo "$port"; return; }
     done
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }

@@ -8,7 +8,8 @@
  * producer's sessions), at most W (default 256) on their way at a time, decodes chunked
  * bodies and SSE blocks, and for each event reads the producer's stamp (data.t_us,
  * wall-clock µs, with cJSON) to compute delivery latency. Once every stream has settled -
- * its 200 and opening block, or a refusal (503 when the responder's slots run out), or L
+ * its 200 and opening block, or a refusal (any other status, or sse-fcgi's soft refusal: a
+ * 200 whose block says `: sse-fcgi unavailable: ...`, when its slots run out), or L
  * seconds (default 30) passed - it creates F (the driver then starts the producer) and
  * reads for S seconds with the streams that opened; connected= says how many, connect_s=
  * how long that took. A stream holds its buffers only as long as its lines are (and its
@@ -63,6 +64,7 @@ struct conn {
     long long block_id, last_id;
     long long block_tag, last_tag;  /* --nchan: the tag after the time in `id:` */
     bool is_open;                   /* 200 and the opening block seen */
+    bool is_refused;                /* its opening block was sse-fcgi's soft refusal */
 };
 
 static double *latencies;
@@ -162,6 +164,11 @@ read_id(struct conn *c, const char *text)
         c->block_tag = strtoll(end + 1, NULL, 10);
 }
 
+/* sse-fcgi refuses an EventSource stream (no free slot, the database unavailable) with a
+ * 200 whose one block is `retry:` and this comment, then the end of the body (README, Soft
+ * refusals): a 503 would stop EventSource for good. That stream never opened. */
+static const char SOFT_REFUSAL[] = ": sse-fcgi unavailable: ";
+
 static void
 sse_line(struct conn *c)
 {
@@ -173,6 +180,10 @@ sse_line(struct conn *c)
         dispatch(c);
     else if (strncmp(line, "id: ", 4) == 0)
         read_id(c, line + 4);
+    else if (!c->is_open && strncmp(line, SOFT_REFUSAL, strlen(SOFT_REFUSAL)) == 0) {
+        fprintf(stderr, "loadgen: HTTP/1.1 200 OK with a soft refusal: %s\n", line + 2);
+        c->is_refused = true;
+    }
     else if (strncmp(line, "data: ", 6) == 0 && text_reserve(&c->data, len - 6 + 1)) {
         memcpy(c->data.bytes, line + 6, len - 6 + 1);
         c->data.len = len - 6;
@@ -184,7 +195,7 @@ sse_line(struct conn *c)
 static void
 sse_bytes(struct conn *c, const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !c->is_refused; i++) {
         if (p[i] == '\n')
             sse_line(c);
         else if (text_reserve(&c->line, c->line.len + 2))
@@ -209,17 +220,22 @@ feed(struct conn *c, const char *p, size_t n)
             p++, n--;
             if (c->head_len >= 4 && strcmp(c->head + c->head_len - 4, "\r\n\r\n") == 0) {
                 bool is_ok = strncmp(c->head, "HTTP/1.1 200", 12) == 0;
+                bool is_chunked = strcasestr(c->head, "\r\nTransfer-Encoding: chunked\r\n");
                 if (!is_ok)
                     fprintf(stderr, "loadgen: %.*s\n", (int)strcspn(c->head, "\r"), c->head);
                 free(c->head);
                 c->head = NULL;
                 if (!is_ok)
                     return false;
-                c->state = is_nchan ? PLAIN : CHUNK_SIZE;
+                /* nchan's streams are plain; sse-fcgi's are chunked, but for its soft
+                 * refusal, which lighttpd may send whole, with a Content-Length */
+                c->state = is_nchan || !is_chunked ? PLAIN : CHUNK_SIZE;
             }
         } else if (c->state == PLAIN) {
             sse_bytes(c, p, n);
             n = 0;
+            if (c->is_refused)
+                return false;
         } else if (c->state == CHUNK_SIZE) {
             char ch = *p++;
             n--;
@@ -234,6 +250,8 @@ feed(struct conn *c, const char *p, size_t n)
         } else if (c->state == CHUNK_DATA) {
             size_t take = n < c->chunk_left ? n : c->chunk_left;
             sse_bytes(c, p, take);
+            if (c->is_refused)
+                return false;
             p += take, n -= take;
             c->chunk_left -= take;
             if (c->chunk_left == 0)

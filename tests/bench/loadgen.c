@@ -2,22 +2,23 @@
  * loadgen.c - the benchmark's load client: many SSE connections in one epoll loop.
  *
  *   loadgen --port P --streams N --sessions M --duration S [--path T] [--ready-file F]
- *           [--nchan] [--connect-limit L] [--connect-window W]
+ *           [--nchan] [--connect-limit L] [--connect-window W] [--connect-stall Q]
  *
  * Opens N HTTP/1.1 GETs of T with %d = i % M (default /api/sessions/bench-%d/events, the
  * producer's sessions), at most W (default 256) on their way at a time, decodes chunked
  * bodies and SSE blocks, and for each event reads the producer's stamp (data.t_us,
  * wall-clock µs, with cJSON) to compute delivery latency. Once every stream has settled -
  * its 200 and opening block, or a refusal (any other status, or sse-fcgi's soft refusal: a
- * 200 whose block says `: sse-fcgi unavailable: ...`, when its slots run out), or L
- * seconds (default 30) passed - it creates F (the driver then starts the producer) and
- * reads for S seconds with the streams that opened; connected= says how many, connect_s=
- * how long that took. A stream holds its buffers only as long as its lines are (and its
- * head's only while that is read), so 10,000 streams cost a few MB here. Ids must grow on
- * every stream; anything else is an error. --nchan reads nginx + nchan's EventSource
- * instead (the bench's reference): its body is not chunked (nginx ends it by closing), its
- * opening block is the comment `: hi`, and its ids are `<time>:<tag>`, which must grow as
- * the pair (time, tag).
+ * 200 whose block says `: sse-fcgi unavailable: ...`, when its slots run out) - or L
+ * seconds (default 30) passed, or Q (default 10) without a stream settling (a server out
+ * of descriptors takes no more, and those on their way would wait out L), it creates F
+ * (the driver then starts the producer) and reads for S seconds with the streams that
+ * opened; connected= says how many, connect_s= how long that took. A stream holds its
+ * buffers only as long as its lines are (and its head's only while that is read), so
+ * 10,000 streams cost a few MB here. Ids must grow on every stream; anything else is an
+ * error. --nchan reads nginx + nchan's EventSource instead (the bench's reference): its
+ * body is not chunked (nginx ends it by closing), its opening block is the comment `: hi`,
+ * and its ids are `<time>:<tag>`, which must grow as the pair (time, tag).
  * Prints one line: streams= connected= connect_s= events= events_per_s= p50_ms= p90_ms=
  * p99_ms= max_ms= errors=.
  */
@@ -344,7 +345,7 @@ main(int argc, char **argv)
 {
     int port = 0;
     long streams = 1, sessions = 1, window = 256;
-    double seconds = 10, connect_limit = 30;
+    double seconds = 10, connect_limit = 30, connect_stall = 10;
     const char *ready_file = NULL, *path_template = "/api/sessions/bench-%d/events";
     static const struct option OPTIONS[] = {
         {"port", required_argument, NULL, 'p'}, {"streams", required_argument, NULL, 'n'},
@@ -352,7 +353,8 @@ main(int argc, char **argv)
         {"seconds", required_argument, NULL, 's'}, {"ready-file", required_argument, NULL, 'r'},
         {"path", required_argument, NULL, 't'}, {"nchan", no_argument, NULL, 'x'},
         {"connect-limit", required_argument, NULL, 'l'},
-        {"connect-window", required_argument, NULL, 'w'}, {NULL, 0, NULL, 0},
+        {"connect-window", required_argument, NULL, 'w'},
+        {"connect-stall", required_argument, NULL, 'q'}, {NULL, 0, NULL, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "", OPTIONS, NULL)) != -1) {
@@ -365,17 +367,18 @@ main(int argc, char **argv)
         case 't': path_template = optarg; break;
         case 'x': is_nchan = true; break;
         case 'l': connect_limit = atof(optarg); break;
+        case 'q': connect_stall = atof(optarg); break;
         case 'w': window = atol(optarg); break;
         default: return 2;
         }
     }
     const char *percent = strchr(path_template, '%');
     if (port <= 0 || streams < 1 || sessions < 1 || seconds <= 0 || connect_limit <= 0
-        || window < 1 || percent == NULL || percent[1] != 'd'
+        || connect_stall <= 0 || window < 1 || percent == NULL || percent[1] != 'd'
         || strchr(percent + 2, '%') != NULL) {
         fprintf(stderr, "usage: loadgen --port P --streams N --sessions M --duration S "
                 "[--path TEMPLATE-WITH-ONE-%%d] [--ready-file F] [--nchan] "
-                "[--connect-limit S] [--connect-window W]\n");
+                "[--connect-limit S] [--connect-window W] [--connect-stall S]\n");
         return 2;
     }
     raise_fd_limit((rlim_t)streams + 64);
@@ -389,11 +392,17 @@ main(int argc, char **argv)
         conns[i].fd = -1;
     long started = 0;  /* conns[0 .. started-1] were connected */
     double began = mono_s(), connect_until = began + connect_limit, measure_until = 0;
-    double connect_s = 0;
+    double connect_s = 0, settled_at = began;  /* when a stream last opened or was refused */
+    long settled = 0;
     struct epoll_event events[256];
     char buf[65536];
     while (!is_measuring || mono_s() < measure_until) {
-        if (!is_measuring && (opened + refused == streams || mono_s() >= connect_until)) {
+        if (opened + refused != settled) {
+            settled = opened + refused;
+            settled_at = mono_s();
+        }
+        if (!is_measuring && (settled == streams || mono_s() >= connect_until
+                              || mono_s() >= settled_at + connect_stall)) {
             is_measuring = true;  /* a stream not started by now never is */
             connect_s = mono_s() - began;
             measure_until = mono_s() + seconds;

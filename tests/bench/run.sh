@@ -315,6 +315,19 @@ delivery_note() {
     echo "$note"
 }
 
+# producer_note DIR RATE: says so when the producer published under 95 % of RATE (its one
+# connection, SQLite's writer or nchan's publisher, may not keep up, or a commit waited for
+# the disk), with its slowest commit; nothing else
+producer_note() {
+    local dir=$1 rate=$2 seconds
+    seconds=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$dir/producer.out" 2>/dev/null || true)
+    [ -n "$seconds" ] && [ "$rate" != idle ] && [ "$rate" != 0 ] || return 0
+    awk -v p="$(published "$dir")" -v s="$seconds" -v r="$rate" \
+        -v w="$(sed -n 's/.*max_commit_ms=\([0-9.]*\).*/\1/p' "$dir/producer.out")" \
+        'BEGIN { if (s > 0 && p / s < 0.95 * r)
+            printf "the producer published %.0f ev/s of %d (slowest commit %s ms)", p / s, r, w }'
+}
+
 # published DIR: the events the producer published (0 when it did not run)
 published() {
     local n; n=$(sed -n 's/^inserted=\([0-9]*\).*/\1/p' "$1/producer.out" 2>/dev/null || true)
@@ -379,6 +392,8 @@ run_one() {
     per_k=$(per_1000 "$cpu_s" "$events")
     rss_per=$(awk -v a="$rss_base" -v b="$rss_streams" -v n="$streams" 'BEGIN { printf "%.1f", (b - a) / n }')
     local note; note=$(delivery_note "$dir" "$streams" "$sessions")
+    local slow; slow=$(producer_note "$dir" "$rate")
+    [ -n "$slow" ] && note="${note:+$note; }$slow"
     if [ -n "$front" ]; then
         r_front_rss=$(awk -v a="$front_base" -v b="$front_streams" -v n="$streams" \
             'BEGIN { printf "%.1f", (b - a) / n }')
@@ -472,11 +487,8 @@ fcgid_row() {
         -v m="$sessions" 'BEGIN { x = p * n / m - e; printf "%.0f", (x > 0 ? x : 0) }')
     pss_stream=$(awk -v a="$pss_all" -v n="$streams" 'BEGIN { printf "%.0f", a / n }')
     local note; note=$(delivery_note "$dir" "$streams" "$sessions")
-    # the producer's one connection (SQLite's writer, or nchan's publisher) may not keep up
-    [ -n "$seconds" ] && note=$(awk -v n="$note" -v p="$published" -v s="$seconds" \
-        -v r="$rate" -v w="$(sed -n 's/.*max_commit_ms=\([0-9.]*\).*/\1/p' "$dir/producer.out")" \
-        'BEGIN { if (p / s < 0.95 * r) n = sprintf("%s%sthe producer published %.0f ev/s of %d " \
-        "(slowest commit %s ms)", n, n == "" ? "" : "; ", p / s, r, w); print n }')
+    local slow; slow=$(producer_note "$dir" "$rate")
+    [ -n "$slow" ] && note="${note:+$note; }$slow"
     if [ "$label" = nchan ]; then
         processes="1 nginx worker" cpu_b=- per_k_b=-
     else

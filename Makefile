@@ -175,9 +175,9 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@deploy/demo/run.sh $(abspath $(BIN))
 
-# Issue 4: the scenarios of the Performance table in README.md, against a real lighttpd, and
-# f1-f4 against Apache + mod_fcgid; each also against nginx + nchan. BENCH_SCENARIOS="a c" and
-# BENCH_SECONDS=5 run a part, shorter.
+# Issue 4: the scenarios of the Performance table in README.md and issue 13's g (10,000
+# streams), against a real lighttpd, and f1-f4 against Apache + mod_fcgid; each also against
+# nginx + nchan. BENCH_SCENARIOS="a c" and BENCH_SECONDS=5 run a part, shorter.
 BENCH_TOOLS := $(BUILD)/bench/loadgen $(BUILD)/bench/producer
 
 bench: deps $(BIN) $(BENCH_TOOLS)

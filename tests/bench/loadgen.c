@@ -2,20 +2,25 @@
  * loadgen.c - the benchmark's load client: many SSE connections in one epoll loop.
  *
  *   loadgen --port P --streams N --sessions M --duration S [--path T] [--ready-file F]
- *           [--nchan]
+ *           [--nchan] [--connect-limit L] [--connect-window W] [--connect-stall Q]
  *
  * Opens N HTTP/1.1 GETs of T with %d = i % M (default /api/sessions/bench-%d/events, the
- * producer's sessions), decodes chunked bodies and SSE blocks, and for each event reads the
- * producer's stamp (data.t_us, wall-clock µs, with cJSON) to compute delivery latency. Once
- * every stream has settled - its 200 and opening block, or a refusal (503 when the
- * responder's slots run out), or 30 s passed - it creates F (the driver then starts the
- * producer) and reads for S seconds with the streams that opened; connected= says how many.
- * Ids must grow on every stream; anything else is an error. --nchan reads nginx + nchan's
- * EventSource instead (the bench's reference): its body is not chunked (nginx ends it by
- * closing), its opening block is the comment `: hi`, and its ids are `<time>:<tag>`, which
- * must grow as the pair (time, tag).
- * Prints one line: streams= connected= events= events_per_s= p50_ms= p90_ms= p99_ms=
- * max_ms= errors=.
+ * producer's sessions), at most W (default 256) on their way at a time, decodes chunked
+ * bodies and SSE blocks, and for each event reads the producer's stamp (data.t_us,
+ * wall-clock µs, with cJSON) to compute delivery latency. Once every stream has settled -
+ * its 200 and opening block, or a refusal (any other status, or sse-fcgi's soft refusal: a
+ * 200 whose block says `: sse-fcgi unavailable: ...`, when its slots run out) - or L
+ * seconds (default 30) passed, or Q (default 10) without a stream settling (a server out
+ * of descriptors takes no more, and those on their way would wait out L), it creates F
+ * (the driver then starts the producer) and reads for S seconds with the streams that
+ * opened; connected= says how many, connect_s= how long that took. A stream holds its
+ * buffers only as long as its lines are (and its head's only while that is read), so
+ * 10,000 streams cost a few MB here. Ids must grow on every stream; anything else is an
+ * error. --nchan reads nginx + nchan's EventSource instead (the bench's reference): its
+ * body is not chunked (nginx ends it by closing), its opening block is the comment `: hi`,
+ * and its ids are `<time>:<tag>`, which must grow as the pair (time, tag).
+ * Prints one line: streams= connected= connect_s= events= events_per_s= p50_ms= p90_ms=
+ * p99_ms= max_ms= errors=.
  */
 #define _GNU_SOURCE /* getopt_long */
 
@@ -36,29 +41,65 @@
 #include <unistd.h>
 
 enum body_state { HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, PLAIN };
-enum { LINE_MAX_BYTES = 65536, HEAD_MAX = 8192, CONNECT_LIMIT_S = 30 };
+enum { LINE_MAX_BYTES = 65536, LINE_START_BYTES = 256, HEAD_MAX = 8192 };
 
+/* A line of text that grows as needed, up to LINE_MAX_BYTES with its '\0': a stream holds
+ * only what its longest line needed (the bench's events are about 100 bytes), not 64 KiB. */
+struct text {
+    char *bytes;
+    size_t len, cap;
+};
+
+/* One stream. The head buffer exists only while a head is read, the lines only as long as
+ * they are: with 10,000 streams (scenario g) two fixed 64 KiB lines each would be 1.3 GB. */
 struct conn {
-    int fd;
+    int fd;                         /* -1: not connected yet, or closed */
     enum body_state state;
-    char head[HEAD_MAX];
+    char *head;                     /* HEAD_MAX bytes while state is HEAD, else NULL */
     size_t head_len;
     size_t chunk_left;
     char size_line[32];
     size_t size_len;
-    char line[LINE_MAX_BYTES];      /* the SSE line being read */
-    size_t line_len;
-    char data[LINE_MAX_BYTES];      /* the block's data line */
-    size_t data_len;
+    struct text line;               /* the SSE line being read */
+    struct text data;               /* the block's data line */
     long long block_id, last_id;
     long long block_tag, last_tag;  /* --nchan: the tag after the time in `id:` */
     bool is_open;                   /* 200 and the opening block seen */
+    bool is_refused;                /* its opening block was sse-fcgi's soft refusal */
 };
 
 static double *latencies;
 static size_t latency_count, latency_cap;
 static long errors, opened, refused;
 static bool is_measuring, is_nchan;
+
+static void *
+must_realloc(void *p, size_t bytes)
+{
+    p = realloc(p, bytes);
+    if (p == NULL) {
+        perror("loadgen");
+        exit(1);
+    }
+    return p;
+}
+
+/* Makes room for `need` bytes (a '\0' included); false when that is over LINE_MAX_BYTES. */
+static bool
+text_reserve(struct text *t, size_t need)
+{
+    if (need > LINE_MAX_BYTES)
+        return false;
+    if (need > t->cap) {
+        size_t cap = t->cap ? t->cap : LINE_START_BYTES;
+        while (cap < need)
+            cap *= 2;
+        cap = cap < LINE_MAX_BYTES ? cap : LINE_MAX_BYTES;
+        t->bytes = must_realloc(t->bytes, cap);
+        t->cap = cap;
+    }
+    return true;
+}
 
 static double
 wall_us(void)
@@ -81,11 +122,7 @@ record(double latency_us)
 {
     if (latency_count == latency_cap) {
         latency_cap = latency_cap ? 2 * latency_cap : 1 << 16;
-        latencies = realloc(latencies, latency_cap * sizeof(*latencies));
-        if (latencies == NULL) {
-            perror("loadgen");
-            exit(1);
-        }
+        latencies = must_realloc(latencies, latency_cap * sizeof(*latencies));
     }
     latencies[latency_count++] = latency_us;
 }
@@ -94,7 +131,7 @@ record(double latency_us)
 static void
 dispatch(struct conn *c)
 {
-    if (c->data_len == 0) {
+    if (c->data.len == 0) {
         if (!c->is_open) {
             c->is_open = true;  /* the opening block: retry: and a comment */
             opened++;
@@ -102,8 +139,7 @@ dispatch(struct conn *c)
         return;
     }
     double arrived = wall_us();
-    c->data[c->data_len] = '\0';
-    cJSON *event = cJSON_Parse(c->data);
+    cJSON *event = cJSON_Parse(c->data.bytes);  /* '\0'-ended by sse_line */
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(event, "data"), "t_us");
     bool is_growing = c->block_id > c->last_id
@@ -115,7 +151,7 @@ dispatch(struct conn *c)
     c->last_id = c->block_id;
     c->last_tag = c->block_tag;
     cJSON_Delete(event);
-    c->data_len = 0;
+    c->data.len = 0;
 }
 
 /* sse-fcgi's ids are integers; nchan's are `<time>:<tag>` (one channel: no brackets). */
@@ -129,29 +165,42 @@ read_id(struct conn *c, const char *text)
         c->block_tag = strtoll(end + 1, NULL, 10);
 }
 
+/* sse-fcgi refuses an EventSource stream (no free slot, the database unavailable) with a
+ * 200 whose one block is `retry:` and this comment, then the end of the body (README, Soft
+ * refusals): a 503 would stop EventSource for good. That stream never opened. */
+static const char SOFT_REFUSAL[] = ": sse-fcgi unavailable: ";
+
 static void
 sse_line(struct conn *c)
 {
-    c->line[c->line_len] = '\0';
-    if (c->line_len == 0)
+    const char *line = c->line.len > 0 ? c->line.bytes : "";
+    size_t len = c->line.len;
+    if (len > 0)
+        c->line.bytes[len] = '\0';
+    if (len == 0)
         dispatch(c);
-    else if (strncmp(c->line, "id: ", 4) == 0)
-        read_id(c, c->line + 4);
-    else if (strncmp(c->line, "data: ", 6) == 0 && c->line_len - 6 < sizeof(c->data)) {
-        memcpy(c->data, c->line + 6, c->line_len - 6);
-        c->data_len = c->line_len - 6;
+    else if (strncmp(line, "id: ", 4) == 0)
+        read_id(c, line + 4);
+    else if (!c->is_open && strncmp(line, SOFT_REFUSAL, strlen(SOFT_REFUSAL)) == 0) {
+        fprintf(stderr, "loadgen: HTTP/1.1 200 OK with a soft refusal: %s\n", line + 2);
+        c->is_refused = true;
     }
-    c->line_len = 0;
+    else if (strncmp(line, "data: ", 6) == 0 && text_reserve(&c->data, len - 6 + 1)) {
+        memcpy(c->data.bytes, line + 6, len - 6 + 1);
+        c->data.len = len - 6;
+    }
+    c->line.len = 0;
 }
 
+/* A line longer than LINE_MAX_BYTES - 1 is cut there, as before the lines grew. */
 static void
 sse_bytes(struct conn *c, const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !c->is_refused; i++) {
         if (p[i] == '\n')
             sse_line(c);
-        else if (c->line_len < sizeof(c->line) - 1)
-            c->line[c->line_len++] = p[i];
+        else if (text_reserve(&c->line, c->line.len + 2))
+            c->line.bytes[c->line.len++] = p[i];
     }
 }
 
@@ -162,20 +211,32 @@ feed(struct conn *c, const char *p, size_t n)
 {
     while (n > 0) {
         if (c->state == HEAD) {
-            if (c->head_len < sizeof(c->head) - 1)
+            if (c->head == NULL) {
+                c->head = must_realloc(NULL, HEAD_MAX);
+                c->head_len = 0;
+            }
+            if (c->head_len < HEAD_MAX - 1)
                 c->head[c->head_len++] = *p;
             c->head[c->head_len] = '\0';
             p++, n--;
             if (c->head_len >= 4 && strcmp(c->head + c->head_len - 4, "\r\n\r\n") == 0) {
-                if (strncmp(c->head, "HTTP/1.1 200", 12) != 0) {
+                bool is_ok = strncmp(c->head, "HTTP/1.1 200", 12) == 0;
+                bool is_chunked = strcasestr(c->head, "\r\nTransfer-Encoding: chunked\r\n");
+                if (!is_ok)
                     fprintf(stderr, "loadgen: %.*s\n", (int)strcspn(c->head, "\r"), c->head);
+                free(c->head);
+                c->head = NULL;
+                if (!is_ok)
                     return false;
-                }
-                c->state = is_nchan ? PLAIN : CHUNK_SIZE;
+                /* nchan's streams are plain; sse-fcgi's are chunked, but for its soft
+                 * refusal, which lighttpd may send whole, with a Content-Length */
+                c->state = is_nchan || !is_chunked ? PLAIN : CHUNK_SIZE;
             }
         } else if (c->state == PLAIN) {
             sse_bytes(c, p, n);
             n = 0;
+            if (c->is_refused)
+                return false;
         } else if (c->state == CHUNK_SIZE) {
             char ch = *p++;
             n--;
@@ -190,6 +251,8 @@ feed(struct conn *c, const char *p, size_t n)
         } else if (c->state == CHUNK_DATA) {
             size_t take = n < c->chunk_left ? n : c->chunk_left;
             sse_bytes(c, p, take);
+            if (c->is_refused)
+                return false;
             p += take, n -= take;
             c->chunk_left -= take;
             if (c->chunk_left == 0)
@@ -231,6 +294,11 @@ drop_conn(int ep, struct conn *c)
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
+    free(c->head);
+    free(c->line.bytes);
+    free(c->data.bytes);
+    c->head = c->line.bytes = c->data.bytes = NULL;
+    c->line.len = c->line.cap = c->data.len = c->data.cap = 0;
     errors++;
     if (!c->is_open)
         refused++;
@@ -276,15 +344,17 @@ int
 main(int argc, char **argv)
 {
     int port = 0;
-    long streams = 1, sessions = 1;
-    double seconds = 10;
+    long streams = 1, sessions = 1, window = 256;
+    double seconds = 10, connect_limit = 30, connect_stall = 10;
     const char *ready_file = NULL, *path_template = "/api/sessions/bench-%d/events";
     static const struct option OPTIONS[] = {
         {"port", required_argument, NULL, 'p'}, {"streams", required_argument, NULL, 'n'},
         {"sessions", required_argument, NULL, 'm'}, {"duration", required_argument, NULL, 's'},
         {"seconds", required_argument, NULL, 's'}, {"ready-file", required_argument, NULL, 'r'},
         {"path", required_argument, NULL, 't'}, {"nchan", no_argument, NULL, 'x'},
-        {NULL, 0, NULL, 0},
+        {"connect-limit", required_argument, NULL, 'l'},
+        {"connect-window", required_argument, NULL, 'w'},
+        {"connect-stall", required_argument, NULL, 'q'}, {NULL, 0, NULL, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "", OPTIONS, NULL)) != -1) {
@@ -296,14 +366,19 @@ main(int argc, char **argv)
         case 'r': ready_file = optarg; break;
         case 't': path_template = optarg; break;
         case 'x': is_nchan = true; break;
+        case 'l': connect_limit = atof(optarg); break;
+        case 'q': connect_stall = atof(optarg); break;
+        case 'w': window = atol(optarg); break;
         default: return 2;
         }
     }
     const char *percent = strchr(path_template, '%');
-    if (port <= 0 || streams < 1 || sessions < 1 || seconds <= 0 || percent == NULL
-        || percent[1] != 'd' || strchr(percent + 2, '%') != NULL) {
+    if (port <= 0 || streams < 1 || sessions < 1 || seconds <= 0 || connect_limit <= 0
+        || connect_stall <= 0 || window < 1 || percent == NULL || percent[1] != 'd'
+        || strchr(percent + 2, '%') != NULL) {
         fprintf(stderr, "usage: loadgen --port P --streams N --sessions M --duration S "
-                "[--path TEMPLATE-WITH-ONE-%%d] [--ready-file F] [--nchan]\n");
+                "[--path TEMPLATE-WITH-ONE-%%d] [--ready-file F] [--nchan] "
+                "[--connect-limit S] [--connect-window W] [--connect-stall S]\n");
         return 2;
     }
     raise_fd_limit((rlim_t)streams + 64);
@@ -313,20 +388,34 @@ main(int argc, char **argv)
         perror("loadgen");
         return 1;
     }
-    for (long i = 0; i < streams; i++) {
-        struct conn *c = &conns[i];
-        c->fd = open_conn(port);
-        struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
-        epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
-    }
-    double connect_until = mono_s() + CONNECT_LIMIT_S, measure_until = 0;
+    for (long i = 0; i < streams; i++)
+        conns[i].fd = -1;
+    long started = 0;  /* conns[0 .. started-1] were connected */
+    double began = mono_s(), connect_until = began + connect_limit, measure_until = 0;
+    double connect_s = 0, settled_at = began;  /* when a stream last opened or was refused */
+    long settled = 0;
     struct epoll_event events[256];
     char buf[65536];
     while (!is_measuring || mono_s() < measure_until) {
-        if (!is_measuring && (opened + refused == streams || mono_s() >= connect_until)) {
-            is_measuring = true;
+        if (opened + refused != settled) {
+            settled = opened + refused;
+            settled_at = mono_s();
+        }
+        if (!is_measuring && (settled == streams || mono_s() >= connect_until
+                              || mono_s() >= settled_at + connect_stall)) {
+            is_measuring = true;  /* a stream not started by now never is */
+            connect_s = mono_s() - began;
             measure_until = mono_s() + seconds;
             create_ready_file(ready_file);
+        }
+        /* At most `window` streams on their way (connected, neither open nor refused yet):
+         * 10,000 connects at once would overflow the listen backlogs (the web server's, and
+         * its backend's), and a dropped SYN waits 1 s, then 3, for its retry. */
+        while (!is_measuring && started < streams && started - opened - refused < window) {
+            struct conn *c = &conns[started++];
+            c->fd = open_conn(port);
+            struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+            epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
         }
         int n = epoll_wait(ep, events, 256, 100);
         for (int i = 0; i < n; i++) {
@@ -363,13 +452,18 @@ main(int argc, char **argv)
         }
     }
     qsort(latencies, latency_count, sizeof(*latencies), compare);
-    printf("streams=%ld connected=%ld events=%zu events_per_s=%.0f p50_ms=%.3f p90_ms=%.3f "
-           "p99_ms=%.3f max_ms=%.3f errors=%ld\n", streams, opened, latency_count,
-           is_measuring ? (double)latency_count / seconds : 0.0, percentile_ms(0.50),
-           percentile_ms(0.90), percentile_ms(0.99), percentile_ms(1.0), errors);
-    for (long i = 0; i < streams; i++)
+    printf("streams=%ld connected=%ld connect_s=%.2f events=%zu events_per_s=%.0f "
+           "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f errors=%ld\n", streams, opened,
+           connect_s, latency_count, is_measuring ? (double)latency_count / seconds : 0.0,
+           percentile_ms(0.50), percentile_ms(0.90), percentile_ms(0.99), percentile_ms(1.0),
+           errors);
+    for (long i = 0; i < streams; i++) {
         if (conns[i].fd >= 0)
             close(conns[i].fd);
+        free(conns[i].head);
+        free(conns[i].line.bytes);
+        free(conns[i].data.bytes);
+    }
     free(conns);
     free(latencies);
     return 0;

@@ -2,23 +2,55 @@
 # make bench: runs the scenarios of issue 4 against a real lighttpd + sse-fcgi, and the f
 # scenarios against Apache + mod_fcgid + sse-fcgi, and prints their tables. Usage: run.sh BIN
 # SCHEMA TOOLS_DIR WORK_DIR. BENCH_SCENARIOS="a b c d e" picks scenarios (default all: a b c d
-# e f1 f2 f3 f4 p; f4 alone takes about 45 s, 20 of them mod_fcgid starting 1,000 processes),
-# BENCH_SECONDS (default 10) the length of the timed ones.
+# e g f1 f2 f3 f4 p, about 5 minutes; f4 alone takes about 45 s, 20 of them mod_fcgid
+# starting 1,000 processes, g about 35 s), BENCH_SECONDS (default 10) the length of the
+# timed ones.
 #
 # Each scenario gets a fresh database and a fresh lighttpd on a free loopback port. The
 # load client (loadgen) connects every stream, then creates a ready file; the producer
-# starts only then. Server CPU is the backend's utime+stime (/proc/PID/stat) over the run;
-# RSS per stream is (VmRSS with the streams - VmRSS before them) / streams. Every process
-# started here (lighttpd, its sse-fcgi backend, Apache and the sse-fcgi processes mod_fcgid
-# spawned for it, nginx, loadgen, producer) is stopped by PID on exit, also on Ctrl-C. A
-# scenario whose streams do not all open (503: slots ran out) still gets its row, with the
-# count in the note column; BENCH_THREADS overrides SSE_THREADS to try that.
+# starts only then. Server CPU is utime+stime (/proc/PID/stat) over the run, from the ready
+# file to loadgen's end, of lighttpd and its sse-fcgi backend together (issue 13: the
+# server is "lighttpd + sse-fcgi"; lighttpd relays every byte, so leaving it out would
+# flatter sse-fcgi against nchan, whose one process does both); the note gives sse-fcgi's
+# part. RSS per stream is (VmRSS with the streams - VmRSS before them) / streams that
+# opened, of the sse-fcgi backend alone, since the targets (issue 13: at most 24 KiB per
+# stream) are sse-fcgi's; the note gives lighttpd's growth per stream beside it, and the
+# ratio row's note the ratio with both added, so that the column does not read as the
+# whole server's. loadgen has at most 256 streams on their way at a time; the note says how
+# long they took to open when that was 1 s or more.
+# Every process started here (lighttpd, its sse-fcgi backend, Apache and the sse-fcgi
+# processes mod_fcgid spawned for it, nginx, loadgen, producer) is stopped by PID on exit,
+# also on Ctrl-C. A scenario whose streams do not all open (refused: slots ran out) still
+# gets its row, with the count in the note column; BENCH_THREADS overrides SSE_THREADS to
+# try that.
 #
 # Every scenario runs twice: against sse-fcgi, then against the reference, nginx + nchan
 # (nginx.conf.in: 1 worker, EventSource subscribers on a channel per session, the producer
 # POSTing each event over one keep-alive connection). Same client and producer, in their
 # --nchan modes; nchan's server CPU and RSS are its worker's. A third row gives the ratios
-# sse-fcgi / nchan of p99, CPU per 1,000 delivered and RSS per stream.
+# sse-fcgi / nchan of p99, CPU per 1,000 delivered (lighttpd + sse-fcgi against the
+# worker) and RSS per stream (sse-fcgi's against the worker's; with lighttpd's in the note).
+#
+# Scenario g (issue 13) is 10,000 streams on 10,000 sessions at 2,000 ev/s, on one sse-fcgi
+# process (SSE_THREADS 10,016: the streams one process serves at once). loadgen gives its
+# streams 60 s to open (10,000 took 9-11 s through lighttpd, 0.4-0.7 s into nchan). What
+# it needed raised is in the next paragraph.
+#
+# Limits for many streams (issue 13: 10,000 on one sse-fcgi process), each set from the
+# open-file limit this script gets (ulimit -n: 65536, or the hard limit where it may not
+# raise that; 20000 on the bench VM, whose root lacks CAP_SYS_RESOURCE): lighttpd's
+# server.max-fds and max-connections, nginx's worker_connections and worker_rlimit_nofile;
+# loadgen raises its own. lighttpd stops accepting while over 90 % of its fds are in use,
+# and a stream holds 2 (client, backend): where one process cannot hold the streams,
+# lighttpd runs worker processes (server.max-worker: 2 for 10,000 streams at 20000 fds),
+# which share the one backend, and the note says so. An sse-fcgi that accepts fewer
+# SSE_THREADS runs with its maximum (4096 while a stream had a thread of its own) and
+# refuses the rest, as the note says; one that runs out of fds and exits gets a row that
+# says so; one that holds over half its fds has it in the note. loadgen stops waiting for
+# streams after 10 s in which none opened or was refused. Ports: only loadgen's sockets
+# take ephemeral ports (lighttpd talks to sse-fcgi over a Unix socket), 10,000 of the
+# 28,232 of 32768-60999 for 10,000 streams, and the TIME_WAITs a run leaves hold their
+# ports only toward that run's server port; free_port keeps the servers below the range.
 #
 # The f scenarios (apache.conf.in: mpm_event, one sse-fcgi process per stream, as on a host
 # where mod_fcgid is the way in) have a table of their own: the server's CPU there is
@@ -34,7 +66,7 @@ apache_in=$(dirname "$0")/apache.conf.in
 # mod_fcgid's process table (FCGID_MAX_APPLICATION, compiled in): at most this many processes
 FCGID_TABLE=1024
 seconds=${BENCH_SECONDS:-10}
-scenarios=${BENCH_SCENARIOS:-a b c d e f1 f2 f3 f4 p}
+scenarios=${BENCH_SCENARIOS:-a b c d e g f1 f2 f3 f4 p}
 tick=$(getconf CLK_TCK)
 pids=() apache_root=""
 cleanup() {
@@ -66,17 +98,40 @@ is_gone() {
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
-ulimit -n 65536 2>/dev/null || ulimit -n 16384
+# The open-file limit every server here inherits: 65536, or the hard limit where this
+# shell may not raise that (without CAP_SYS_RESOURCE, even as root: 20000 on the bench VM).
+# lighttpd's server.max-fds and nginx's worker_rlimit_nofile are set to it, and the notes
+# say when a scenario needs more.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+nofile=$(ulimit -n)
+[ "$nofile" = unlimited ] && nofile=65536
+# lighttpd keeps server.max-fds in 16 bits, and stops accepting above 90 % of it in use
+lighttpd_fds=$((nofile > 65535 ? 65535 : nofile))
+# how long loadgen may take to open a scenario's streams; the driver waits 30 s longer
+connect_limit=30
 
+# free_port: a loopback port for a server to listen on, below the kernel's ephemeral range
+# (ip_local_port_range, 32768-60999 by default) and held by no socket at all. A port in
+# that range may be the local end of some client's connection, or of one in TIME_WAIT
+# (scenario g leaves 10,000 of them for a minute), and then bind fails even with
+# SO_REUSEADDR: checking only for listeners missed that.
+read -r ephemeral_low _ < /proc/sys/net/ipv4/ip_local_port_range
 free_port() {
-    local port
+    local port low=10000 high=$((ephemeral_low - 1))
+    ((high - low < 1000)) && low=20000 high=39999  # no room below it: take the chance
     while :; do
-        port=$((20000 + RANDOM % 20000))
-        ss -ltn "( sport = :$port )" | grep -q LISTEN || { echo "$port"; return; }
+        port=$((low + (RANDOM * 32768 + RANDOM) % (high - low + 1)))
+        [ -z "$(ss -Htan "( sport = :$port )")" ] && { echo "$port"; return; }
     done
 }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+# cpu_ticks PID...: their utime+stime summed; rss_kib PID...: their VmRSS summed. A process
+# gone counts 0 (run_one then says it exited).
+cpu_ticks() { proc_files stat "$@" | awk '{ n += $14 + $15 } END { print n + 0 }'; }
+rss_kib() { proc_files status "$@" | awk '/^VmRSS/ { n += $2 } END { print n + 0 }'; }
+proc_files() {
+    local file=$1 pid; shift
+    for pid; do cat "/proc/$pid/$file" 2>/dev/null || true; done
+}
 
 # wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every 20 ms until it succeeds;
 # returns 1 (and says so) when SECONDS pass first.
@@ -91,15 +146,22 @@ wait_for() {
 ready_or_gone() { test -e "$1" || ! kill -0 "$2"; }
 
 # scenario NAME STREAMS SESSIONS RATE BATCH SECONDS: the sse-fcgi row, the nchan row and
-# the ratio row.
+# the ratio row. The CPU ratio is of the totals (lighttpd + sse-fcgi against nchan's
+# worker); the RSS ratio is of the RSS column (sse-fcgi's alone), and the note gives it
+# with lighttpd's RSS per stream added as well.
 scenario() {
     local name=$1; shift
     run_one sse-fcgi "$name" "$@"
-    local sse_p99=$r_p99 sse_per_k=$r_per_k sse_rss=$r_rss
+    local sse_p99=$r_p99 sse_per_k=$r_per_k sse_rss=$r_rss sse_front_rss=$r_front_rss
     run_one nchan "$name" "$@"
-    printf '| %s | sse-fcgi / nchan | | | | %s | | %s | %s | | | |\n' "${name%%:*}" \
+    local both; both=$(ratio "$(awk -v a="$sse_rss" -v b="$sse_front_rss" \
+        'BEGIN { if (a ~ /^-?[0-9.]+$/ && b ~ /^-?[0-9.]+$/) print a + b; else print "-" }')" \
+        "$r_rss")
+    local note=""
+    [ "$both" != - ] && note="RSS with lighttpd's: $both"
+    printf '| %s | sse-fcgi / nchan | | | | %s | | %s | %s | | | %s |\n' "${name%%:*}" \
         "$(ratio "$sse_p99" "$r_p99")" "$(ratio "$sse_per_k" "$r_per_k")" \
-        "$(ratio "$sse_rss" "$r_rss")"
+        "$(ratio "$sse_rss" "$r_rss")" "$note"
 }
 
 # ratio A B: A / B as "N.N×", or "-" when either is missing or B is not above 0
@@ -115,25 +177,78 @@ prepare_db() {
         WHERE i < $2 - 1) INSERT INTO sessions(id) SELECT 'bench-' || i FROM k"
 }
 
-# start_sse DIR PORT STREAMS SESSIONS: lighttpd + sse-fcgi; sets measured to the backend
+# start_sse DIR PORT STREAMS SESSIONS: lighttpd + sse-fcgi; sets measured to the backend,
+# front to lighttpd (whose CPU and RSS run_one counts too) and limits to what capped the
+# streams, for the note column
 start_sse() {
     local dir=$1 port=$2 streams=$3 sessions=$4
     prepare_db "$dir" "$sessions"
+    local threads=${BENCH_THREADS:-$((streams + 16))} most
+    most=$(threads_allowed "$threads")
+    if ((most < threads)); then
+        limits="SSE_THREADS $threads is over this sse-fcgi's maximum: ran with $most"
+        threads=$most
+    fi
+    # A stream holds 2 of lighttpd's fds (client, backend), 16 are its own and the health
+    # probe's, and it stops accepting while over 90 % of server.max-fds are in use. Where
+    # the open-file limit leaves one process too few (20000 on the bench VM: 8,992 streams),
+    # worker processes share the streams (server.max-worker; the backend is still one
+    # process, which lighttpd starts before them).
+    local workers=1
+    while ((2 * streams / workers + 16 > lighttpd_fds * 9 / 10)); do workers=$((workers + 1)); done
+    ((workers > 1)) && limits="${limits:+$limits; }lighttpd ran $workers worker processes (server.max-worker): one stops accepting at 90 % of server.max-fds $lighttpd_fds (the open-file limit here), 2 fds a stream"
     sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" -e "s|@BIN@|$bin|g" \
-        -e "s|@THREADS@|${BENCH_THREADS:-$((streams + 16))}|g" "$conf_in" > "$dir/lighttpd.conf"
-    lighttpd -D -f "$dir/lighttpd.conf" > "$dir/lighttpd.out" 2>&1 &
+        -e "s|@THREADS@|$threads|g" -e "s|@MAXFDS@|$lighttpd_fds|g" \
+        -e "s|@MAXCONNS@|$((lighttpd_fds / 2))|g" -e "s|@WORKERS@|$workers|g" "$conf_in" \
+        > "$dir/lighttpd.conf"
+    # in a process group of its own: with workers, lighttpd stops them with kill(0, SIGTERM),
+    # which would stop this script and whatever started it too (setsid does not fork here:
+    # a background job of a script leads no group, so $! is lighttpd)
+    setsid lighttpd -D -f "$dir/lighttpd.conf" > "$dir/lighttpd.out" 2>&1 &
     local server=$!
     pids+=("$server")
     wait_for "lighttpd on port $port" 10 curl -sf "http://127.0.0.1:$port/api/health" || return 1
-    measured=$(pgrep -P "$server" | head -1)
-    pids+=("$measured")
+    # lighttpd's children: the backend, and its workers when it has them
+    local children=$((workers > 1 ? workers + 1 : 1)) child
+    wait_for "lighttpd's $children children" 10 has_children "$server" "$children" || return 1
+    front=$server
+    for child in $(pgrep -P "$server"); do
+        if [ "$(cat "/proc/$child/comm" 2>/dev/null)" = lighttpd ]; then front+=" $child"
+        else measured=$child; fi
+        pids+=("$child")
+    done
+    [ -n "$measured" ]
 }
 
-# start_nchan DIR PORT: nginx + nchan, master in the foreground; sets measured to its worker
+# has_children PID N: PID has N child processes or more
+has_children() { (($(pgrep -c -P "$1") >= $2)); }
+
+# threads_allowed N: N, or the largest SSE_THREADS below it that this sse-fcgi accepts (its
+# maximum was 4096 while a stream had a thread of its own), found with --check, which names
+# SSE_THREADS when it is out of range
+threads_allowed() {
+    is_allowed() {
+        local out; out=$(SSE_THREADS=$1 SSE_DB=/nonexistent "$bin" --check 2>&1 || true)
+        [[ $out != *SSE_THREADS* ]]
+    }
+    local low=1 high=$1 mid
+    is_allowed "$high" && { echo "$high"; return; }
+    while ((high - low > 1)); do
+        mid=$(((low + high) / 2))
+        if is_allowed "$mid"; then low=$mid; else high=$mid; fi
+    done
+    echo "$low"
+}
+
+# start_nchan DIR PORT STREAMS: nginx + nchan, master in the foreground; sets measured to its
+# worker, and limits when the open-file limit leaves too few connections for STREAMS
 start_nchan() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 streams=$3
     mkdir -p "$dir/nginx-tmp"
-    sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" "$nginx_in" > "$dir/nginx.conf"
+    sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" -e "s|@NOFILE@|$nofile|g" "$nginx_in" \
+        > "$dir/nginx.conf"
+    # a stream holds 1 fd of nginx's worker; 16 for its listener, the producer and spare
+    ((streams + 16 > nofile)) && limits="nginx's worker_connections and worker_rlimit_nofile are $nofile (the open-file limit here)"
     nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" > "$dir/nginx.out" 2>&1 &
     local server=$!
     pids+=("$server")
@@ -249,24 +364,25 @@ memory() {
 start_client() {
     local dir=$1 port=$2 streams=$3 sessions=$4 secs=$5; shift 5
     "$tools/loadgen" --port "$port" --streams "$streams" --sessions "$sessions" \
-        --duration "$secs" --ready-file "$dir/ready" "$@" \
+        --duration "$secs" --ready-file "$dir/ready" --connect-limit "$connect_limit" "$@" \
         > "$dir/loadgen.out" 2> "$dir/loadgen.err" &
     client=$!
     pids+=("$client")
-    # loadgen creates the file once every stream opened or was refused (30 s at most)
-    wait_for "loadgen ready" 60 ready_or_gone "$dir/ready" "$client" || true
+    # loadgen creates the file once every stream opened or was refused (connect_limit at most)
+    wait_for "loadgen ready" $((connect_limit + 30)) ready_or_gone "$dir/ready" "$client" || true
     test -e "$dir/ready"
 }
 
-# read_loadgen DIR: sets events, eps, p50, p99, errors and connected from loadgen's line of
-# key=value pairs (p50 and p99 are - when nothing arrived)
+# read_loadgen DIR: sets events, eps, p50, p99, errors, connected and connect_s from
+# loadgen's line of key=value pairs (p50 and p99 are - when nothing arrived)
 read_loadgen() {
-    events=0 eps=0 p50=0 p99=0 errors=0 connected=0
+    events=0 eps=0 p50=0 p99=0 errors=0 connected=0 connect_s=0
     for kv in $(cat "$1/loadgen.out"); do
         case $kv in
             events=*) events=${kv#*=} ;; events_per_s=*) eps=${kv#*=} ;;
             p50_ms=*) p50=${kv#*=} ;; p99_ms=*) p99=${kv#*=} ;;
             errors=*) errors=${kv#*=} ;; connected=*) connected=${kv#*=} ;;
+            connect_s=*) connect_s=${kv#*=} ;;
         esac
     done
     if [ "$events" = 0 ]; then p50=-; p99=-; fi
@@ -274,8 +390,9 @@ read_loadgen() {
 
 # delivery_note DIR STREAMS SESSIONS: what read_loadgen's figures say went wrong, for the note
 # column: streams that did not open (and the first refusal), and what was published but not
-# delivered. Every published event is for streams/sessions streams; nchan drops what it
-# cannot keep up with, without a gap loadgen could see (issue 13, scenario c).
+# delivered. Every published event is for streams/sessions streams, of which only the open
+# ones can get it (scenario g on a binary with fewer slots: 4,096 of 10,000); nchan drops
+# what it cannot keep up with, without a gap loadgen could see (issue 13, scenario c).
 delivery_note() {
     local dir=$1 streams=$2 sessions=$3 note=""
     if [ "$connected" != "$streams" ]; then
@@ -284,11 +401,24 @@ delivery_note() {
         ((refusals > 0)) && note="$note ($refusals refused: $(grep -m1 '^loadgen: HTTP' \
             "$dir/loadgen.err" | cut -d' ' -f3-))"
     fi
-    local lost; lost=$(awk -v p="$(published "$dir")" -v e="$events" -v n="$streams" \
+    local lost; lost=$(awk -v p="$(published "$dir")" -v e="$events" -v n="$connected" \
         -v m="$sessions" \
         'BEGIN { x = p * n / m; if (x > 0 && e < 0.95 * x) printf "%.0f", 100 * (1 - e / x) }')
     [ -n "$lost" ] && note="${note:+$note; }$lost % of what was published not delivered"
     echo "$note"
+}
+
+# producer_note DIR RATE: says so when the producer published under 95 % of RATE (its one
+# connection, SQLite's writer or nchan's publisher, may not keep up, or a commit waited for
+# the disk), with its slowest commit; nothing else
+producer_note() {
+    local dir=$1 rate=$2 seconds
+    seconds=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$dir/producer.out" 2>/dev/null || true)
+    [ -n "$seconds" ] && [ "$rate" != idle ] && [ "$rate" != 0 ] || return 0
+    awk -v p="$(published "$dir")" -v s="$seconds" -v r="$rate" \
+        -v w="$(sed -n 's/.*max_commit_ms=\([0-9.]*\).*/\1/p' "$dir/producer.out")" \
+        'BEGIN { if (s > 0 && p / s < 0.95 * r)
+            printf "the producer published %.0f ev/s of %d (slowest commit %s ms)", p / s, r, w }'
 }
 
 # published DIR: the events the producer published (0 when it did not run)
@@ -302,15 +432,18 @@ per_1000() {
     awk -v c="$1" -v e="$2" 'BEGIN { if (e > 0) printf "%.4f", c / (e / 1000); else print "-" }'
 }
 
-# run_one SERVER NAME STREAMS SESSIONS RATE BATCH SECONDS: one row; sets r_p99, r_per_k and
-# r_rss for the ratio row
+# run_one SERVER NAME STREAMS SESSIONS RATE BATCH SECONDS: one row; sets r_p99, r_per_k,
+# r_rss and r_front_rss (lighttpd's RSS per stream, - for nchan) for the ratio row. The
+# CPU is the backend's (sse-fcgi, or nchan's worker) plus front's (lighttpd; none for
+# nchan), the RSS column the backend's alone.
 run_one() {
     local server=$1 name=$2 streams=$3 sessions=$4 rate=$5 batch=$6 secs=$7
     local dir=$work/${name%%:*}-$server
-    r_p99=- r_per_k=- r_rss=-
+    r_p99=- r_per_k=- r_rss=- r_front_rss=-
     rm -rf "$dir" && mkdir -p "$dir"
     local port; port=$(free_port)
-    local measured="" client="" client_args=() producer_args=(--db "$dir/events.db")
+    local measured="" front="" limits="" client="" client_args=()
+    local producer_args=(--db "$dir/events.db")
     if [ "$server" = nchan ]; then
         client_args=(--nchan --path /sub/bench-%d)
         producer_args=(--nchan-port "$port")
@@ -321,31 +454,66 @@ run_one() {
         return
     fi
     local rss_base; rss_base=$(rss_kib "$measured")
+    local front_base=0; [ -n "$front" ] && front_base=$(rss_kib $front)
     if ! start_client "$dir" "$port" "$streams" "$sessions" "$secs" "${client_args[@]}"; then
         cleanup
         row "$name" "$server" "$streams" "$rate" - - - - - - - \
             "load client failed: see $dir/loadgen.err"
         return
     fi
-    local cpu0; cpu0=$(cpu_ticks "$measured")
+    local cpu0 front0=0 front1=0 front_streams=0 front_end=0
+    cpu0=$(cpu_ticks "$measured")
+    [ -n "$front" ] && front0=$(cpu_ticks $front) front_streams=$(rss_kib $front)
     local rss_streams; rss_streams=$(rss_kib "$measured")
+    local fds; fds=$({ find "/proc/$measured/fd" -mindepth 1 2>/dev/null || true; } | wc -l)
     if [ "$rate" != idle ]; then
         "$tools/producer" "${producer_args[@]}" --sessions "$sessions" --rate "$rate" \
             --batch "$batch" --duration "$secs" > "$dir/producer.out" 2> "$dir/producer.err" \
             || true
     fi
     wait "$client" || true
+    # a backend that died (lighttpd starts another) took its ticks with it
+    if is_gone "$measured"; then
+        cleanup
+        local events eps p50 p99 errors connected connect_s
+        read_loadgen "$dir"
+        local why; why=$({ grep -m1 ' exiting' "$dir/sse.log" 2>/dev/null || true; } | cut -d' ' -f4-)
+        row "$name" "$server" "$streams" "$rate" - - - - - - "$errors" \
+            "$server exited during the run${why:+ (its log: $why)}, $connected streams had opened; see $dir${limits:+; $limits}"
+        return
+    fi
     local cpu1; cpu1=$(cpu_ticks "$measured")
+    [ -n "$front" ] && front1=$(cpu_ticks $front) front_end=$(rss_kib $front)
     local rss_end; rss_end=$(rss_kib "$measured")
+    local fd_limit; fd_limit=$(awk '/^Max open files/ { print $4 }' "/proc/$measured/limits")
     ((rss_end > rss_streams)) && rss_streams=$rss_end
+    ((front_end > front_streams)) && front_streams=$front_end
     cleanup
-    local events eps p50 p99 errors connected
+    local events eps p50 p99 errors connected connect_s
     read_loadgen "$dir"
-    local cpu_s per_k rss_per
-    cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) / t }')
+    local cpu_s backend_s per_k rss_per
+    backend_s=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) / t }')
+    cpu_s=$(awk -v a="$((cpu0 + front0))" -v b="$((cpu1 + front1))" -v t="$tick" \
+        'BEGIN { printf "%.2f", (b - a) / t }')
     per_k=$(per_1000 "$cpu_s" "$events")
-    rss_per=$(awk -v a="$rss_base" -v b="$rss_streams" -v n="$streams" 'BEGIN { printf "%.1f", (b - a) / n }')
+    # per stream that opened (streams refused hold nothing once answered)
+    local open=$((connected > 0 ? connected : streams))
+    rss_per=$(awk -v a="$rss_base" -v b="$rss_streams" -v n="$open" 'BEGIN { printf "%.1f", (b - a) / n }')
     local note; note=$(delivery_note "$dir" "$streams" "$sessions")
+    local slow; slow=$(producer_note "$dir" "$rate")
+    [ -n "$slow" ] && note="${note:+$note; }$slow"
+    [ -n "$limits" ] && note="${note:+$note; }$limits"
+    [[ $fd_limit =~ ^[0-9]+$ ]] && ((fds > fd_limit / 2)) && \
+        note="${note:+$note; }$server held $fds fds of its $fd_limit"
+    awk -v s="$connect_s" 'BEGIN { exit !(s >= 1) }' && \
+        note="${note:+$note; }streams open after $connect_s s"
+    if [ -n "$front" ]; then
+        r_front_rss=$(awk -v a="$front_base" -v b="$front_streams" -v n="$open" \
+            'BEGIN { printf "%.1f", (b - a) / n }')
+        local backend_k; backend_k=$(per_1000 "$backend_s" "$events")
+        [ "$backend_k" != - ] && backend_s="$backend_s ($backend_k / 1,000)"
+        note="${note:+$note; }sse-fcgi: $backend_s CPU s of it, lighttpd the rest; lighttpd's RSS: $r_front_rss KiB / stream more"
+    fi
     r_p99=$p99 r_per_k=$per_k r_rss=$rss_per
     row "$name" "$server" "$streams" "$rate" "$p50" "$p99" "$eps" "$per_k" "$rss_per" "$cpu_s" \
         "$errors" "$note"
@@ -415,7 +583,7 @@ run_fcgid() {
 # row from DIR's files; sets r_p99, r_per_k and r_pss
 fcgid_row() {
     local name=$1 label=$2 streams=$3 sessions=$4 rate=$5 secs=$6 dir=$7
-    local events eps p50 p99 errors connected
+    local events eps p50 p99 errors connected connect_s
     read_loadgen "$dir"
     local kv backends=0 serving=0 inotify=0 readers=0 apache=0 pss_mean=0 pss_all=0
     for kv in $(cat "$dir/memory"); do local "$kv"; done
@@ -432,11 +600,8 @@ fcgid_row() {
         -v m="$sessions" 'BEGIN { x = p * n / m - e; printf "%.0f", (x > 0 ? x : 0) }')
     pss_stream=$(awk -v a="$pss_all" -v n="$streams" 'BEGIN { printf "%.0f", a / n }')
     local note; note=$(delivery_note "$dir" "$streams" "$sessions")
-    # the producer's one connection (SQLite's writer, or nchan's publisher) may not keep up
-    [ -n "$seconds" ] && note=$(awk -v n="$note" -v p="$published" -v s="$seconds" \
-        -v r="$rate" -v w="$(sed -n 's/.*max_commit_ms=\([0-9.]*\).*/\1/p' "$dir/producer.out")" \
-        'BEGIN { if (p / s < 0.95 * r) n = sprintf("%s%sthe producer published %.0f ev/s of %d " \
-        "(slowest commit %s ms)", n, n == "" ? "" : "; ", p / s, r, w); print n }')
+    local slow; slow=$(producer_note "$dir" "$rate")
+    [ -n "$slow" ] && note="${note:+$note; }$slow"
     if [ "$label" = nchan ]; then
         processes="1 nginx worker" cpu_b=- per_k_b=-
     else
@@ -534,7 +699,7 @@ echo "sse-fcgi bench: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%dT%H:%MZ);
 echo "reproduce: make bench (BENCH_SCENARIOS=\"$scenarios\" BENCH_SECONDS=$seconds)"
 for s in $scenarios; do
     case $s in
-        [a-e]) table lighttpd ;; f[1-4]) table fcgid ;; p) current_table=prune ;;
+        [a-eg]) table lighttpd ;; f[1-4]) table fcgid ;; p) current_table=prune ;;
     esac
     case $s in
         a) scenario "a: 1 stream" 1 1 1000 1 "$seconds" ;;
@@ -542,6 +707,9 @@ for s in $scenarios; do
         c) scenario "c: 1 stream, max rate" 1 1 0 100 "$seconds" ;;
         d) scenario "d: 1,000 idle streams, 20 s" 1000 1000 idle 1 20 ;;
         e) scenario "e: fan-out 100 streams / 1 session" 100 1 200 1 "$seconds" ;;
+        g) connect_limit=60
+           scenario "g: 10,000 streams / 10,000 sessions" 10000 10000 2000 1 "$seconds"
+           connect_limit=30 ;;
         f1) fcgid_scenario "f1: 200 streams / 200 sessions" 200 200 2000 "$seconds" ;;
         f2) fcgid_scenario "f2: 200 idle streams, 20 s" 200 200 idle 20 ;;
         f3) fcgid_scenario "f3: fan-out 100 streams / 1 session" 100 1 200 "$seconds" ;;

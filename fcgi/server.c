@@ -37,7 +37,7 @@
 #include "conn.h"
 #include "log.h"
 #include "loop.h"
-#include "stream.h"
+#include "request.h"
 
 enum {
     SLOT_WAIT_MS = 250,
@@ -57,7 +57,7 @@ struct waiting {
 /* The process's one server; everything but the hand-off belongs to the loop's thread. */
 static struct server {
     struct loop loop;
-    struct stream_shared shared;
+    struct request_shared shared;
     long slots, slots_used;
     struct waiting line[WAITING_MAX];  /* a FIFO ring */
     size_t line_head, line_count;
@@ -96,7 +96,7 @@ take_from_line(void)
     server.is_taking_from_line = true;
     while (server.line_count > 0 && server.slots_used < server.slots) {
         server.slots_used++;
-        stream_serve(line_pop(), &server.shared, true);
+        request_serve(line_pop(), &server.shared, true);
     }
     server.is_taking_from_line = false;
     arm_line_timer();
@@ -109,7 +109,7 @@ on_line_due(struct loop_timer *t)
     (void)t;
     int64_t now = loop_clock_ms();
     while (server.line_count > 0 && server.line[server.line_head].until_ms <= now)
-        stream_reject_busy(line_pop(), &server.shared);
+        request_reject_busy(line_pop(), &server.shared);
     arm_line_timer();
 }
 
@@ -122,7 +122,7 @@ stop_if_idle(void)
 
 /* A request was freed (stream_shared.on_done). */
 static void
-on_request_done(struct stream_shared *shared, bool had_slot)
+on_request_done(struct request_shared *shared, bool had_slot)
 {
     (void)shared;
     server.slots_used -= had_slot;
@@ -139,19 +139,19 @@ on_handoff(struct loop_task *t)
 {
     struct conn *conn = (struct conn *)((char *)t - offsetof(struct conn, handoff));
     if (atomic_load(&server.shared.is_shutting_down)) {
-        stream_reject_busy(conn, &server.shared);
-    } else if (!stream_needs_slot(conn)) {
-        stream_serve(conn, &server.shared, false);
+        request_reject_busy(conn, &server.shared);
+    } else if (!request_needs_slot(conn)) {
+        request_serve(conn, &server.shared, false);
     } else if (server.slots_used < server.slots) {
         server.slots_used++;
-        stream_serve(conn, &server.shared, true);
+        request_serve(conn, &server.shared, true);
     } else if (server.line_count < WAITING_MAX) {
         size_t tail = (server.line_head + server.line_count++) % WAITING_MAX;
         server.line[tail] = (struct waiting){conn, loop_clock_ms() + SLOT_WAIT_MS};
         if (server.line_count == 1)
             arm_line_timer();
     } else {
-        stream_reject_busy(conn, &server.shared);  /* answered now, without waiting */
+        request_reject_busy(conn, &server.shared);  /* answered now, without waiting */
     }
 }
 
@@ -171,9 +171,9 @@ begin_shutdown(void)
     if (server.shutdown_io.fd >= 0)
         loop_io_remove(&server.loop, &server.shutdown_io);
     while (server.line_count > 0)
-        stream_reject_busy(line_pop(), &server.shared);
+        request_reject_busy(line_pop(), &server.shared);
     arm_line_timer();
-    stream_shutdown_all(&server.shared);
+    request_shutdown_all(&server.shared);
     loop_timer_arm(&server.loop, &server.grace_timer, loop_clock_ms() + SHUTDOWN_GRACE_MS);
     stop_if_idle();
 }
@@ -282,7 +282,7 @@ server_run_cgi(const struct config *process, int shutdown_fd)
         return 1;
     }
     server.slots_used = 1;
-    stream_serve(conn, &server.shared, true);
+    request_serve(conn, &server.shared, true);
     if (server.shared.open_count > 0)
         loop_run(&server.loop);
     return 0;

@@ -1,9 +1,8 @@
 /*
- * stream.c - one request, from route to last byte.
+ * stream.c - a request's event stream: replay or resume, then live (see stream.h).
  *
- * A request is validated completely before any byte is sent: method (405), route (404/400),
- * query (400), database (503), session (404). Then the first rows are read, so that a closed
- * session with nothing left can still be answered 204 (SPEC §4.9).
+ * Before any byte is sent the first rows are read, so that a closed session with nothing
+ * left can still be answered 204 (SPEC §4.9).
  *
  * Why replay/resume then live has no gap and no duplicate. Event ids come from
  * AUTOINCREMENT under SQLite's single writer, so they become visible in id order: once a
@@ -39,25 +38,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "../store/hub.h"
-#include "../store/store.h"
 #include "../store/wait.h"
-#include "buf.h"
-#include "config.h"
-#include "filter.h"
 #include "http.h"
 #include "log.h"
-#include "params.h"
+#include "request_internal.h"
 #include "sse.h"
-
-enum {
-    STREAM_RETRY_AFTER_S = 2,       /* Retry-After on 503, retry: of a soft refusal */
-    STREAM_BUSY_TIMEOUT_MS = 2000,  /* SQLite busy timeout of the read connection */
-    LOG_VALUE_MAX = 96,             /* bytes of a client-supplied value in a log line */
-};
 
 /* SPEC §6 reasons, spelled exactly. */
 enum end_reason {
@@ -83,14 +69,6 @@ static const char *const END_REASONS[] = {
 };
 
 enum {
-    STREAM_FLUSH_BYTES = 64 * 1024,
-    /* What r->out may hold: it is handed to the conn once it holds STREAM_FLUSH_BYTES, and a
-     * frame that goes into it is smaller than that, with its head (an event: line of a
-     * 128-byte type, sanitized). A frame of STREAM_FLUSH_BYTES or more goes to the conn
-     * from where it lies. */
-    STREAM_OUT_MAX = 2 * STREAM_FLUSH_BYTES + 1024,
-    /* r->out keeps no more than this allocated between rounds (memory per stream). */
-    STREAM_OUT_KEPT = 4096,
     /* A round reads at most this many batches before it lets the loop serve others. */
     STREAM_BATCHES_PER_TURN = 4,
     /* lighttpd closes its backend connections and signals the backend microseconds apart;
@@ -98,338 +76,6 @@ enum {
      * covers that gap and keeps a real disconnect well inside SPEC §4.10's 0.1 s. */
     STREAM_GONE_GRACE_MS = 20,
 };
-
-/* The live state of an open stream. */
-struct live {
-    struct store *st;               /* owned; the stream's own connection: for its start,
-                                     * and while it is behind the hub's memory */
-    struct hub *hub;                /* borrowed; the process's watcher of the database */
-    struct hub_sub sub;             /* registered with hub while is_subscribed */
-    bool is_subscribed;
-    unsigned long hub_generation;   /* the hub's at join: a change means a new file */
-    bool is_parked;                 /* STREAM_OUTPUT_MARK bytes wait: no reading until the
-                                     * socket drains */
-    struct filter filter;           /* owned */
-    struct event_type_policy *policy; /* owned */
-    size_t policy_count;
-    struct store_batch batch;       /* owned; the rows being sent */
-    int64_t cursor;                 /* highest id dealt with */
-    int64_t replay_until;           /* rows with id <= this are replay (SPEC §4.2); 0: none */
-    long replayed;                  /* events sent from the replay window */
-    long events_sent;
-    long shed;
-    bool is_session_closed;         /* seen before the last read began */
-    long probe_ms;                  /* 0 = no probe writes */
-    int64_t last_write_ms;          /* any write: probes */
-    int64_t last_beat_ms;           /* frames and keepalives: keepalive timer */
-    int64_t end_ms;                 /* SSE_MAX_STREAM_S deadline, INT64_MAX for none */
-};
-
-enum request_state {
-    REQUEST_ANSWERING,              /* being answered, in stream_serve */
-    REQUEST_LIVE,                   /* a stream in the loop */
-    REQUEST_ENDING,                 /* the response is complete; its output still waits */
-    REQUEST_DONE,                   /* freed at the end of this turn of the loop */
-};
-
-/* Everything one request owns. */
-struct request {
-    struct conn *conn;              /* owned; the transport */
-    struct stream_shared *shared;   /* borrowed; process-wide */
-    enum request_state state;
-    bool has_slot;                  /* holds one of the process's stream slots */
-    struct config cfg;              /* strings borrowed from the request/environment */
-    bool is_head;
-    const char *cors_origin;        /* Access-Control-Allow-Origin value or NULL */
-    struct route route;
-    struct query query;
-    struct store_channel channel;
-    char channel_key[PARAMS_ID_MAX + 8]; /* "worker:<id>" for worker streams */
-    char log_subject[LOG_VALUE_MAX + 16]; /* "session=<id>", "worker=<id>", "channel=global" */
-    struct buf out;                 /* SSE bytes not yet handed to the conn; at most
-                                     * STREAM_OUT_MAX */
-    struct live lv;                 /* a stream's */
-    bool is_client_gone;            /* seen; the stream ends STREAM_GONE_GRACE_MS later */
-    bool is_watched;                /* conn->io is in the loop */
-    struct loop_timer timer;        /* the earliest deadline */
-    struct loop_task wake_task;     /* posted by the hub's wake */
-    struct loop_task free_task;     /* frees the request after the turn that retired it */
-    struct request *prev, *next;    /* shared->open */
-};
-
-/* A setting for this request: its parameter (Apache SetEnv), else the process environment
- * (SPEC §7). */
-static const char *
-setting(const struct conn *conn, const char *name)
-{
-    const char *value = conn_param(conn, name);
-    return value != NULL ? value : getenv(name);
-}
-
-/* config_load's lookup: the request's settings; the per-process ones are left to
- * load_config, so a request's bad value for one of them cannot fail the request either. */
-static const char *
-lookup_setting(void *ctx, const char *name)
-{
-    const struct request *r = ctx;
-    return config_is_per_process(name) ? NULL : setting(r->conn, name);
-}
-
-static const char *
-param(const struct request *r, const char *name)
-{
-    return conn_param(r->conn, name);
-}
-
-/* Hands what r->out holds to the conn's output (written at the end of the round). Returns
- * 0, or -1 when the conn is broken. */
-static int
-flush_out(struct request *r)
-{
-    if (r->out.len == 0)
-        return r->conn->is_broken ? -1 : 0;
-    int rc = conn_append(r->conn, r->out.bytes, r->out.len);
-    buf_reset(&r->out);
-    return rc < 0 ? -1 : 0;
-}
-
-static void
-respond_error(struct request *r, int status, const char *message)
-{
-    buf_reset(&r->out);
-    int retry_after_s = status == 503 ? STREAM_RETRY_AFTER_S : 0;
-    if (http_append_error(&r->out, status, message, retry_after_s, r->cors_origin,
-                          !r->is_head) == 0)
-        flush_out(r);
-}
-
-/* Whether the client speaks SSE: EventSource sends Accept: text/event-stream, and
- * Last-Event-ID when it comes back (SPEC §4.12). */
-static bool
-is_sse_client(const struct conn *conn)
-{
-    const char *accept = conn_param(conn, "HTTP_ACCEPT");
-    return (accept != NULL && strstr(accept, "text/event-stream") != NULL)
-           || conn_param(conn, "HTTP_LAST_EVENT_ID") != NULL;
-}
-
-/* The cursor a client showed: Last-Event-ID, else last_event_id= of query (may be NULL).
- * Silent: the stream itself logs a malformed one. */
-static bool
-client_cursor(const struct conn *conn, const struct query *query, int64_t *cursor)
-{
-    if (params_parse_event_id(conn_param(conn, "HTTP_LAST_EVENT_ID"), cursor) == 0)
-        return true;
-    if (query != NULL && query->has_last_event_id) {
-        *cursor = query->last_event_id;
-        return true;
-    }
-    return false;
-}
-
-/* A transient refusal (SPEC §4.12). EventSource fails for good on a 503, so an SSE client
- * gets a 200 stream that only sets retry: and keeps its cursor, then ends: it comes back
- * after STREAM_RETRY_AFTER_S. Everyone else (HEAD, health, curl) gets the honest 503. The
- * caller has logged the refusal. */
-static void
-respond_unavailable(struct request *r, bool is_stream_route, const char *message)
-{
-    if (r->is_head || !is_stream_route || !is_sse_client(r->conn)) {
-        respond_error(r, 503, message);
-        return;
-    }
-    int64_t cursor = 0;
-    bool has_cursor = client_cursor(r->conn, &r->query, &cursor);
-    buf_reset(&r->out);
-    if (http_append_stream_head(&r->out, r->cors_origin) == 0
-        && sse_append_refusal(&r->out, STREAM_RETRY_AFTER_S * 1000L, has_cursor, cursor,
-                              message) == 0)
-        flush_out(r);
-}
-
-/* Logs and answers a failure of store_open/lookup with the SPEC §5 status. */
-static void
-respond_store_error(struct request *r, int rc, const char *detail)
-{
-    static const struct { int rc; int status; const char *message; } MAP[] = {
-        {STORE_ERR_MISSING, 503, "database missing"},
-        {STORE_ERR_UNREADABLE, 503, "database unreadable"},
-        {STORE_ERR_SCHEMA, 503, "database has no sse-fcgi schema"},
-        {STORE_ERR_BUSY, 503, "database busy"},
-        {STORE_ERR_NOMEM, 503, "out of memory"},
-        {STORE_ERR_NOT_FOUND, 404, "no such session"},
-    };
-    for (size_t i = 0; i < sizeof(MAP) / sizeof(MAP[0]); i++) {
-        if (MAP[i].rc == rc) {
-            log_line(MAP[i].status == 404 ? LOG_LEVEL_INFO : LOG_LEVEL_ERROR,
-                     "error status=%d %s reason=%s detail=\"%s\"", MAP[i].status,
-                     r->log_subject, MAP[i].message, detail);
-            if (MAP[i].status == 503)
-                respond_unavailable(r, r->route.kind != ROUTE_HEALTH, MAP[i].message);
-            else
-                respond_error(r, MAP[i].status, MAP[i].message);
-            return;
-        }
-    }
-    log_line(LOG_LEVEL_ERROR, "error status=503 %s detail=\"%s\"", r->log_subject, detail);
-    respond_unavailable(r, r->route.kind != ROUTE_HEALTH, "database unavailable");
-}
-
-/* Logs, once a process per name, a per-process setting given as a request parameter: it is
- * ignored (README "Configuration"). Under CGI the parameters are the process's environment,
- * which is where such a setting belongs. */
-static void
-warn_per_process_params(struct request *r)
-{
-    for (unsigned i = 0; r->conn->is_fastcgi && config_per_process_name(i) != NULL; i++) {
-        const char *name = config_per_process_name(i);
-        unsigned bit = 1u << i;
-        if (param(r, name) != NULL
-            && (atomic_fetch_or(&r->shared->warned_params, bit) & bit) == 0)
-            log_line(LOG_LEVEL_WARN, "warning per-process setting ignored in request "
-                     "parameters name=%s (set it in the process environment)", name);
-    }
-}
-
-/* Reads the request's configuration; the per-process settings stay the process's. */
-static int
-load_config(struct request *r)
-{
-    const char *bad_name = NULL, *why = NULL;
-    warn_per_process_params(r);
-    if (config_load(&r->cfg, lookup_setting, r, &bad_name, &why) < 0) {
-        log_line(LOG_LEVEL_ERROR, "error bad configuration variable=%s reason=\"%s\"",
-                 bad_name, why);
-        char message[128];
-        snprintf(message, sizeof(message), "bad configuration: %s: %s", bad_name, why);
-        respond_error(r, 503, message);
-        return -1;
-    }
-    config_copy_per_process(&r->cfg, &r->shared->process);
-    return 0;
-}
-
-/* Method, route and query (SPEC §3, §5). Returns 0 when the request may go on. */
-static int
-parse_request(struct request *r)
-{
-    const char *method = param(r, "REQUEST_METHOD");
-    r->is_head = method != NULL && strcmp(method, "HEAD") == 0;
-    if (method == NULL || (strcmp(method, "GET") != 0 && !r->is_head)) {
-        char clean[16];
-        log_line(LOG_LEVEL_INFO, "error status=405 method=%s",
-                 log_clean(method, clean, sizeof(clean)));
-        respond_error(r, 405, "method not allowed: use GET or HEAD");
-        return -1;
-    }
-    char path[PARAMS_PATH_MAX];
-    const char *why = "no such route";
-    int rc = params_request_path(param(r, "REQUEST_URI"), param(r, "SCRIPT_NAME"),
-                                 param(r, "PATH_INFO"), path, sizeof(path));
-    if (rc == 0)
-        rc = params_match_route(path, &r->route, &why);
-    if (rc == 0 && r->route.kind != ROUTE_HEALTH)
-        rc = params_parse_query(param(r, "QUERY_STRING"), &r->query, &why);
-    else if (rc == 0 && params_parse_query(param(r, "QUERY_STRING"), &r->query, &why) < 0)
-        r->query.session_id = NULL;  /* health answers whatever its query (session_id=) */
-    if (rc == 0)
-        return 0;
-    char clean[LOG_VALUE_MAX];
-    int status = rc == PARAMS_NOT_FOUND ? 404 : 400;
-    log_line(LOG_LEVEL_INFO, "error status=%d path=%s reason=\"%s\"", status,
-             log_clean(path, clean, sizeof(clean)), why);
-    respond_error(r, status, why);
-    return -1;
-}
-
-static void
-set_channel(struct request *r)
-{
-    char clean[LOG_VALUE_MAX];
-    log_clean(r->route.id, clean, sizeof(clean));
-    switch (r->route.kind) {
-    case ROUTE_SESSION_EVENTS:
-        r->channel = (struct store_channel){STORE_SCOPE_SESSION, r->route.id};
-        snprintf(r->log_subject, sizeof(r->log_subject), "session=%s", clean);
-        break;
-    case ROUTE_WORKER_EVENTS:
-        snprintf(r->channel_key, sizeof(r->channel_key), "worker:%s", r->route.id);
-        r->channel = (struct store_channel){STORE_SCOPE_WORKER, r->channel_key};
-        snprintf(r->log_subject, sizeof(r->log_subject), "worker=%s", clean);
-        break;
-    default:
-        r->channel = (struct store_channel){STORE_SCOPE_GLOBAL, NULL};
-        snprintf(r->log_subject, sizeof(r->log_subject), "channel=global");
-        break;
-    }
-}
-
-static int
-open_store(struct request *r, struct store **st)
-{
-    if (r->cfg.db_path == NULL) {
-        log_line(LOG_LEVEL_ERROR, "error status=503 %s reason=\"SSE_DB is not set\"",
-                 r->log_subject);
-        respond_error(r, 503, "SSE_DB is not set");
-        return -1;
-    }
-    char detail[512];
-    int rc = store_open(r->cfg.db_path, STREAM_BUSY_TIMEOUT_MS, st, detail, sizeof(detail));
-    if (rc < 0) {
-        respond_store_error(r, rc, detail);
-        return -1;
-    }
-    return 0;
-}
-
-/* Where the hub's lines go: the process's log. */
-static void
-log_hub(bool is_warning, const char *message)
-{
-    log_line(is_warning ? LOG_LEVEL_WARN : LOG_LEVEL_INFO, "%s", message);
-}
-
-/* The hub of the request's database, started on first use (every process joins its host's
- * hub once; /api/health too, so that it can report the host's streams). */
-static struct hub *
-process_hub(const struct request *r)
-{
-    struct hub_options opt = {.poll_ms = r->cfg.poll_ms, .shutdown_fd = r->shared->shutdown_fd,
-                              .frame = sse_event_json, .dir = r->cfg.hub_dir, .log = log_hub};
-    return hub_get(r->cfg.db_path, &opt);
-}
-
-static void
-serve_health(struct request *r)
-{
-    struct store *st = NULL;
-    if (open_store(r, &st) < 0)
-        return;
-    struct health_facts facts = {.streams_open = atomic_load(&r->shared->streams_open)};
-    struct hub *h = process_hub(r);
-    if (h != NULL) {
-        static const char *const ROLES[] = {"private", "leader", "follower"};
-        struct hub_facts hf;
-        hub_get_facts(h, &hf);
-        facts.hub = hf.role == HUB_ROLE_PRIVATE ? "private" : "shared";
-        facts.hub_role = ROLES[hf.role];
-        facts.hub_leader_pid = hf.leader_pid;
-        facts.subscribers = hf.subscribers;
-        if (r->query.session_id != NULL) {
-            facts.session_id = r->query.session_id;
-            facts.session_subscribers = hub_session_subscribers(h, r->query.session_id);
-        }
-    }
-    int rc = store_health(st, &facts.schema_version, &facts.is_wal);
-    if (rc == 0)
-        rc = store_newest_id(st, &facts.newest_event_id);
-    if (rc < 0) {
-        respond_store_error(r, rc, store_errmsg(st));
-    } else if (http_append_health(&r->out, &facts, r->cors_origin, !r->is_head) == 0) {
-        flush_out(r);
-    }
-    store_close(st);
-}
 
 /* Builds the filter; logs each unknown types= entry (SPEC §6). */
 static int
@@ -462,7 +108,7 @@ build_filter(struct request *r, struct live *lv)
 static bool
 resume_point(struct request *r, int64_t *after_id)
 {
-    const char *header = param(r, "HTTP_LAST_EVENT_ID");
+    const char *header = request_param(r, "HTTP_LAST_EVENT_ID");
     int rc = params_parse_event_id(header, after_id);
     if (rc == 0)
         return true;
@@ -484,7 +130,7 @@ resume_point(struct request *r, int64_t *after_id)
 static int
 send_direct(struct request *r, const char *bytes, size_t len)
 {
-    return flush_out(r) < 0 || conn_append(r->conn, bytes, len) < 0 ? -1 : 0;
+    return request_flush_out(r) < 0 || conn_append(r->conn, bytes, len) < 0 ? -1 : 0;
 }
 
 /* Puts the head of e's frame (with json, the whole frame) into r->out, flushing first when
@@ -493,11 +139,11 @@ send_direct(struct request *r, const char *bytes, size_t len)
 static int
 place_frame(struct request *r, const struct event *e, const char *json, size_t len)
 {
-    if (r->out.len >= STREAM_FLUSH_BYTES && flush_out(r) < 0)
+    if (r->out.len >= STREAM_FLUSH_BYTES && request_flush_out(r) < 0)
         return -1;
     if (sse_append_frame(&r->out, e, r->query.is_named, json, len) == 0)
         return 0;
-    if (flush_out(r) < 0)
+    if (request_flush_out(r) < 0)
         return -1;
     return sse_append_frame(&r->out, e, r->query.is_named, json, len) == 0 ? 0 : 1;
 }
@@ -521,7 +167,7 @@ append_frame(struct request *r, struct store_row *row)
     int rc = json == NULL ? 1 : place_frame(r, e, is_big ? NULL : json, len);
     if (rc == 0 && is_big
         && ((own != NULL ? send_direct(r, json, len)
-                         : flush_out(r) < 0 ? -1 : conn_append_shared(r->conn, row, json, len)) < 0
+                         : request_flush_out(r) < 0 ? -1 : conn_append_shared(r->conn, row, json, len)) < 0
             || send_direct(r, SSE_FRAME_END, strlen(SSE_FRAME_END)) < 0))
         rc = -1;
     if (rc == 1)
@@ -665,12 +311,6 @@ read_start(struct request *r, struct live *lv, struct start *s)
     return rc < 0 ? rc : read_first_batch(r, lv, s);
 }
 
-static bool
-is_shutting_down(const struct request *r)
-{
-    return atomic_load(&r->shared->is_shutting_down);
-}
-
 /* Hands r->out to the conn and restarts the timers it resets. Returns 0 or
  * -END_CLIENT_DISCONNECTED. */
 static int
@@ -678,7 +318,7 @@ send_now(struct request *r, struct live *lv, bool is_beat)
 {
     if (r->out.len == 0)
         return 0;
-    if (flush_out(r) < 0)
+    if (request_flush_out(r) < 0)
         return -END_CLIENT_DISCONNECTED;
     lv->last_write_ms = wait_now_ms();
     if (is_beat)
@@ -725,7 +365,7 @@ read_from_database(struct request *r, struct live *lv, int64_t *newest_id,
 {
     char err[256];
     if (lv->st == NULL) {
-        int rc = store_open(r->cfg.db_path, STREAM_BUSY_TIMEOUT_MS, &lv->st, err, sizeof(err));
+        int rc = store_open(r->cfg.db_path, REQUEST_BUSY_TIMEOUT_MS, &lv->st, err, sizeof(err));
         if (rc < 0)
             return rc;
     }
@@ -773,7 +413,7 @@ check_restored_before_join(struct request *r, struct live *lv, int64_t *file_new
 {
     char err[256];
     if (lv->st == NULL
-        && store_open(r->cfg.db_path, STREAM_BUSY_TIMEOUT_MS, &lv->st, err, sizeof(err)) < 0)
+        && store_open(r->cfg.db_path, REQUEST_BUSY_TIMEOUT_MS, &lv->st, err, sizeof(err)) < 0)
         return 0;  /* it will be checked at the next wakeup */
     if (store_newest_id(lv->st, file_newest) < 0)
         return 0;
@@ -834,9 +474,10 @@ read_and_send(struct request *r, struct live *lv)
     return lv->is_session_closed ? -END_SESSION_CLOSED : 1;
 }
 
-static void
-live_release(struct live *lv)
+void
+stream_release(struct request *r)
 {
+    struct live *lv = &r->lv;
     if (lv->is_subscribed)
         hub_unsubscribe(lv->hub, &lv->sub);
     lv->is_subscribed = false;
@@ -849,89 +490,12 @@ live_release(struct live *lv)
     lv->st = NULL;
 }
 
-enum { AUTH_TOKENS_MAX = 16, JWT_SECRET_MAX = 4096 };
-
-/* The HS256 key: SSE_JWT_SECRET, else the contents of SSE_JWT_SECRET_FILE without a final
- * newline. Returns its length, or -1 when the file cannot be read or is empty. */
-static long
-jwt_secret(const struct request *r, unsigned char *out, size_t size)
-{
-    if (r->cfg.jwt_secret != NULL && r->cfg.jwt_secret[0] != '\0') {
-        size_t len = strlen(r->cfg.jwt_secret);
-        if (len > size)
-            return -1;
-        memcpy(out, r->cfg.jwt_secret, len);
-        return (long)len;
-    }
-    FILE *f = fopen(r->cfg.jwt_secret_file, "re");
-    if (f == NULL)
-        return -1;
-    size_t len = fread(out, 1, size, f);
-    fclose(f);
-    while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r'))
-        len--;
-    return len > 0 ? (long)len : -1;
-}
-
-/* SSE_AUTH (auth.h). It runs before anything that could tell whether the session exists,
- * so an unknown session and a wrong token get the same answer through the same work. No
- * credential or secret ever reaches a log line. Returns 0, or -1 after answering. */
-static int
-authorize(struct request *r, struct store *st)
-{
-    if (r->cfg.auth_mode == AUTH_MODE_NONE)
-        return 0;
-    char credential[AUTH_CREDENTIAL_MAX];
-    const char *token = auth_credential(r->query.token, param(r, "HTTP_COOKIE"),
-                                        param(r, "HTTP_AUTHORIZATION"), credential,
-                                        sizeof(credential));
-    enum auth_verdict v;
-    if (r->cfg.auth_mode == AUTH_MODE_TOKEN) {
-        struct stored_token stored[AUTH_TOKENS_MAX];
-        size_t count = 0;
-        /* read_tokens.scope (schema.sql): "session:" is prefixed, since a session may be
-         * named "worker:w1"; worker keys are already "worker:<id>" (issue 11). */
-        char scope[sizeof("session:") + PARAMS_ID_MAX];
-        snprintf(scope, sizeof(scope), "%s%s",
-                 r->channel.scope == STORE_SCOPE_SESSION ? "session:" : "",
-                 r->channel.scope == STORE_SCOPE_GLOBAL ? "global" : r->channel.key);
-        int rc = token != NULL ? store_read_tokens(st, scope, stored, AUTH_TOKENS_MAX, &count)
-                               : 0;
-        if (rc < 0) {
-            respond_store_error(r, rc, store_errmsg(st));
-            return -1;
-        }
-        v = auth_check_token(token, stored, count);
-    } else {
-        unsigned char secret[JWT_SECRET_MAX];
-        long secret_len = jwt_secret(r, secret, sizeof(secret));
-        if (secret_len < 0) {
-            log_line(LOG_LEVEL_ERROR, "error status=503 %s reason=\"SSE_JWT_SECRET_FILE "
-                     "unreadable or empty\"", r->log_subject);
-            respond_error(r, 503, "authentication is not configured");
-            return -1;
-        }
-        enum auth_channel channel = r->route.kind == ROUTE_SESSION_EVENTS ? AUTH_CHANNEL_SESSION
-                                    : r->route.kind == ROUTE_WORKER_EVENTS ? AUTH_CHANNEL_WORKER
-                                                                           : AUTH_CHANNEL_GLOBAL;
-        v = auth_check_jwt(token, secret, (size_t)secret_len, (int64_t)time(NULL), channel,
-                           r->route.id);
-        auth_wipe(secret, sizeof(secret));
-    }
-    if (v == AUTH_ALLOW)
-        return 0;
-    log_line(LOG_LEVEL_WARN, "denied status=%d %s reason=\"%s\"", auth_status(v),
-             r->log_subject, auth_reason(v));
-    respond_error(r, auth_status(v), auth_reason(v));
-    return -1;
-}
-
 /* Opens the store, checks the session, loads the policy and the first rows. Returns 0, or
  * -1 after answering the request. */
 static int
 prepare_stream(struct request *r, struct live *lv, struct start *s)
 {
-    if (open_store(r, &lv->st) < 0 || authorize(r, lv->st) < 0)
+    if (request_open_store(r, &lv->st) < 0 || request_authorize(r, lv->st) < 0)
         return -1;
     int rc = 0;
     if (r->route.kind == ROUTE_SESSION_EVENTS)
@@ -943,122 +507,21 @@ prepare_stream(struct request *r, struct live *lv, struct start *s)
     if (rc == 0)
         rc = read_start(r, lv, s);
     if (rc < 0) {
-        respond_store_error(r, rc, store_errmsg(lv->st));
+        request_respond_store_error(r, rc, store_errmsg(lv->st));
         return -1;
     }
     return 0;
 }
 
-/* ---- the stream in the loop ------------------------------------------------------- */
-
-#define REQUEST_OF(ptr, member) ((struct request *)((char *)(ptr) - offsetof(struct request, member)))
-
-static void finish(struct request *r);
-static void on_client_gone(struct request *r);
-
-/* What the request's descriptor is watched for: the client leaving (FastCGI: EOF or an
- * abort record on the socket; CGI: only EPOLLERR/EPOLLHUP, which always come), and
- * EPOLLOUT while output waits. */
-static uint32_t
-watched_events(const struct request *r, bool is_waiting)
-{
-    uint32_t events = r->conn->is_fastcgi ? EPOLLIN | EPOLLRDHUP : 0;
-    return is_waiting ? events | EPOLLOUT : events;
-}
-
-static int64_t
-slow_limit_ms(const struct request *r)
-{
-    return (r->cfg.slow_client_s > 0 ? r->cfg.slow_client_s : 30) * 1000;  /* 0: no config */
-}
-
-/* The request's earliest deadline. */
-static int64_t
-next_due(const struct request *r)
-{
-    const struct live *lv = &r->lv;
-    if (r->state == REQUEST_ENDING)
-        return r->conn->last_progress_ms + slow_limit_ms(r);
-    int64_t due = lv->end_ms;
-    if (conn_waiting(r->conn) > 0)
-        return earliest(due, r->conn->last_progress_ms + slow_limit_ms(r));
-    due = earliest(due, lv->last_beat_ms + r->cfg.keepalive_s * 1000);
-    return lv->probe_ms > 0 ? earliest(due, lv->last_write_ms + lv->probe_ms) : due;
-}
-
-/* Arms the timer for the earliest deadline when that is sooner than where it stands. A
- * later one is left: the timer moves itself when it fires (loop.h, "lazy"). */
-static void
-arm_timer(struct request *r)
-{
-    int64_t due = next_due(r);
-    if (r->timer.heap_slot == 0 || due < r->timer.due_ms)
-        loop_timer_arm(r->shared->loop, &r->timer, due);
-}
-
-/* Writes what the conn holds; watches for EPOLLOUT while some waits. Returns 0, or -1 when
- * the client is gone. */
-static int
-write_out(struct request *r)
-{
-    if (flush_out(r) < 0)
-        return -1;
-    if (r->out.cap > STREAM_OUT_KEPT)
-        buf_release(&r->out);  /* a burst is over: give its memory back */
-    int rc = conn_flush(r->conn, wait_now_ms());
-    if (rc < 0)
-        return -1;
-    if (r->is_watched)
-        loop_io_modify(r->shared->loop, &r->conn->io, watched_events(r, rc == 1));
-    arm_timer(r);  /* output that began to wait: the slow-client limit; output that drained
-                    * after waiting: its keepalive, due before that limit */
-    return 0;
-}
-
-/* Frees what is left of a request once this turn of the loop is over (events of the same
- * turn may still name it). */
-static void
-free_request(struct loop_task *t)
-{
-    free(REQUEST_OF(t, free_task));
-}
-
-/* The request is over: everything it holds is given back, now. */
-static void
-retire(struct request *r)
-{
-    struct stream_shared *shared = r->shared;
-    r->state = REQUEST_DONE;
-    loop_timer_disarm(shared->loop, &r->timer);
-    if (r->is_watched)
-        loop_io_remove(shared->loop, &r->conn->io);
-    r->is_watched = false;
-    live_release(&r->lv);
-    loop_task_cancel(shared->loop, &r->wake_task);  /* after the unsubscribe: none comes */
-    conn_free(r->conn);
-    r->conn = NULL;
-    buf_release(&r->out);
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else
-        shared->open = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
-    shared->open_count--;
-    loop_defer(shared->loop, &r->free_task);
-    if (shared->on_done != NULL)
-        shared->on_done(shared, r->has_slot);
-}
-
 /* Ends a live stream: its last bytes, its log line, then the end of the response. */
 static void
-end_stream(struct request *r, enum end_reason reason)
+stream_end(struct request *r, enum end_reason reason)
 {
     if (r->state != REQUEST_LIVE)
         return;
     r->state = REQUEST_ENDING;
     atomic_fetch_sub(&r->shared->streams_open, 1);
-    flush_out(r);
+    request_flush_out(r);
     log_line(LOG_LEVEL_INFO, "disconnected %s events_sent=%ld shed=%ld reason=%s",
              r->log_subject, r->lv.events_sent, r->lv.shed, END_REASONS[reason]);
     if (r->lv.is_subscribed) {
@@ -1066,9 +529,9 @@ end_stream(struct request *r, enum end_reason reason)
         r->lv.is_subscribed = false;
     }
     if (reason == END_CLIENT_DISCONNECTED || reason == END_SLOW_CLIENT)
-        retire(r);  /* nobody reads what is left */
+        request_retire(r);  /* nobody reads what is left */
     else
-        finish(r);
+        request_finish(r);
 }
 
 /* Writes the output; a stream parked with less than half its mark still waiting (the
@@ -1077,7 +540,7 @@ end_stream(struct request *r, enum end_reason reason)
 static int
 write_and_unpark(struct request *r)
 {
-    if (write_out(r) < 0)
+    if (request_write_out(r) < 0)
         return -1;
     if (r->lv.is_parked && conn_waiting(r->conn) < STREAM_OUTPUT_MARK / 2) {
         r->lv.is_parked = false;
@@ -1098,16 +561,16 @@ pump(struct request *r)
     for (int i = 0; i < STREAM_BATCHES_PER_TURN && rc == 0; i++) {
         rc = read_and_send(r, lv);
         if (rc < 0) {
-            end_stream(r, (enum end_reason)-rc);
+            stream_end(r, (enum end_reason)-rc);
             return;
         }
     }
     if (wait_now_ms() >= lv->end_ms) {
-        end_stream(r, END_MAX_STREAM_TIME);
+        stream_end(r, END_MAX_STREAM_TIME);
         return;
     }
     if (write_and_unpark(r) < 0) {
-        on_client_gone(r);
+        stream_client_gone(r);
         return;
     }
     if (rc == 0)
@@ -1130,15 +593,15 @@ on_wake_task(struct loop_task *t)
 
 /* The client left (or a write failed). A live stream waits STREAM_GONE_GRACE_MS before it
  * says so, since a shutdown may be what closed the socket. */
-static void
-on_client_gone(struct request *r)
+void
+stream_client_gone(struct request *r)
 {
     if (r->state != REQUEST_LIVE) {
-        retire(r);
+        request_retire(r);
         return;
     }
-    if (is_shutting_down(r)) {
-        end_stream(r, END_SHUTDOWN);
+    if (request_is_shutting_down(r)) {
+        stream_end(r, END_SHUTDOWN);
         return;
     }
     if (r->is_watched)
@@ -1148,24 +611,18 @@ on_client_gone(struct request *r)
     loop_timer_arm(r->shared->loop, &r->timer, wait_now_ms() + STREAM_GONE_GRACE_MS);
 }
 
-static void
-on_io(struct loop_io *io, uint32_t events)
+/* The socket of a live stream: the client gone, or room to write. */
+void
+stream_on_io(struct request *r, uint32_t events)
 {
-    struct conn *conn = (struct conn *)((char *)io - offsetof(struct conn, io));
-    struct request *r = conn->owner;
-    if (r->state == REQUEST_DONE || !r->is_watched)
-        return;
     if ((events & (EPOLLERR | EPOLLHUP))
-        || (r->conn->is_fastcgi && (events & (EPOLLIN | EPOLLRDHUP)) && conn_peer_left(conn))) {
-        on_client_gone(r);
+        || (r->conn->is_fastcgi && (events & (EPOLLIN | EPOLLRDHUP))
+            && conn_peer_left(r->conn))) {
+        stream_client_gone(r);
         return;
     }
-    if (!(events & EPOLLOUT))
-        return;
-    if (write_and_unpark(r) < 0)
-        on_client_gone(r);
-    else if (r->state == REQUEST_ENDING && conn_waiting(conn) == 0)
-        retire(r);
+    if ((events & EPOLLOUT) && write_and_unpark(r) < 0)
+        stream_client_gone(r);
 }
 
 /* Sends a keepalive (SPEC §4.7) or a probe (§4.10) when one is due and nothing waits. */
@@ -1181,73 +638,50 @@ send_beat(struct request *r, int64_t now)
         return 0;
     if (is_beat ? sse_append_keepalive(&r->out) : sse_append_probe(&r->out))
         return -END_ERROR_OOM;
-    if (send_now(r, lv, is_beat) < 0 || write_out(r) < 0)
+    if (send_now(r, lv, is_beat) < 0 || request_write_out(r) < 0)
         return -END_CLIENT_DISCONNECTED;
     return 0;
 }
 
-static void
-on_timer(struct loop_timer *t)
+void
+stream_on_timer(struct request *r)
 {
-    struct request *r = REQUEST_OF(t, timer);
     int64_t now = wait_now_ms();
-    bool is_stalled = conn_waiting(r->conn) > 0
-                      && now >= r->conn->last_progress_ms + slow_limit_ms(r);
-    if (r->state == REQUEST_ENDING) {
-        if (is_stalled)
-            retire(r);  /* the end of a response nobody reads */
-        else
-            arm_timer(r);
-        return;
-    }
-    if (r->state != REQUEST_LIVE)
-        return;
     if (r->is_client_gone) {
-        end_stream(r, is_shutting_down(r) ? END_SHUTDOWN : END_CLIENT_DISCONNECTED);
+        stream_end(r, request_is_shutting_down(r) ? END_SHUTDOWN : END_CLIENT_DISCONNECTED);
         return;
     }
     if (now >= r->lv.end_ms) {
-        end_stream(r, END_MAX_STREAM_TIME);
+        stream_end(r, END_MAX_STREAM_TIME);
         return;
     }
-    if (is_stalled) {
-        end_stream(r, END_SLOW_CLIENT);
+    if (conn_waiting(r->conn) > 0 && now >= r->conn->last_progress_ms + request_slow_limit_ms(r)) {
+        stream_end(r, END_SLOW_CLIENT);
         return;
     }
     int rc = send_beat(r, now);
     if (rc == -END_CLIENT_DISCONNECTED) {
-        on_client_gone(r);
+        stream_client_gone(r);
         return;
     }
     if (rc < 0) {
-        end_stream(r, (enum end_reason)-rc);
+        stream_end(r, (enum end_reason)-rc);
         return;
     }
-    loop_timer_arm(r->shared->loop, &r->timer, next_due(r));
+    loop_timer_arm(r->shared->loop, &r->timer, stream_next_due(r));
 }
 
-/* The response is complete: its end is written, and the request freed once the socket has
- * taken it all (or the client is found gone, or takes nothing for the slow-client limit). */
-static void
-finish(struct request *r)
+int64_t
+stream_next_due(const struct request *r)
 {
-    flush_out(r);
-    conn_end(r->conn);
-    int rc = conn_flush(r->conn, wait_now_ms());
-    if (rc != 1) {
-        retire(r);
-        return;
-    }
-    r->state = REQUEST_ENDING;
-    uint32_t events = watched_events(r, true);
-    int err = r->is_watched ? loop_io_modify(r->shared->loop, &r->conn->io, events)
-                            : loop_io_add(r->shared->loop, &r->conn->io, events);
-    if (err < 0) {
-        retire(r);
-        return;
-    }
-    r->is_watched = true;
-    loop_timer_arm(r->shared->loop, &r->timer, next_due(r));
+    const struct live *lv = &r->lv;
+    if (r->is_client_gone)
+        return r->timer.due_ms;  /* armed for the end of its grace */
+    int64_t due = lv->end_ms;
+    if (conn_waiting(r->conn) > 0)
+        return earliest(due, r->conn->last_progress_ms + request_slow_limit_ms(r));
+    due = earliest(due, lv->last_beat_ms + r->cfg.keepalive_s * 1000);
+    return lv->probe_ms > 0 ? earliest(due, lv->last_write_ms + lv->probe_ms) : due;
 }
 
 /* Subscribes the stream to the process's watcher of its database and puts its socket in
@@ -1256,21 +690,22 @@ finish(struct request *r)
 static int
 join_hub(struct request *r, struct live *lv)
 {
-    lv->hub = process_hub(r);
+    lv->hub = request_hub(r);
     int err = 0;
     if (lv->hub != NULL) {
-        err = loop_io_add(r->shared->loop, &r->conn->io, watched_events(r, false));
+        err = loop_io_add(r->shared->loop, &r->conn->io, request_watched_events(r, false));
         /* EPERM: CGI's stdout is a file epoll cannot watch; it is written, never watched */
         r->is_watched = err == 0;
     }
     if (lv->hub == NULL || (err < 0 && err != -EPERM)) {
         log_line(LOG_LEVEL_ERROR, "error status=503 %s reason=\"no thread or descriptor for "
                  "the watcher\"", r->log_subject);
-        respond_unavailable(r, true, "out of resources");
+        request_respond_unavailable(r, true, "out of resources");
         return -1;
     }
     lv->sub = (struct hub_sub){.scope = r->channel.scope, .key = r->channel.key,
                                .wake = on_hub_wake, .wake_fd = -1};
+    r->wake_task.run = on_wake_task;
     int64_t restored_newest;
     lv->hub_generation = hub_generation(lv->hub, &restored_newest);
     hub_subscribe(lv->hub, &lv->sub);
@@ -1288,7 +723,7 @@ start_stream(struct request *r, const struct start *s)
     if (http_append_stream_head(&r->out, r->cors_origin) < 0
         || sse_append_open(&r->out, r->cfg.retry_ms) < 0
         || (s->has_gap && sse_append_gap(&r->out, s->gap_requested, s->gap_resumed_from) < 0)) {
-        end_stream(r, END_ERROR_OOM);
+        stream_end(r, END_ERROR_OOM);
         return;
     }
     log_line(LOG_LEVEL_INFO, "connected %s types=%zu", r->log_subject,
@@ -1300,7 +735,7 @@ start_stream(struct request *r, const struct start *s)
     if (rc == 0)
         rc = send_now(r, lv, true);
     if (rc < 0) {
-        end_stream(r, (enum end_reason)-rc);
+        stream_end(r, (enum end_reason)-rc);
         return;
     }
     log_replayed(r, lv);
@@ -1310,7 +745,7 @@ start_stream(struct request *r, const struct start *s)
     if (lv->is_parked) {
         store_batch_clear(&lv->batch);
         if (write_and_unpark(r) < 0)
-            on_client_gone(r);
+            stream_client_gone(r);
         return;
     }
     pump(r);
@@ -1318,8 +753,8 @@ start_stream(struct request *r, const struct start *s)
 
 /* Answers the request with its stream, or with the response that replaces it (an error,
  * 204, HEAD's head). */
-static void
-serve_stream(struct request *r)
+void
+stream_serve(struct request *r)
 {
     struct live *lv = &r->lv;
     struct start s = {0};
@@ -1328,123 +763,28 @@ serve_stream(struct request *r)
     if (lv->is_session_closed && s.sendable == 0 && !lv->batch.is_full) {
         log_line(LOG_LEVEL_INFO, "no content %s reason=session_closed", r->log_subject);
         if (http_append_no_content(&r->out, r->cors_origin) == 0)
-            flush_out(r);
+            request_flush_out(r);
         return;
     }
     if (r->is_head) {
         if (http_append_stream_head(&r->out, r->cors_origin) == 0)
-            flush_out(r);
+            request_flush_out(r);
         return;
     }
     if (join_hub(r, lv) < 0)
         return;
-    lv->probe_ms = config_probe_ms(&r->cfg, param(r, "SERVER_SOFTWARE"), !r->conn->is_fastcgi);
+    lv->probe_ms = config_probe_ms(&r->cfg, request_param(r, "SERVER_SOFTWARE"), !r->conn->is_fastcgi);
     lv->last_write_ms = lv->last_beat_ms = wait_now_ms();
     if (r->cfg.max_stream_s > 0)
         lv->end_ms = lv->last_write_ms + r->cfg.max_stream_s * 1000;
     atomic_fetch_add(&r->shared->streams_open, 1);
     r->state = REQUEST_LIVE;
-    loop_timer_arm(r->shared->loop, &r->timer, next_due(r));
+    loop_timer_arm(r->shared->loop, &r->timer, stream_next_due(r));
     start_stream(r, &s);
 }
 
-/* A request object for conn, in shared->open. NULL when out of memory (conn is then
- * answered 503 and freed). */
-static struct request *
-request_new(struct conn *conn, struct stream_shared *shared, bool has_slot)
-{
-    struct request *r = calloc(1, sizeof(*r));
-    if (r == NULL) {
-        log_line(LOG_LEVEL_ERROR, "error status=503 reason=out_of_memory");
-        static const char NO_MEMORY[] = "Status: 503 Service Unavailable\r\nRetry-After: 2\r\n"
-                                        "Content-Type: application/json\r\n\r\n"
-                                        "{\"error\": \"out of memory\"}\n";
-        conn_append(conn, NO_MEMORY, sizeof(NO_MEMORY) - 1);
-        conn_end(conn);
-        conn_flush(conn, wait_now_ms());
-        conn_free(conn);
-        if (shared->on_done != NULL)
-            shared->on_done(shared, has_slot);
-        return NULL;
-    }
-    r->conn = conn;
-    conn->owner = r;
-    conn->io.on_event = on_io;
-    r->shared = shared;
-    r->has_slot = has_slot;
-    r->lv.end_ms = INT64_MAX;
-    store_batch_init(&r->lv.batch);
-    r->timer.on_due = on_timer;
-    r->wake_task.run = on_wake_task;
-    r->free_task.run = free_request;
-    buf_init(&r->out, STREAM_OUT_MAX);
-    snprintf(r->log_subject, sizeof(r->log_subject), "session=-");
-    r->next = shared->open;
-    if (shared->open != NULL)
-        shared->open->prev = r;
-    shared->open = r;
-    shared->open_count++;
-    return r;
-}
-
 void
-stream_serve(struct conn *conn, struct stream_shared *shared, bool has_slot)
+stream_end_for_shutdown(struct request *r)
 {
-    struct request *r = request_new(conn, shared, has_slot);
-    if (r == NULL)
-        return;
-    if (load_config(r) == 0 && parse_request(r) == 0) {
-        r->cors_origin = http_cors_origin(r->cfg.cors_origin, param(r, "HTTP_ORIGIN"));
-        set_channel(r);
-        if (r->route.kind == ROUTE_HEALTH)
-            serve_health(r);
-        else
-            serve_stream(r);
-    }
-    if (r->state == REQUEST_ANSWERING)
-        finish(r);
-}
-
-bool
-stream_needs_slot(const struct conn *conn)
-{
-    const char *method = conn_param(conn, "REQUEST_METHOD");
-    if (method == NULL || strcmp(method, "GET") != 0)
-        return false;  /* HEAD sends the head alone; any other method gets 405 */
-    char path[PARAMS_PATH_MAX];
-    struct route route;
-    struct query query;
-    const char *why = NULL;
-    return params_request_path(conn_param(conn, "REQUEST_URI"), conn_param(conn, "SCRIPT_NAME"),
-                               conn_param(conn, "PATH_INFO"), path, sizeof(path)) == 0
-           && params_match_route(path, &route, &why) == 0 && route.kind != ROUTE_HEALTH
-           && params_parse_query(conn_param(conn, "QUERY_STRING"), &query, &why) == 0;
-}
-
-void
-stream_reject_busy(struct conn *conn, struct stream_shared *shared)
-{
-    struct request *r = request_new(conn, shared, false);
-    if (r == NULL)
-        return;
-    r->cors_origin = http_cors_origin(setting(conn, "SSE_CORS_ORIGIN"),
-                                      conn_param(conn, "HTTP_ORIGIN"));
-    const char *method = conn_param(conn, "REQUEST_METHOD");
-    r->is_head = method != NULL && strcmp(method, "HEAD") == 0;
-    const char *why = NULL;
-    if (params_parse_query(conn_param(conn, "QUERY_STRING"), &r->query, &why) < 0)
-        r->query = (struct query){0};  /* only its last_event_id= is wanted here */
-    log_line(LOG_LEVEL_WARN, "warning busy status=503 reason=no_free_stream_slot");
-    respond_unavailable(r, true, "no free stream slot in this process; retry");
-    finish(r);
-}
-
-void
-stream_shutdown_all(struct stream_shared *shared)
-{
-    struct request *next;
-    for (struct request *r = shared->open; r != NULL; r = next) {
-        next = r->next;
-        end_stream(r, END_SHUTDOWN);
-    }
+    stream_end(r, END_SHUTDOWN);
 }

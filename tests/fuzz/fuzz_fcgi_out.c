@@ -1,9 +1,10 @@
 /*
  * fuzz_fcgi_out.c - libFuzzer target for the FastCGI record writer (fcgi/fcgi_out.h).
  *
- * Feeds: a program (layout above LLVMFuzzerTestOneInput) of STDOUT appends and partial
- * "writes" through a struct fcgi_pending whose limit comes from the input, as issue 13's
- * event loop will drive it against a non-blocking socket; the content is the input's own
+ * Feeds: a program (layout above LLVMFuzzerTestOneInput) of STDOUT appends, records built
+ * as fcgi/conn.c builds a shared frame's, and partial "writes" through a struct
+ * fcgi_pending whose limit comes from the input, as the event loop drives it against a
+ * non-blocking socket; the content is the input's own
  * bytes, read round and round. Checks: the pending bytes never pass the limit; an append
  * grows them by exactly len + fcgi_out_overhead(len), or is refused only when it cannot fit
  * and then changes nothing; what was "written" decodes, with a decoder of its own from the
@@ -112,9 +113,27 @@ append_step(struct fcgi_pending *p, unsigned id, const unsigned char *content, s
     }
 }
 
+/* One record as fcgi/conn.c writes a shared frame: its head, the content from elsewhere
+ * (here raw bytes through the same buffer, so that the wire holds them in place), its
+ * padding. Skipped when the whole record would not fit. */
+static void
+shared_step(struct fcgi_pending *p, unsigned id, const unsigned char *content, size_t n,
+            struct buf *want)
+{
+    size_t before = fcgi_pending_len(p), total = n + fcgi_out_overhead(n);
+    if (before + total > p->buf.max_len)
+        return;
+    CHECK(fcgi_pending_stdout_head(p, (uint16_t)id, n) == 0);
+    CHECK(fcgi_pending_raw(p, content, n) == 0);
+    CHECK(fcgi_pending_stdout_tail(p, n) == 0);
+    CHECK(fcgi_pending_len(p) == before + total);
+    CHECK(buf_append(want, content, n) == 0);
+}
+
 /* Input layout: bytes 0-1 (big-endian) v, the limit 24 + 8 * v; bytes 2-3 the request id.
  * Then 3-byte steps {op, a (2 bytes, big-endian)}: op % 4 < 2 appends a + 65536 * (op >> 7)
- * bytes of STDOUT; 2 writes a bytes; 3 writes a % 17. The end: END_REQUEST with the
+ * bytes of STDOUT, or, with op % 4 == 1 and bit 6 set, one record of a % 65535 + 1 bytes
+ * built as a shared frame's (head, content, tail); 2 writes a bytes; 3 writes a % 17. The end: END_REQUEST with the
  * status made of the first four bytes, after writing what must go to make room for it;
  * then everything is written and the wire checked. */
 int
@@ -136,7 +155,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t at = 0;
     for (size_t s = HEADER_BYTES; s + STEP_BYTES <= size; s += STEP_BYTES) {
         unsigned op = data[s], a = be16(data + s + 1);
-        if (op % 4 < 2) {
+        if (op % 4 == 1 && (op & 0x40)) {
+            size_t n = a % 65535 + 1;
+            CHECK(fcgi_pending_stdout_head(&p, (uint16_t)id, 0) < 0);
+            if (want.len + n <= CONTENT_MAX) {
+                content_of(data, size, &at, content, n);
+                shared_step(&p, id, content, n, &want);
+            }
+        } else if (op % 4 < 2) {
             size_t n = a + 65536 * (size_t)(op >> 7);
             if (want.len + n <= CONTENT_MAX) {
                 content_of(data, size, &at, content, n);

@@ -19,9 +19,6 @@ enum {
      * a frame of 64 KiB or more is shared, not copied (conn_append_shared), so what this
      * conn owns is at most that mark plus one smaller frame and its head. */
     CONN_OUTPUT_MAX = 4 * 1024 * 1024,
-    /* An idle conn keeps no output buffer larger than this (issue 13: memory per stream). */
-    CONN_KEPT_BYTES = 4096,
-    CONN_KEPT_PIECES = 16,
     CONN_IOV_MAX = 64,                /* pieces per writev */
 };
 
@@ -290,14 +287,13 @@ conn_flush(struct conn *c, int64_t now_ms)
         consume(c, (size_t)n);
         c->last_progress_ms = now_ms;
     }
+    /* All written: an idle conn keeps no buffer (issue 13: memory per stream; glibc's
+     * tcache makes the next round's small allocations cheap). */
     c->has_waited = false;
-    if (c->out.buf.cap > CONN_KEPT_BYTES)
-        fcgi_pending_release(&c->out);  /* a burst is over: give its memory back */
-    if (c->piece_cap > CONN_KEPT_PIECES) {
-        free(c->pieces);
-        c->pieces = NULL;
-        c->piece_cap = 0;
-    }
+    fcgi_pending_release(&c->out);
+    free(c->pieces);
+    c->pieces = NULL;
+    c->piece_cap = 0;
     return 0;
 }
 

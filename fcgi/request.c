@@ -429,8 +429,7 @@ request_write_out(struct request *r)
 {
     if (request_flush_out(r) < 0)
         return -1;
-    if (r->out.cap > REQUEST_OUT_KEPT)
-        buf_release(&r->out);  /* a burst is over: give its memory back */
+    buf_release(&r->out);  /* between rounds a stream keeps no buffer (memory per stream) */
     int rc = conn_flush(r->conn, wait_now_ms());
     if (rc < 0)
         return -1;

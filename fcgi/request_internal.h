@@ -30,8 +30,6 @@ enum {
     REQUEST_RETRY_AFTER_S = 2,       /* Retry-After on 503, retry: of a soft refusal */
     REQUEST_BUSY_TIMEOUT_MS = 2000,  /* SQLite busy timeout of a read connection */
     LOG_VALUE_MAX = 96,              /* bytes of a client-supplied value in a log line */
-    /* r->out keeps no more than this allocated between rounds (memory per stream). */
-    REQUEST_OUT_KEPT = 4096,
 };
 
 #define REQUEST_OF(ptr, member) ((struct request *)((char *)(ptr) - offsetof(struct request, member)))

@@ -575,6 +575,8 @@ pump(struct request *r)
     }
     if (rc == 0)
         loop_defer(r->shared->loop, &r->wake_task);  /* more to read: after the others */
+    else if (rc == 1)
+        store_batch_release(&lv->batch);  /* caught up: no rows held, no arrays kept */
 }
 
 /* The hub has rows for the stream (or a closed flag): called from the hub's threads. */

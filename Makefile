@@ -209,7 +209,7 @@ clean:
 lint:
 	@fail=0; \
 	for f in fcgi/*.c fcgi/*.h; do \
-	    case $$f in fcgi/main.c|fcgi/stream.c) ;; \
+	    case $$f in fcgi/main.c|fcgi/conn.c) ;; \
 	    *) if grep -q 'fcgiapp\.h' $$f; then echo "lint: $$f includes fcgiapp.h"; fail=1; fi;; \
 	    esac; \
 	    if grep -q 'sqlite3\.h' $$f; then echo "lint: $$f includes sqlite3.h"; fail=1; fi; \

@@ -4,6 +4,7 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <fcgiapp.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,8 +131,15 @@ copy_params(char **envp)
 }
 
 struct conn *
-conn_accept_fastcgi(FCGX_Request *req, int *rc)
+conn_accept_fastcgi(int *rc)
 {
+    static FCGX_Request accepting;  /* reused: its buffers are freed after each accept */
+    static bool is_initialised;
+    FCGX_Request *req = &accepting;
+    if (!is_initialised) {
+        FCGX_InitRequest(req, 0, 0);
+        is_initialised = true;
+    }
     *rc = FCGX_Accept_r(req);
     if (*rc < 0)
         return NULL;

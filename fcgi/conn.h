@@ -21,7 +21,6 @@
 #ifndef SSE_CONN_H
 #define SSE_CONN_H
 
-#include <fcgiapp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,10 +59,10 @@ struct conn {
 };
 
 /* Accepts the next FastCGI request with libfcgi (blocking) and reads its head and body:
- * returns a conn that owns the socket and a copy of the parameters, req left free for the
- * next accept. NULL with *rc: -errno of a failed accept (the caller stops), or -ENOMEM
- * (the request was answered 503 and closed). */
-struct conn *conn_accept_fastcgi(FCGX_Request *req, int *rc);
+ * returns a conn that owns the socket and a copy of the parameters. NULL with *rc: -errno
+ * of a failed accept (the caller stops), or -ENOMEM (the request was answered 503 and
+ * closed). One thread only (the accepting one): libfcgi's request object is this file's. */
+struct conn *conn_accept_fastcgi(int *rc);
 
 /* A conn that writes to fd (FastCGI records of request_id, or bare bytes), with no
  * parameters; conn_free closes fd. NULL when out of memory. */

@@ -24,7 +24,6 @@
 #include "server.h"
 
 #include <errno.h>
-#include <fcgiapp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -253,10 +252,8 @@ server_run_fastcgi(const struct config *process, int shutdown_fd)
     }
     log_line(LOG_LEVEL_INFO, "started mode=fastcgi slots=%ld pid=%ld", server.slots,
              (long)getpid());
-    FCGX_Request req;
-    FCGX_InitRequest(&req, 0, 0);
     for (;;) {
-        struct conn *conn = conn_accept_fastcgi(&req, &rc);
+        struct conn *conn = conn_accept_fastcgi(&rc);
         if (conn != NULL) {
             conn->handoff.run = on_handoff;
             loop_post(&server.loop, &conn->handoff);

@@ -432,6 +432,8 @@ read_and_send(struct request *r, struct live *lv)
         return -END_ERROR_DATABASE_GONE;  /* removed or replaced: its ids mean nothing now */
     }
     check_session_closed(r, lv);
+    if (!lv->is_session_closed)
+        hub_skip_quiet(&lv->sub, &lv->cursor);
     int rc;
     int64_t newest_id = 0, scanned_through = lv->cursor;
     int in_memory = lv->is_session_closed
@@ -468,6 +470,7 @@ read_and_send(struct request *r, struct live *lv)
     }
     if (!lv->batch.is_full && scanned_through > lv->cursor)
         lv->cursor = scanned_through;  /* rows of other channels, dealt with */
+    hub_publish_cursor(&lv->sub, lv->cursor);
     log_replayed(r, lv);
     if (lv->batch.is_full)
         return 0;
@@ -706,7 +709,7 @@ join_hub(struct request *r, struct live *lv)
         return -1;
     }
     lv->sub = (struct hub_sub){.scope = r->channel.scope, .key = r->channel.key,
-                               .wake = on_hub_wake, .wake_fd = -1};
+                               .wake = on_hub_wake, .wake_fd = -1, .consumed = lv->cursor};
     r->wake_task.run = on_wake_task;
     int64_t restored_newest;
     lv->hub_generation = hub_generation(lv->hub, &restored_newest);

@@ -144,6 +144,10 @@ void
 hub_subscribe(struct hub *h, struct hub_sub *sub)
 {
     pthread_mutex_lock(&h->subs_lock);
+    atomic_store(&sub->last_own_id, 0);
+    atomic_store(&sub->quiet_through, 0);
+    sub->joined_through = hub_role_of(h) == HUB_ROLE_FOLLOWER ? INT64_MAX
+                                                              : atomic_load(&h->round_through);
     hub_chain_insert(h, sub);
     sub->link = NULL;
     if (number_sub(h, sub) < 0)
@@ -191,6 +195,21 @@ mark(struct hub *h, struct hub_sub *sub)
     h->marked[h->marked_count++] = sub;
 }
 
+/* The first row of sub's channel in this round: if the stream had dealt with every row of
+ * its channel the hub read since it subscribed (the largest of them, last_own_id, and the
+ * rounds before the subscription, joined_through, are at or before its published cursor),
+ * then rows up to the end of the last round hold none of its channel. consumed may be
+ * older than the stream's cursor, never newer, so the claim holds for the cursor too. */
+static void
+note_quiet(const struct hub *h, struct hub_sub *s)
+{
+    int64_t own = atomic_load_explicit(&s->last_own_id, memory_order_relaxed);
+    int64_t from = own > s->joined_through ? own : s->joined_through;
+    int64_t through = atomic_load_explicit(&h->round_through, memory_order_relaxed);
+    if (from <= atomic_load_explicit(&s->consumed, memory_order_relaxed) && through > from)
+        atomic_store_explicit(&s->quiet_through, through, memory_order_relaxed);
+}
+
 /* Whether sub's channel holds e: the same rule as the database's queries. */
 static bool
 is_subscribed_to(const struct hub_sub *sub, const struct event *e)
@@ -217,6 +236,10 @@ mark_subscribers(struct hub *h, const struct event *e, bool is_marking)
             has_any = true;
             if (!is_marking)
                 return true;
+            if (s->woken_round != h->round)
+                note_quiet(h, s);  /* before this round's rows count as its own */
+            if (e->id > atomic_load_explicit(&s->last_own_id, memory_order_relaxed))
+                atomic_store_explicit(&s->last_own_id, e->id, memory_order_relaxed);
             mark(h, s);
         }
     }
@@ -279,6 +302,9 @@ wake_for(struct hub *h, struct store *st, const struct store_batch *batch)
         mark(h, s);
     for (size_t i = 0; i < batch->count; i++)
         mark_subscribers(h, &batch->events[i], true);
+    if (batch->count > 0)  /* the end of this round, for the next one's note_quiet */
+        atomic_store_explicit(&h->round_through, batch->events[batch->count - 1].id,
+                              memory_order_relaxed);
     for (size_t i = 0; i < h->marked_count; i++)
         check_closed(h, st, h->marked[i]);
     wake_marked(h);
@@ -287,9 +313,14 @@ wake_for(struct hub *h, struct store *st, const struct store_batch *batch)
 
 /* A transaction that closes a session and adds rows only to other sessions wakes nobody
  * of that session: every HUB_SWEEP_MS the closed flag of every open session stream is read
- * again, and the streams whose session closed are woken. */
+ * again, and the streams whose session closed are woken. A round that read no row (a
+ * session closed, rows pruned, a commit an earlier read took: is_empty_round) does the
+ * same, and wakes the other processes' streams as before; it used to wake every stream,
+ * which made make bench's b and g p99 (issue 13: 1 % of the rounds, over 80 % of the
+ * wakeups), and streams that get a row every few seconds keep their place in the hub's
+ * memory through hub_skip_quiet instead. */
 static void
-sweep_closed(struct hub *h, struct store *st)
+sweep_closed(struct hub *h, struct store *st, bool is_empty_round)
 {
     pthread_mutex_lock(&h->subs_lock);
     h->round++;
@@ -298,9 +329,14 @@ sweep_closed(struct hub *h, struct store *st)
         for (struct hub_sub *s = h->buckets[b]; s != NULL; s = s->next) {
             bool was_closed = atomic_load(&s->is_session_closed);
             check_closed(h, st, s);
-            if (!was_closed && atomic_load(&s->is_session_closed))
+            if ((!was_closed && atomic_load(&s->is_session_closed))
+                || (is_empty_round && s->link != NULL))
                 mark(h, s);
         }
+    }
+    for (struct hub_sub *s = h->global_subs; s != NULL && is_empty_round; s = s->next) {
+        if (s->link != NULL)
+            mark(h, s);
     }
     wake_marked(h);
     pthread_mutex_unlock(&h->subs_lock);
@@ -456,8 +492,10 @@ read_new_rows(struct hub *h, struct store *st, struct store_batch *batch)
         if (rc == 0) {
             frame_subscribed_rows(h, batch);
             rows_append(h, batch);  /* in the ring before anyone is woken to copy them */
-            if (batch->count > 0 || !has_rows)
+            if (batch->count > 0)
                 wake_for(h, st, batch);  /* the batch still holds its rows */
+            else if (!has_rows)
+                sweep_closed(h, st, true);  /* no row: a closed session is all it can be */
         }
         if (is_reading)
             store_read_end(st);
@@ -557,7 +595,7 @@ hub_watcher_main(void *arg)
         if (r == WAIT_SHUTDOWN)
             break;
         if (wait_now_ms() >= next_sweep_ms) {
-            sweep_closed(h, st);
+            sweep_closed(h, st, false);
             next_sweep_ms = wait_now_ms() + HUB_SWEEP_MS;
         }
         bool is_gone = !is_same_file(h);
@@ -723,6 +761,21 @@ hub_copy_after(struct hub *h, const struct store_channel *ch, int64_t after_id,
     }
     return 0;  /* a private hub whose ring could not be had: never */
 }
+
+void
+hub_skip_quiet(const struct hub_sub *sub, int64_t *cursor)
+{
+    int64_t quiet = atomic_load_explicit(&sub->quiet_through, memory_order_relaxed);
+    if (quiet > *cursor)
+        *cursor = quiet;  /* a fact whenever it was written: the cursor only moves on */
+}
+
+void
+hub_publish_cursor(struct hub_sub *sub, int64_t cursor)
+{
+    atomic_store_explicit(&sub->consumed, cursor, memory_order_relaxed);
+}
+
 
 unsigned long
 hub_generation(struct hub *h, int64_t *restored_newest)

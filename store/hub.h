@@ -64,6 +64,12 @@ struct hub_sub {
     void (*wake)(struct hub_sub *sub);
     int wake_fd;
     atomic_bool is_session_closed;      /* SESSION scope: set by the hub before it wakes */
+    _Atomic int64_t last_own_id;        /* the hub's: the newest row of the channel it read */
+    int64_t joined_through;             /* the hub's: round_through when subscribed; rounds
+                                         * before that did not look for this channel */
+    _Atomic int64_t consumed;           /* the stream's cursor, as it last published it */
+    _Atomic int64_t quiet_through;      /* the hub's: no row of the channel lies between the
+                                         * stream's cursor and this (hub_skip_quiet) */
     unsigned long woken_round;          /* the hub's: one write per read round */
     unsigned long checked_round;        /* the hub's: closed flag read in this round */
     struct hub_sub *next;               /* the hub's: bucket chain */
@@ -121,6 +127,19 @@ void hub_unsubscribe(struct hub *h, struct hub_sub *sub);
 int hub_copy_after(struct hub *h, const struct store_channel *ch, int64_t after_id,
                    size_t max_rows, size_t max_bytes, struct store_batch *out,
                    int64_t *scanned_through, int64_t *newest_id);
+
+/* Moves *cursor forward over rows the hub has read and found none of sub's channel in, and
+ * publishes the cursor for the hub (sub->consumed). When the hub finds a row for sub in a
+ * round and the stream had consumed every earlier row of its channel the hub read since
+ * it subscribed, nothing of the channel lies between the stream's cursor and the end of
+ * the round before: the stream may start there. So a stream that gets a row every few
+ * seconds keeps its cursor inside the hub's memory instead of falling out of it and
+ * reading the database (issue 13, make bench's g). Only where this process's watcher reads
+ * the rows (private hub, leader); a no-op elsewhere. */
+void hub_skip_quiet(const struct hub_sub *sub, int64_t *cursor);
+
+/* Tells the hub how far the stream has dealt with its channel (hub_skip_quiet). */
+void hub_publish_cursor(struct hub_sub *sub, int64_t cursor);
 
 /* Changes each time the hub finds a new database at the path: the file removed or replaced
  * by another (a different inode, checked every poll_ms), or restored in place from an

@@ -109,6 +109,9 @@ struct hub {
     uint32_t next_generation;       /* of the next link_id */
     long local_subs;
     unsigned long round;            /* read rounds; one wakeup per subscription each */
+    /* The last id of the newest round with rows (note_quiet); the watcher's, under
+     * subs_lock. */
+    _Atomic int64_t round_through;
     struct hub_sub **marked;        /* the subscriptions this round wakes */
     size_t marked_count, marked_cap;
 };

@@ -320,8 +320,11 @@ take_over(struct hub *h)
     h->link_fd = -1;
     atomic_store(&h->role, HUB_ROLE_LEADER);
     for (size_t i = 0; i < h->by_id_cap; i++) {
-        if (h->by_id[i] != NULL)
+        if (h->by_id[i] != NULL) {
             hub_file_count_change(h, h->by_id[i], 1);
+            /* the last leader read their rows: hub_skip_quiet knows nothing of them */
+            h->by_id[i]->joined_through = INT64_MAX;
+        }
     }
     pthread_mutex_unlock(&h->subs_lock);
     char pid[32];

@@ -140,15 +140,33 @@ hub_wake_local(struct hub_sub *sub)
     (void)n;  /* EAGAIN: the counter is full, so the stream is awake anyway */
 }
 
+static bool is_shared(const struct hub *h);
+
+/* The newest row read before sub could be woken for it: hub_skip_quiet vouches for no row
+ * up to it (the ring may even have started after the stream's snapshot). INT64_MAX where
+ * this process reads no rows, or has not read the table yet. With subs_lock held and sub
+ * in its chain, so that every row after it is looked at for sub. */
+static int64_t
+joined_through_now(struct hub *h)
+{
+    if (hub_role_of(h) == HUB_ROLE_FOLLOWER)
+        return INT64_MAX;
+    if (is_shared(h))
+        return shring_is_known(&h->shring) ? shring_newest(&h->shring) : INT64_MAX;
+    pthread_rwlock_rdlock(&h->ring_lock);
+    int64_t newest = h->ring.is_known ? h->ring.newest : INT64_MAX;
+    pthread_rwlock_unlock(&h->ring_lock);
+    return newest;
+}
+
 void
 hub_subscribe(struct hub *h, struct hub_sub *sub)
 {
     pthread_mutex_lock(&h->subs_lock);
     atomic_store(&sub->last_own_id, 0);
     atomic_store(&sub->quiet_through, 0);
-    sub->joined_through = hub_role_of(h) == HUB_ROLE_FOLLOWER ? INT64_MAX
-                                                              : atomic_load(&h->round_through);
     hub_chain_insert(h, sub);
+    sub->joined_through = joined_through_now(h);
     sub->link = NULL;
     if (number_sub(h, sub) < 0)
         sub->link_id = 0;  /* no number: woken at its keepalive only */

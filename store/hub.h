@@ -65,8 +65,8 @@ struct hub_sub {
     int wake_fd;
     atomic_bool is_session_closed;      /* SESSION scope: set by the hub before it wakes */
     _Atomic int64_t last_own_id;        /* the hub's: the newest row of the channel it read */
-    int64_t joined_through;             /* the hub's: round_through when subscribed; rounds
-                                         * before that did not look for this channel */
+    int64_t joined_through;             /* the hub's: rows up to this were read before it
+                                         * subscribed, so not looked at for its channel */
     _Atomic int64_t consumed;           /* the stream's cursor, as it last published it */
     _Atomic int64_t quiet_through;      /* the hub's: no row of the channel lies between the
                                          * stream's cursor and this (hub_skip_quiet) */

@@ -278,8 +278,10 @@ check_closed(struct hub *h, struct store *st, struct hub_sub *sub)
     for (struct hub_sub *s = h->buckets[bucket_of(sub->key, strlen(sub->key))]; s; s = s->next) {
         if (s->scope == STORE_SCOPE_SESSION && strcmp(s->key, sub->key) == 0) {
             s->checked_round = h->round;
-            if (is_closed)
+            if (is_closed && !atomic_load(&s->is_session_closed)) {
                 atomic_store(&s->is_session_closed, true);
+                mark(h, s);  /* every stream of the session, not only sub's */
+            }
         }
     }
 }
@@ -345,10 +347,8 @@ sweep_closed(struct hub *h, struct store *st, bool is_empty_round)
     h->marked_count = 0;
     for (size_t b = 0; b < HUB_BUCKETS; b++) {
         for (struct hub_sub *s = h->buckets[b]; s != NULL; s = s->next) {
-            bool was_closed = atomic_load(&s->is_session_closed);
-            check_closed(h, st, s);
-            if ((!was_closed && atomic_load(&s->is_session_closed))
-                || (is_empty_round && s->link != NULL))
+            check_closed(h, st, s);  /* marks the streams of a session it finds closed */
+            if (is_empty_round && s->link != NULL)
                 mark(h, s);
         }
     }

@@ -6,9 +6,11 @@
  * and one waiter (inotify on the -wal, confirmed by data_version, store/wait.c). Each time
  * another connection commits it reads every new row of the table in batches, frames once
  * each row some stream subscribes to, appends the rows to the ring of recent rows and wakes
- * only the streams whose channel has a new row (all of them after a commit that added no
- * row: a session closed, rows pruned). Before it wakes a session stream it reads that
- * session's closed flag (once per session and round), so streams never query for it.
+ * only the streams whose channel has a new row; after a round that read no row (a session
+ * closed, rows pruned, a commit an earlier read took) only the streams of a session it
+ * finds closed, and other processes' streams. Before it wakes a session stream it reads
+ * that session's closed flag (once per session and round), so streams never query for it.
+ * A stream that gets no row for long keeps its cursor in the ring through hub_skip_quiet.
  *
  * Shared (the default): the ring lives in a file mapping in SSE_HUB_DIR (default /dev/shm:
  * tmpfs, never written to disk), store/shring.h; the leader is whichever process holds

@@ -446,7 +446,9 @@ request_write_out(struct request *r)
 static void
 free_request(struct loop_task *t)
 {
-    free(REQUEST_OF(t, free_task));
+    struct request *r = REQUEST_OF(t, free_task);
+    conn_free(r->conn);  /* its loop_io too: an event of this turn may still name it */
+    free(r);
 }
 
 /* The request is over: everything it holds is given back, now. */
@@ -461,8 +463,6 @@ request_retire(struct request *r)
     r->is_watched = false;
     stream_release(r);
     loop_task_cancel(shared->loop, &r->wake_task);  /* after the unsubscribe: none comes */
-    conn_free(r->conn);
-    r->conn = NULL;
     buf_release(&r->out);
     if (r->prev != NULL)
         r->prev->next = r->next;

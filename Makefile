@@ -55,7 +55,7 @@ FUZZ_LIBS     = $(shell pkg-config --libs libcjson)
 PURE_SRC   := fcgi/buf.c fcgi/params.c fcgi/filter.c fcgi/sse.c fcgi/http.c fcgi/config.c \
               fcgi/auth.c fcgi/crypto.c fcgi/cli.c fcgi/fcgi_out.c
 SRC        := $(PURE_SRC) fcgi/log.c fcgi/loop.c fcgi/conn.c fcgi/request.c fcgi/stream.c fcgi/server.c \
-              fcgi/main.c fcgi/commands.c store/store.c \
+              fcgi/main.c fcgi/commands.c store/db.c store/store.c \
               store/wait.c store/ring.c store/shring.c store/hub.c store/hub_file.c \
               store/hub_link.c store/link_msg.c store/prune.c store/deploycheck.c
 TEST_SRC   := tests/main.c $(wildcard tests/unit/*.c tests/integration/*.c tests/lib/*.c)

@@ -163,8 +163,8 @@ $(BUILD)/fuzz/fuzz_frame: fcgi/sse.c fcgi/buf.c
 $(BUILD)/fuzz/fuzz_fcgi_out: fcgi/fcgi_out.c fcgi/buf.c
 $(BUILD)/fuzz/fuzz_auth: fcgi/auth.c fcgi/crypto.c
 $(BUILD)/fuzz/fuzz_auth: FUZZ_LIBS += $(shell pkg-config --libs libcrypto)
-$(BUILD)/fuzz/fuzz_ring: store/ring.c store/store.c
-$(BUILD)/fuzz/fuzz_shring: store/shring.c store/store.c
+$(BUILD)/fuzz/fuzz_ring: store/ring.c store/store.c store/db.c
+$(BUILD)/fuzz/fuzz_shring: store/shring.c store/store.c store/db.c
 $(BUILD)/fuzz/fuzz_link_msg: store/link_msg.c
 $(BUILD)/fuzz/fuzz_ring $(BUILD)/fuzz/fuzz_shring: FUZZ_LIBS += $(shell pkg-config --libs sqlite3)
 $(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/check.h $(wildcard fcgi/*.h store/*.h)

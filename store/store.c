@@ -1,22 +1,19 @@
 /*
- * store.c - every SQLite call of the program.
+ * store.c - the responder's reads: its statements, cursor queries, rows and health facts.
  *
- * The connection is opened read-only (SPEC §1) and only ever runs the prepared statements in
- * QUERIES below; nothing from a request is spliced into SQL. Statements are prepared on first
- * use and kept. Rows are copied out of SQLite (one allocation per row) and the statement is
- * reset before the caller sees them, so no read snapshot outlives a call.
+ * The connection (store/db.c) is opened read-only (SPEC §1) and only ever runs the prepared
+ * statements in QUERIES below; nothing from a request is spliced into SQL. Statements are
+ * prepared on first use and kept. Rows are copied out of SQLite (one allocation per row) and
+ * the statement is reset before the caller sees them, so no read snapshot outlives a call.
  */
 #include "store.h"
 
-#include <errno.h>
-#include <pthread.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "db.h"
 
 #define EVENT_COLUMNS "id, session_id, type, stream_id, node_id, execution_id, data, " \
                       "timestamp, correlation_id, colony_id, run_id"
@@ -50,222 +47,113 @@ enum query_id {
 /* Every statement the responder runs. ?1 = session id / stream id / scope, ?2 = after id,
  * ?3 = row limit, ?4 = a second text. Each range query is an index range scan (tests/
  * check EXPLAIN). */
-static const struct {
-    const char *name;
-    const char *sql;
-    bool is_explained;      /* a cursor query: listed by store_explain */
-} QUERIES[Q_COUNT] = {
-    [Q_SESSION] = {"session", "SELECT closed_at IS NOT NULL FROM sessions WHERE id = ?1", true},
+static const struct db_sql QUERIES[Q_COUNT] = {
+    [Q_SESSION] = {"session", "SELECT closed_at IS NOT NULL FROM sessions WHERE id = ?1"},
     [Q_POLICY] = {"policy", "SELECT name, streamed_by_default, replayed, critical, "
-                  "worker_fanin FROM event_types", false},
+                  "worker_fanin FROM event_types"},
     [Q_AFTER_SESSION] = {"after_session", "SELECT " EVENT_COLUMNS " FROM events WHERE "
-                         "session_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3", true},
+                         "session_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"},
     [Q_AFTER_WORKER] = {"after_worker", "SELECT " EVENT_COLUMNS " FROM events WHERE "
-                        "stream_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3", true},
+                        "stream_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"},
     [Q_AFTER_GLOBAL] = {"after_global", "SELECT " EVENT_COLUMNS " FROM events WHERE "
-                        "session_id IS NULL AND id > ?2 ORDER BY id LIMIT ?3", true},
+                        "session_id IS NULL AND id > ?2 ORDER BY id LIMIT ?3"},
     [Q_AFTER_ALL] = {"after_all", "SELECT " EVENT_COLUMNS " FROM events WHERE id > ?2 "
-                     "ORDER BY id LIMIT ?3", true},
+                     "ORDER BY id LIMIT ?3"},
     [Q_REPLAY_SESSION] = {"replay_session", "SELECT min(id) FROM (SELECT id FROM events "
-                          "WHERE session_id = ?1 ORDER BY id DESC LIMIT ?3)", true},
+                          "WHERE session_id = ?1 ORDER BY id DESC LIMIT ?3)"},
     [Q_REPLAY_WORKER] = {"replay_worker", "SELECT min(id) FROM (SELECT id FROM events "
-                         "WHERE stream_id = ?1 ORDER BY id DESC LIMIT ?3)", true},
+                         "WHERE stream_id = ?1 ORDER BY id DESC LIMIT ?3)"},
     /* The newest id ever issued: AUTOINCREMENT's counter, which never goes back while the
      * file lives (pruning the newest rows leaves it), or the newest row of a file made
      * without it. sqlite_sequence holds one row per AUTOINCREMENT table: its scan reads
      * one page, so it is not listed as a cursor query. */
     [Q_NEWEST_ID] = {"newest_id", "SELECT max((SELECT coalesce(max(id), 0) FROM events), "
-                     "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))",
-                     false},
-    [Q_PRUNED_SCOPE] = {"pruned_scope", "SELECT through_id FROM pruned WHERE scope = ?1", true},
-    [Q_PRUNED_ANY] = {"pruned_any", "SELECT coalesce(max(through_id), 0) FROM pruned", false},
+                     "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"},
+    [Q_PRUNED_SCOPE] = {"pruned_scope", "SELECT through_id FROM pruned WHERE scope = ?1"},
+    [Q_PRUNED_ANY] = {"pruned_any", "SELECT coalesce(max(through_id), 0) FROM pruned"},
     [Q_OLDEST_SESSION] = {"oldest_session", "SELECT min(id) FROM events WHERE "
-                          "session_id = ?1 AND id > ?2", true},
+                          "session_id = ?1 AND id > ?2"},
     [Q_OLDEST_WORKER] = {"oldest_worker", "SELECT min(id) FROM events WHERE "
-                         "stream_id = ?1 AND id > ?2", true},
+                         "stream_id = ?1 AND id > ?2"},
     [Q_OLDEST_GLOBAL] = {"oldest_global", "SELECT min(id) FROM events WHERE "
-                         "session_id IS NULL AND id > ?2", true},
-    [Q_OLDEST_ALL] = {"oldest_all", "SELECT min(id) FROM events WHERE id > ?2", true},
+                         "session_id IS NULL AND id > ?2"},
+    [Q_OLDEST_ALL] = {"oldest_all", "SELECT min(id) FROM events WHERE id > ?2"},
     /* An oversized row's keys (a value over STORE_VALUE_MAX elsewhere in it) */
-    [Q_ROW_KEYS] = {"row_keys", "SELECT id, session_id, stream_id FROM events WHERE id = ?2",
-                    true},
-    [Q_DATA_VERSION] = {"data_version", "PRAGMA data_version", false},
-    [Q_USER_VERSION] = {"user_version", "PRAGMA user_version", false},
-    [Q_JOURNAL_MODE] = {"journal_mode", "PRAGMA journal_mode", false},
+    [Q_ROW_KEYS] = {"row_keys", "SELECT id, session_id, stream_id FROM events WHERE id = ?2"},
+    [Q_DATA_VERSION] = {"data_version", "PRAGMA data_version"},
+    [Q_USER_VERSION] = {"user_version", "PRAGMA user_version"},
+    [Q_JOURNAL_MODE] = {"journal_mode", "SELECT journal_mode = 'wal' FROM pragma_journal_mode"},
     [Q_READ_TOKENS] = {"read_tokens", "SELECT salt, hash FROM read_tokens WHERE scope = ?1 "
-                       "LIMIT ?3", true},
+                       "LIMIT ?3"},
     /* `sse-fcgi --check` only (deploycheck.c), never a request: a scan is fine. */
     [Q_SESSION_COUNTS] = {"session_counts", "SELECT coalesce(sum(closed_at IS NULL), 0), "
-                          "count(*) FROM sessions", false},
+                          "count(*) FROM sessions"},
     [Q_SCHEMA_OBJECT] = {"schema_object", "SELECT count(*) FROM sqlite_master WHERE "
-                         "type = ?1 AND name = ?4", false},
+                         "type = ?1 AND name = ?4"},
+};
+
+/* The cursor queries, listed by store_explain; the others read a page or two, or serve
+ * only `sse-fcgi --check`. */
+static const enum query_id EXPLAINED[] = {
+    Q_SESSION, Q_AFTER_SESSION, Q_AFTER_WORKER, Q_AFTER_GLOBAL, Q_AFTER_ALL, Q_REPLAY_SESSION,
+    Q_REPLAY_WORKER, Q_PRUNED_SCOPE, Q_OLDEST_SESSION, Q_OLDEST_WORKER, Q_OLDEST_GLOBAL,
+    Q_OLDEST_ALL, Q_ROW_KEYS, Q_READ_TOKENS,
+};
+
+/* The responder tells missing, schema, busy and out of memory apart (SPEC §5); anything
+ * else leaves the database unreadable. */
+static const struct db_codes STORE_CODES = {
+    .missing = STORE_ERR_MISSING, .cantopen = STORE_ERR_UNREADABLE,
+    .readonly = STORE_ERR_UNREADABLE, .busy = STORE_ERR_BUSY, .nomem = STORE_ERR_NOMEM,
+    .schema = STORE_ERR_SCHEMA, .sqlite = STORE_ERR_UNREADABLE,
+};
+
+static const struct db_object STORE_TABLES[] = {
+    {"table", "events"}, {"table", "sessions"}, {"table", "event_types"}, {"table", "pruned"},
 };
 
 struct store {
-    sqlite3 *db;                        /* owned; read-only connection */
-    sqlite3_stmt *stmts[Q_COUNT];       /* owned; prepared on first use */
-    int prepare_error;                  /* store_error of the last failed prepare */
-    char errmsg[512];                   /* last failure, for logs and 503 bodies */
+    struct db *db;                      /* owned; read-only; keeps the last failure's
+                                         * message, for logs and 503 bodies */
 };
 
-static int
-set_error(struct store *st, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int
-set_error(struct store *st, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(st->errmsg, sizeof(st->errmsg), fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-/* Maps a SQLite result code to a store_error, with a message that says what to do. */
-static int
-sqlite_failure(struct store *st, int rc, const char *what)
-{
-    int ext = st->db ? sqlite3_extended_errcode(st->db) : rc;
-    const char *msg = st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return set_error(st, STORE_ERR_BUSY, "%s: database is locked (%s)", what, msg);
-    case SQLITE_NOMEM:
-        return set_error(st, STORE_ERR_NOMEM, "%s: out of memory", what);
-    case SQLITE_READONLY:
-        /* DEPLOY-NOTES §9: a reader that cannot create -wal/-shm. */
-        return set_error(st, STORE_ERR_UNREADABLE, "%s: %s (extended code %d): the web "
-                         "server user needs write access to the database directory, or "
-                         "the -wal and -shm files must exist", what, msg, ext);
-    default:
-        return set_error(st, STORE_ERR_UNREADABLE, "%s: %s (code %d)", what, msg, ext);
-    }
-}
-
-/* Maps a failed prepare. Only a missing table or column means the database lacks (part
- * of) the schema; a prepare also loads the schema again after another connection changed
- * it, so it can meet a lock, a damaged file or a full heap as a step can, and those are
- * reported as themselves. */
-static int
-prepare_failure(struct store *st, int rc, const char *what)
-{
-    const char *msg = sqlite3_errmsg(st->db);
-    if ((rc & 0xff) == SQLITE_ERROR && (strncmp(msg, "no such table", 13) == 0
-                                        || strncmp(msg, "no such column", 14) == 0))
-        return set_error(st, STORE_ERR_SCHEMA, "%s: %s: apply schema.sql", what, msg);
-    return sqlite_failure(st, rc, what);
-}
-
-/* The prepared statement q, or NULL with st->prepare_error and the message set. */
-static sqlite3_stmt *
-statement(struct store *st, enum query_id q)
-{
-    if (st->stmts[q] == NULL) {
-        int rc = sqlite3_prepare_v3(st->db, QUERIES[q].sql, -1, SQLITE_PREPARE_PERSISTENT,
-                                    &st->stmts[q], NULL);
-        if (rc != SQLITE_OK) {
-            st->prepare_error = prepare_failure(st, rc, QUERIES[q].name);
-            st->stmts[q] = NULL;
-        }
-    }
-    return st->stmts[q];
-}
-
-/* Runs a query that yields one integer (NULL reads as 0). */
+/* Runs a query that yields one integer (NULL reads as 0), with text1 as ?1 (unless NULL)
+ * and arg2 as ?2 (if it has one). Returns 0, STORE_ERR_NOT_FOUND, or an error. */
 static int
 query_integer(struct store *st, enum query_id q, const char *text1, int64_t arg2,
               int64_t *out)
 {
-    sqlite3_stmt *s = statement(st, q);
-    if (s == NULL)
-        return st->prepare_error;
+    sqlite3_stmt *s;
+    int rc = db_prepare(st->db, q, &s);
+    if (rc < 0)
+        return rc;
     if (text1 != NULL)
         sqlite3_bind_text(s, 1, text1, -1, SQLITE_STATIC);
     if (sqlite3_bind_parameter_count(s) >= 2)
         sqlite3_bind_int64(s, 2, arg2);
-    int rc = sqlite3_step(s);
-    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return sqlite_failure(st, rc, QUERIES[q].name);
-    return rc == SQLITE_ROW ? 0 : STORE_ERR_NOT_FOUND;
-}
-
-static int
-check_schema(struct store *st)
-{
-    int64_t version = 0, has_events = 0;
-    int rc = query_integer(st, Q_USER_VERSION, NULL, 0, &version);
-    if (rc < 0 && rc != STORE_ERR_NOT_FOUND)
-        return rc;
-    sqlite3_stmt *s = NULL;
-    rc = sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                            "AND name IN ('events', 'sessions', 'event_types', 'pruned')",
-                            -1, &s, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW)
-        has_events = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    if (rc != SQLITE_ROW)
-        return sqlite_failure(st, rc, "schema check");
-    if (version < 1 || has_events != 4)
-        return set_error(st, STORE_ERR_SCHEMA, "database has no sse-fcgi schema "
-                         "(user_version %lld): apply schema.sql", (long long)version);
-    return 0;
-}
-
-static int
-check_file(const char *path, char *errbuf, size_t errbuf_size)
-{
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        int err = errno;
-        snprintf(errbuf, errbuf_size, "cannot open database %s: %s", path, strerror(err));
-        return err == ENOENT ? STORE_ERR_MISSING : STORE_ERR_UNREADABLE;
-    }
-    if (!S_ISREG(sb.st_mode) || access(path, R_OK) != 0) {
-        snprintf(errbuf, errbuf_size, "database %s is not a readable file", path);
-        return STORE_ERR_UNREADABLE;
-    }
-    return 0;
-}
-
-static pthread_once_t configure_once = PTHREAD_ONCE_INIT;
-
-/* Process-wide SQLite settings, before its first connection. No page-cache bulk: by default
- * (SQLITE_DEFAULT_PCACHE_INITSZ, 20 on Debian) each connection mallocs 20 pages at its first
- * read and writes the header of each, so all 87 KiB are touched however few pages it
- * reads; pages are now allocated one by one as they are read (issue 12: 50 KiB less per
- * process behind mod_fcgid, where the stream's connection and the watcher's each had one). */
-static void
-configure_sqlite(void)
-{
-    sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
-    sqlite3_initialize();
+    rc = db_query_integer(st->db, q, out);
+    return rc < 0 ? rc : rc == 1 ? 0 : STORE_ERR_NOT_FOUND;
 }
 
 int
 store_open(const char *path, int busy_timeout_ms, struct store **out, char *errbuf,
            size_t errbuf_size)
 {
-    *out = NULL;
-    pthread_once(&configure_once, configure_sqlite);
-    int rc = check_file(path, errbuf, errbuf_size);
-    if (rc < 0)
-        return rc;
+    const struct db_options opt = {
+        .mode = DB_READ_ONLY, .busy_timeout_ms = busy_timeout_ms, .sql = QUERIES,
+        .sql_count = Q_COUNT, .codes = &STORE_CODES,
+    };
+    int64_t version;
     struct store *st = calloc(1, sizeof(*st));
     if (st == NULL) {
         snprintf(errbuf, errbuf_size, "out of memory");
         return STORE_ERR_NOMEM;
     }
-    rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK)
-        rc = sqlite_failure(st, rc, "open");
-    else {
-        sqlite3_busy_timeout(st->db, busy_timeout_ms);
+    int rc = db_open(path, &opt, &st->db, errbuf, errbuf_size);
+    if (rc == 0) {
+        sqlite3 *h = db_handle(st->db);
         /* No value longer than this is read into memory: such a row is a stub (run_batch) */
-        sqlite3_limit(st->db, SQLITE_LIMIT_LENGTH, STORE_VALUE_MAX);
+        sqlite3_limit(h, SQLITE_LIMIT_LENGTH, STORE_VALUE_MAX);
         /* Reads are short index range scans the OS page cache serves well; SQLite's
          * default cache (2 MB per connection) would only multiply memory per stream. A
          * connection fills its cache as it reads (a replay, a watcher over hours): with
@@ -273,16 +161,18 @@ store_open(const char *path, int busy_timeout_ms, struct store **out, char *errb
          * (make memory, MEMORY_HISTORY=2000), and 10,000 events replayed as fast (70 ms)
          * with 256, 64 or 32. 64 KiB (14 pages) still holds every page a watcher's round
          * reads again: the tree's upper pages and the last leaves. */
-        sqlite3_exec(st->db, "PRAGMA cache_size = -64", NULL, NULL, NULL);
-        rc = check_schema(st);
+        sqlite3_exec(h, "PRAGMA cache_size = -64", NULL, NULL, NULL);
+        rc = db_check_schema(st->db, STORE_TABLES, sizeof(STORE_TABLES) / sizeof(STORE_TABLES[0]),
+                             &version);
+        if (rc < 0)
+            snprintf(errbuf, errbuf_size, "%s", db_errmsg(st->db));
     }
     if (rc < 0) {
-        snprintf(errbuf, errbuf_size, "%s", st->errmsg);
         store_close(st);
-        return rc;
+        st = NULL;
     }
     *out = st;
-    return 0;
+    return rc;
 }
 
 void
@@ -290,16 +180,14 @@ store_close(struct store *st)
 {
     if (st == NULL)
         return;
-    for (int i = 0; i < Q_COUNT; i++)
-        sqlite3_finalize(st->stmts[i]);
-    sqlite3_close(st->db);
+    db_close(st->db);
     free(st);
 }
 
 const char *
 store_errmsg(const struct store *st)
 {
-    return st ? st->errmsg : "no store";
+    return st ? db_errmsg(st->db) : "no store";
 }
 
 int
@@ -307,12 +195,12 @@ store_read_tokens(struct store *st, const char *scope, struct stored_token *out,
                   size_t cap, size_t *count)
 {
     *count = 0;
-    sqlite3_stmt *s = statement(st, Q_READ_TOKENS);
-    if (s == NULL)
-        return st->prepare_error;
+    sqlite3_stmt *s;
+    int rc = db_prepare(st->db, Q_READ_TOKENS, &s);
+    if (rc < 0)
+        return rc;
     sqlite3_bind_text(s, 1, scope, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)cap);
-    int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW && *count < cap) {
         const unsigned char *salt = sqlite3_column_text(s, 0);
         const unsigned char *hash = sqlite3_column_text(s, 1);
@@ -323,7 +211,7 @@ store_read_tokens(struct store *st, const char *scope, struct stored_token *out,
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sqlite_failure(st, rc, "read_tokens");
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail_sqlite(st->db, rc, "read_tokens");
 }
 
 int
@@ -332,7 +220,7 @@ store_session_lookup(struct store *st, const char *session_id, bool *is_closed)
     int64_t closed = 0;
     int rc = query_integer(st, Q_SESSION, session_id, 0, &closed);
     if (rc == STORE_ERR_NOT_FOUND)
-        set_error(st, rc, "no such session");
+        db_fail(st->db, rc, "no such session");
     *is_closed = closed != 0;
     return rc;
 }
@@ -375,10 +263,10 @@ store_policy_load(struct store *st, struct event_type_policy **out, size_t *coun
 {
     struct event_type_policy *table = NULL;
     size_t n = 0, capacity = 0;
-    sqlite3_stmt *s = statement(st, Q_POLICY);
-    if (s == NULL)
-        return st->prepare_error;
-    int rc;
+    sqlite3_stmt *s;
+    int rc = db_prepare(st->db, Q_POLICY, &s);
+    if (rc < 0)
+        return rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         if (append_policy_row(s, &table, &n, &capacity) < 0) {
             rc = SQLITE_NOMEM;
@@ -388,7 +276,7 @@ store_policy_load(struct store *st, struct event_type_policy **out, size_t *coun
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) {
         store_policy_free(table, n);
-        return sqlite_failure(st, rc, "policy");
+        return db_fail_sqlite(st->db, rc, "policy");
     }
     /* filter_find_type does a binary search with strcmp. */
     if (n > 0)
@@ -683,11 +571,12 @@ copy_key(sqlite3_stmt *s, int col, char *text, size_t *used, size_t *len, bool *
 static int
 add_oversized_stub(struct store *st, int64_t id, struct store_batch *out)
 {
-    sqlite3_stmt *s = statement(st, Q_ROW_KEYS);
-    if (s == NULL)
-        return STORE_ERR_SCHEMA;
+    sqlite3_stmt *s;
+    int rc = db_prepare(st->db, Q_ROW_KEYS, &s);
+    if (rc < 0)
+        return rc;
     sqlite3_bind_int64(s, 2, id);
-    int rc = sqlite3_step(s);
+    rc = sqlite3_step(s);
     size_t bytes = rc == SQLITE_ROW ? (size_t)sqlite3_column_bytes(s, 1)
                                         + (size_t)sqlite3_column_bytes(s, 2) + 2 : 0;
     struct store_row *row = batch_reserve(out, out->count + 1) == 0 ? row_new(bytes) : NULL;
@@ -709,9 +598,9 @@ add_oversized_stub(struct store *st, int64_t id, struct store_batch *out)
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     if (row == NULL)
-        return set_error(st, STORE_ERR_NOMEM, "oversized row: out of memory");
+        return db_fail(st->db, STORE_ERR_NOMEM, "oversized row: out of memory");
     return rc == SQLITE_ROW || rc == SQLITE_DONE || rc == SQLITE_TOOBIG
-               ? 0 : sqlite_failure(st, rc, "row_keys");
+               ? 0 : db_fail_sqlite(st->db, rc, "row_keys");
 }
 
 /* The first row of ch after after_id holds a value over STORE_VALUE_MAX: SQLite refused to
@@ -732,13 +621,12 @@ add_oversized_row(struct store *st, const struct store_channel *ch, int64_t afte
     return add_oversized_stub(st, id, out);
 }
 
-/* Steps s to the end (or the limits) and copies the rows into out. A row with a value over
- * STORE_VALUE_MAX ends the batch as a stub (is_full: the rest follows). */
+/* Steps s (query q, bound) to the end (or the limits) and copies the rows into out. A row
+ * with a value over STORE_VALUE_MAX ends the batch as a stub (is_full: the rest follows). */
 static int
-run_batch(struct store *st, enum query_id q, const struct store_channel *ch, int64_t after_id,
-          size_t max_bytes, size_t max_rows, struct store_batch *out)
+run_batch(struct store *st, sqlite3_stmt *s, enum query_id q, const struct store_channel *ch,
+          int64_t after_id, size_t max_bytes, size_t max_rows, struct store_batch *out)
 {
-    sqlite3_stmt *s = st->stmts[q];
     size_t bytes = 0;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -767,7 +655,7 @@ run_batch(struct store *st, enum query_id q, const struct store_channel *ch, int
     }
     if (rc != SQLITE_DONE) {
         store_batch_clear(out);
-        return sqlite_failure(st, rc, QUERIES[q].name);
+        return db_fail_sqlite(st->db, rc, QUERIES[q].name);
     }
     return 0;
 }
@@ -812,33 +700,27 @@ store_events_after(struct store *st, const struct store_channel *ch, int64_t aft
 {
     store_batch_clear(out);
     enum query_id q = after_query(ch->scope);
-    sqlite3_stmt *s = statement(st, q);
-    if (s == NULL)
-        return st->prepare_error;
+    sqlite3_stmt *s;
+    int rc = db_prepare(st->db, q, &s);
+    if (rc < 0)
+        return rc;
     if (ch->scope == STORE_SCOPE_SESSION || ch->scope == STORE_SCOPE_WORKER)
         sqlite3_bind_text(s, 1, ch->key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, after_id);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)max_rows);
-    return run_batch(st, q, ch, after_id, max_bytes, max_rows, out);
-}
-
-static int
-exec_simple(struct store *st, const char *sql)
-{
-    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : sqlite_failure(st, rc, sql);
+    return run_batch(st, s, q, ch, after_id, max_bytes, max_rows, out);
 }
 
 int
 store_read_begin(struct store *st)
 {
-    return exec_simple(st, "BEGIN");
+    return db_begin(st->db, DB_BEGIN_DEFERRED);
 }
 
 void
 store_read_end(struct store *st)
 {
-    exec_simple(st, "COMMIT");
+    db_commit(st->db);
 }
 
 int
@@ -848,23 +730,21 @@ store_replay_window(struct store *st, const struct store_channel *ch, size_t lim
     *first_id = 0;
     /* One read transaction: the window and the live cursor come from the same snapshot, so
      * a row committed in between is either in the window or after the cursor (SPEC §4.2). */
-    int rc = exec_simple(st, "BEGIN");
+    int rc = db_begin(st->db, DB_BEGIN_DEFERRED);
     if (rc < 0)
         return rc;
     rc = query_integer(st, Q_NEWEST_ID, NULL, 0, live_from);
     if (rc == 0 && limit > 0 && ch->scope != STORE_SCOPE_GLOBAL) {
         enum query_id q = ch->scope == STORE_SCOPE_SESSION ? Q_REPLAY_SESSION : Q_REPLAY_WORKER;
-        sqlite3_stmt *s = statement(st, q);
-        if (s == NULL) {
-            rc = st->prepare_error;
-        } else {
+        sqlite3_stmt *s;
+        rc = db_prepare(st->db, q, &s);
+        if (rc == 0) {
             sqlite3_bind_int64(s, 3, (sqlite3_int64)limit);
             rc = query_integer(st, q, ch->key, 0, first_id);
             rc = rc == STORE_ERR_NOT_FOUND ? 0 : rc;
         }
     }
-    int end_rc = exec_simple(st, rc == 0 ? "COMMIT" : "ROLLBACK");
-    return rc < 0 ? rc : end_rc;
+    return db_end(st->db, rc);
 }
 
 int
@@ -906,38 +786,36 @@ store_health(struct store *st, int *schema_version, bool *is_wal)
     if (rc < 0)
         return rc;
     *schema_version = (int)version;
-    sqlite3_stmt *s = statement(st, Q_JOURNAL_MODE);
-    if (s == NULL)
-        return st->prepare_error;
-    rc = sqlite3_step(s);
-    const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
-    *is_wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? 0 : sqlite_failure(st, rc, "journal_mode");
+    int64_t wal = 0;
+    rc = query_integer(st, Q_JOURNAL_MODE, NULL, 0, &wal);
+    *is_wal = wal != 0;
+    return rc;
 }
 
 int
 store_session_counts(struct store *st, int64_t *open, int64_t *closed)
 {
-    sqlite3_stmt *s = statement(st, Q_SESSION_COUNTS);
-    if (s == NULL)
-        return st->prepare_error;
-    int rc = sqlite3_step(s);
+    sqlite3_stmt *s;
+    int rc = db_prepare(st->db, Q_SESSION_COUNTS, &s);
+    if (rc < 0)
+        return rc;
+    rc = sqlite3_step(s);
     *open = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     *closed = rc == SQLITE_ROW ? sqlite3_column_int64(s, 1) - *open : 0;
     sqlite3_reset(s);
-    return rc == SQLITE_ROW ? 0 : sqlite_failure(st, rc, QUERIES[Q_SESSION_COUNTS].name);
+    return rc == SQLITE_ROW ? 0 : db_fail_sqlite(st->db, rc, QUERIES[Q_SESSION_COUNTS].name);
 }
 
 int
 store_schema_has(struct store *st, const char *type, const char *name, bool *exists)
 {
-    sqlite3_stmt *s = statement(st, Q_SCHEMA_OBJECT);
-    if (s == NULL)
-        return st->prepare_error;
+    sqlite3_stmt *s;
+    int rc = db_prepare(st->db, Q_SCHEMA_OBJECT, &s);
+    if (rc < 0)
+        return rc;
     sqlite3_bind_text(s, 4, name, -1, SQLITE_STATIC);
     int64_t count = 0;
-    int rc = query_integer(st, Q_SCHEMA_OBJECT, type, 0, &count);
+    rc = query_integer(st, Q_SCHEMA_OBJECT, type, 0, &count);
     *exists = count > 0;
     return rc == STORE_ERR_NOT_FOUND ? 0 : rc;
 }
@@ -946,20 +824,19 @@ int
 store_explain(struct store *st, void (*report)(void *ctx, const char *query_name,
                                                const char *detail), void *ctx)
 {
-    for (int q = 0; q < Q_COUNT; q++) {
-        if (!QUERIES[q].is_explained)
-            continue;
+    for (size_t i = 0; i < sizeof(EXPLAINED) / sizeof(EXPLAINED[0]); i++) {
+        enum query_id q = EXPLAINED[i];
         char sql[1024];
         snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", QUERIES[q].sql);
         sqlite3_stmt *s = NULL;
-        int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+        int rc = sqlite3_prepare_v2(db_handle(st->db), sql, -1, &s, NULL);
         if (rc == SQLITE_OK) {
             while ((rc = sqlite3_step(s)) == SQLITE_ROW)
                 report(ctx, QUERIES[q].name, (const char *)sqlite3_column_text(s, 3));
         }
         sqlite3_finalize(s);
         if (rc != SQLITE_DONE)
-            return sqlite_failure(st, rc, QUERIES[q].name);
+            return db_fail_sqlite(st->db, rc, QUERIES[q].name);
     }
     return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * store.h - all SQLite access (the only module that includes sqlite3.h).
+ * store.h - the responder's SQLite reads (on store/db.h, the one SQLite layer).
  *
  * A store is one read-only connection (WAL, busy timeout) with its prepared statements. It
  * never writes the database. One store belongs to one thread. Functions that can fail

@@ -14,22 +14,17 @@
  * per transaction: scope by scope 180 ms per transaction (at most 520 ms), in id order
  * 33 ms (at most 90 ms). Each transaction still leaves a prefix of every scope deleted,
  * since a scope's doomed rows go oldest first.
- * Every statement is prepared from PRUNE_QUERIES; nothing is spliced into SQL.
+ * Every statement is prepared from PRUNE_QUERIES (store/db.c opens, prepares and reports
+ * failures); nothing is spliced into SQL.
  */
 #include "prune.h"
 
 #include <assert.h>
-#include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
+
+#include "db.h"
 
 /* A timestamp has an age when it is ISO-8601 text that julianday() reads: it starts with
  * YYYY-MM-DD (a bare number would read as a Julian day number, year -4713). */
@@ -37,8 +32,6 @@
                          "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' THEN timestamp END)"
 
 enum prune_query {
-    P_USER_VERSION,
-    P_SCHEMA_OBJECTS,
     P_NOW_MS,
     P_JOURNAL_MODE,
     P_FIRST_SESSION,
@@ -56,50 +49,38 @@ enum prune_query {
     P_PLAN_ADD,
     P_BATCH_END,
     P_DELETE,
-    P_BEGIN_READ,
-    P_BEGIN_WRITE,
-    P_COMMIT,
-    P_ROLLBACK,
     P_QUERY_COUNT
 };
 
 /* ?1 = scope (session id, NULL for the global channel), ?2 = low id, ?3 = high id, ?4 = a
  * julianday cutoff, ?5 = a count. */
-static const char *const PRUNE_QUERIES[P_QUERY_COUNT] = {
-    [P_USER_VERSION] = "PRAGMA user_version",
-    [P_SCHEMA_OBJECTS] = "SELECT count(*) FROM sqlite_master WHERE (type = 'table' AND name "
-                         "IN ('events', 'sessions', 'pruned')) OR (type = 'trigger' AND "
-                         "name = 'events_record_prune')",
-    [P_NOW_MS] = "SELECT CAST(julianday('now') * 86400000 AS INTEGER)",
-    [P_JOURNAL_MODE] = "SELECT journal_mode = 'wal' FROM pragma_journal_mode",
-    [P_FIRST_SESSION] = "SELECT session_id FROM events WHERE session_id IS NOT NULL "
-                        "ORDER BY session_id LIMIT 1",
-    [P_NEXT_SESSION] = "SELECT session_id FROM events WHERE session_id > ?1 "
-                       "ORDER BY session_id LIMIT 1",
-    [P_IS_OPEN] = "SELECT closed_at IS NULL FROM sessions WHERE id = ?1",
-    [P_MIN_ID] = "SELECT min(id) FROM events WHERE session_id IS ?1",
-    [P_MAX_ID] = "SELECT max(id) FROM events WHERE session_id IS ?1",
-    [P_NTH_NEWEST] = "SELECT id FROM events WHERE session_id IS ?1 ORDER BY id DESC "
-                     "LIMIT 1 OFFSET ?5",
-    [P_FIRST_YOUNG] = "SELECT id FROM events WHERE session_id IS ?1 AND id < ?3 AND "
-                      "coalesce(" AGE_OF_TIMESTAMP " >= ?4, 1) ORDER BY id LIMIT 1",
-    [P_LAST_BELOW] = "SELECT max(id) FROM events WHERE session_id IS ?1 AND id < ?3",
-    [P_COUNT_RANGE] = "SELECT count(*) FROM events WHERE session_id IS ?1 AND id >= ?2 "
-                      "AND id < ?3",
-    [P_TEMP_STORE] = "PRAGMA temp_store = MEMORY",
-    [P_PLAN_TABLE] = "CREATE TEMP TABLE prune_plan (scope, keep_from INTEGER NOT NULL)",
-    [P_PLAN_INDEX] = "CREATE UNIQUE INDEX temp.prune_plan_scope ON prune_plan(scope)",
-    [P_PLAN_ADD] = "INSERT INTO temp.prune_plan(scope, keep_from) VALUES (?1, ?3)",
+static const struct db_sql PRUNE_QUERIES[P_QUERY_COUNT] = {
+    [P_NOW_MS] = {.sql = "SELECT CAST(julianday('now') * 86400000 AS INTEGER)"},
+    [P_JOURNAL_MODE] = {.sql = "SELECT journal_mode = 'wal' FROM pragma_journal_mode"},
+    [P_FIRST_SESSION] = {.sql = "SELECT session_id FROM events WHERE session_id IS NOT NULL "
+                                "ORDER BY session_id LIMIT 1"},
+    [P_NEXT_SESSION] = {.sql = "SELECT session_id FROM events WHERE session_id > ?1 "
+                               "ORDER BY session_id LIMIT 1"},
+    [P_IS_OPEN] = {.sql = "SELECT closed_at IS NULL FROM sessions WHERE id = ?1"},
+    [P_MIN_ID] = {.sql = "SELECT min(id) FROM events WHERE session_id IS ?1"},
+    [P_MAX_ID] = {.sql = "SELECT max(id) FROM events WHERE session_id IS ?1"},
+    [P_NTH_NEWEST] = {.sql = "SELECT id FROM events WHERE session_id IS ?1 ORDER BY id DESC "
+                             "LIMIT 1 OFFSET ?5"},
+    [P_FIRST_YOUNG] = {.sql = "SELECT id FROM events WHERE session_id IS ?1 AND id < ?3 AND "
+                              "coalesce(" AGE_OF_TIMESTAMP " >= ?4, 1) ORDER BY id LIMIT 1"},
+    [P_LAST_BELOW] = {.sql = "SELECT max(id) FROM events WHERE session_id IS ?1 AND id < ?3"},
+    [P_COUNT_RANGE] = {.sql = "SELECT count(*) FROM events WHERE session_id IS ?1 AND "
+                              "id >= ?2 AND id < ?3"},
+    [P_TEMP_STORE] = {.sql = "PRAGMA temp_store = MEMORY"},
+    [P_PLAN_TABLE] = {.sql = "CREATE TEMP TABLE prune_plan (scope, keep_from INTEGER NOT NULL)"},
+    [P_PLAN_INDEX] = {.sql = "CREATE UNIQUE INDEX temp.prune_plan_scope ON prune_plan(scope)"},
+    [P_PLAN_ADD] = {.sql = "INSERT INTO temp.prune_plan(scope, keep_from) VALUES (?1, ?3)"},
     /* The last id of the next batch: rows of scopes without a plan compare with NULL. */
-    [P_BATCH_END] = "SELECT max(id) FROM (SELECT id FROM events AS e WHERE id > ?2 AND "
-                    "id < ?3 AND id < (SELECT keep_from FROM temp.prune_plan WHERE "
-                    "scope IS e.session_id) ORDER BY id LIMIT ?5)",
-    [P_DELETE] = "DELETE FROM events WHERE id > ?2 AND id <= ?3 AND id < (SELECT keep_from "
-                 "FROM temp.prune_plan WHERE scope IS events.session_id)",
-    [P_BEGIN_READ] = "BEGIN",
-    [P_BEGIN_WRITE] = "BEGIN IMMEDIATE",
-    [P_COMMIT] = "COMMIT",
-    [P_ROLLBACK] = "ROLLBACK",
+    [P_BATCH_END] = {.sql = "SELECT max(id) FROM (SELECT id FROM events AS e WHERE id > ?2 "
+                            "AND id < ?3 AND id < (SELECT keep_from FROM temp.prune_plan "
+                            "WHERE scope IS e.session_id) ORDER BY id LIMIT ?5)"},
+    [P_DELETE] = {.sql = "DELETE FROM events WHERE id > ?2 AND id <= ?3 AND id < (SELECT "
+                         "keep_from FROM temp.prune_plan WHERE scope IS events.session_id)"},
 };
 
 struct query_args {
@@ -111,100 +92,14 @@ struct query_args {
 
 struct pruner {
     const struct prune_options *opt;        /* borrowed */
-    sqlite3 *db;                            /* owned; read-write */
-    sqlite3_stmt *stmts[P_QUERY_COUNT];     /* owned; prepared on first use */
+    struct db *db;                          /* owned; read-write; the last failure */
     double days_cutoff;                     /* julianday: younger rows kept by keep_days */
     double floor_cutoff;                    /* julianday: younger rows of open scopes kept */
     bool has_plans;                         /* a scope loses rows */
     int64_t delete_low;                     /* the smallest id planned to go */
     int64_t delete_below;                   /* the largest keep_from of the plans */
     struct prune_summary *sum;              /* borrowed: the caller's */
-    char *errbuf;                           /* borrowed: the caller's */
-    size_t errbuf_size;
 };
-
-static int
-fail(struct pruner *p, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int
-fail(struct pruner *p, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->errbuf, p->errbuf_size, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-/* Who may write the database, for the READONLY hint: its owner, and its group's members
- * when the group may write it too (DEPLOY-NOTES Q11's setup). */
-static const char *
-writers_of(const char *path, char *out, size_t size)
-{
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        snprintf(out, size, "the owner of the database");
-        return out;
-    }
-    const struct passwd *pw = getpwuid(sb.st_uid);
-    int len = pw != NULL ? snprintf(out, size, "%s", pw->pw_name)
-                         : snprintf(out, size, "uid %ld", (long)sb.st_uid);
-    const struct group *gr = (sb.st_mode & S_IWGRP) ? getgrgid(sb.st_gid) : NULL;
-    if (gr != NULL && len > 0 && (size_t)len < size)
-        snprintf(out + len, size - (size_t)len, " or a member of group %s", gr->gr_name);
-    return out;
-}
-
-/* The failure of a user who may not write the database or its directory; ext is SQLite's
- * extended code, or -1 when the failure is not SQLite's. */
-static int
-fail_readonly(struct pruner *p, const char *what, const char *msg, int ext)
-{
-    char writers[256], code[48] = "";
-    if (ext >= 0)
-        snprintf(code, sizeof(code), " (extended code %d)", ext);
-    return fail(p, PRUNE_ERR_READONLY, "%s: %s%s: this user (uid %ld) cannot write %s or "
-                "its directory; run prune as a user who can write both, such as %s", what,
-                msg, code, (long)geteuid(), p->opt->db_path,
-                writers_of(p->opt->db_path, writers, sizeof(writers)));
-}
-
-/* Maps a SQLite failure to a prune_error, with a message that says what to do. */
-static int
-sqlite_failure(struct pruner *p, int rc, const char *what)
-{
-    const char *msg = p->db ? sqlite3_errmsg(p->db) : sqlite3_errstr(rc);
-    int ext = p->db ? sqlite3_extended_errcode(p->db) : rc;
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return fail(p, PRUNE_ERR_BUSY, "%s: %s: another writer held the database for more "
-                    "than %d ms; what was committed stays deleted, run prune again later",
-                    what, msg, p->opt->busy_timeout_ms);
-    case SQLITE_NOMEM:
-        return fail(p, PRUNE_ERR_NOMEM, "%s: out of memory", what);
-    case SQLITE_READONLY:
-    case SQLITE_CANTOPEN:
-    case SQLITE_PERM:
-        return fail_readonly(p, what, msg, ext);
-    default:
-        return fail(p, PRUNE_ERR_SQLITE, "%s: %s (code %d)", what, msg, ext);
-    }
-}
-
-static sqlite3_stmt *
-statement(struct pruner *p, enum prune_query q)
-{
-    if (p->stmts[q] == NULL) {
-        int rc = sqlite3_prepare_v3(p->db, PRUNE_QUERIES[q], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &p->stmts[q], NULL);
-        if (rc != SQLITE_OK) {
-            sqlite_failure(p, rc, PRUNE_QUERIES[q]);
-            p->stmts[q] = NULL;
-        }
-    }
-    return p->stmts[q];
-}
 
 /* Binds every parameter q has from a (see PRUNE_QUERIES). */
 static void
@@ -225,90 +120,61 @@ bind_args(sqlite3_stmt *s, const struct query_args *a)
         sqlite3_bind_int64(s, 5, a->count);
 }
 
-/* Runs q with a (may be NULL) and reads column 0 of its first row into *out. Returns 1 for
- * a non-NULL value, 0 for no row or NULL, or a negative prune_error. */
+/* Runs q with a (may be NULL) and reads column 0 of its first row into *out (an INSERT or
+ * a DELETE is done in that one step). Returns 1 for a non-NULL value, 0 for no row or NULL,
+ * or a negative prune_error. */
 static int
 query_integer(struct pruner *p, enum prune_query q, const struct query_args *a, int64_t *out)
 {
-    sqlite3_stmt *s = statement(p, q);
-    if (s == NULL)
-        return PRUNE_ERR_SQLITE;
-    bind_args(s, a != NULL ? a : &(struct query_args){0});
-    int rc = sqlite3_step(s);
-    bool has_value = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
-    *out = has_value ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return sqlite_failure(p, rc, PRUNE_QUERIES[q]);
-    return has_value;
-}
-
-/* Runs a statement whose rows do not matter (BEGIN, INSERT, ...) with a (may be NULL).
- * Returns 0 or an error. */
-static int
-run_simple_with(struct pruner *p, enum prune_query q, const struct query_args *a)
-{
-    int64_t ignored;
-    int rc = query_integer(p, q, a, &ignored);
-    return rc < 0 ? rc : 0;
-}
-
-static int
-run_simple(struct pruner *p, enum prune_query q)
-{
-    return run_simple_with(p, q, NULL);
-}
-
-/* Ends a transaction: COMMIT after rc == 0, else ROLLBACK and rc. */
-static int
-end_transaction(struct pruner *p, int rc)
-{
+    sqlite3_stmt *s;
+    int rc = db_prepare(p->db, q, &s);
     if (rc == 0)
-        return run_simple(p, P_COMMIT);
-    run_simple(p, P_ROLLBACK);
-    return rc;
+        bind_args(s, a != NULL ? a : &(struct query_args){0});
+    return rc < 0 ? rc : db_query_integer(p->db, q, out);
 }
 
 /* ---- opening ------------------------------------------------------------------------ */
 
+/* A user who may not write the database or its directory is told who may (db.h). */
+static const struct db_codes PRUNE_CODES = {
+    .missing = PRUNE_ERR_MISSING, .cantopen = PRUNE_ERR_READONLY,
+    .readonly = PRUNE_ERR_READONLY, .busy = PRUNE_ERR_BUSY, .nomem = PRUNE_ERR_NOMEM,
+    .schema = PRUNE_ERR_SCHEMA, .sqlite = PRUNE_ERR_SQLITE,
+};
+
+static const struct db_object PRUNE_OBJECTS[] = {
+    {"table", "events"}, {"table", "sessions"}, {"table", "pruned"},
+    {"trigger", "events_record_prune"},
+};
+
 static int
-open_database(struct pruner *p)
+open_database(struct pruner *p, char *errbuf, size_t errbuf_size)
 {
-    struct stat sb;
-    if (stat(p->opt->db_path, &sb) != 0) {
-        int err = errno;
-        if (err != ENOENT)
-            return fail_readonly(p, "open", strerror(err), -1);
-        return fail(p, PRUNE_ERR_MISSING, "no database at %s: give its path with --db or "
-                    "SSE_DB", p->opt->db_path);
-    }
-    int rc = sqlite3_open_v2(p->opt->db_path, &p->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK)
-        return sqlite_failure(p, rc, "open");
-    sqlite3_busy_timeout(p->db, p->opt->busy_timeout_ms);
-    /* SQLite opens a file it may not write read-only without a word. */
-    if (!p->opt->is_dry_run && sqlite3_db_readonly(p->db, "main") == 1)
-        return fail_readonly(p, "open", "the file is read-only for this user", -1);
-    return 0;
+    const struct db_options opt = {
+        .mode = DB_READ_WRITE, .busy_timeout_ms = p->opt->busy_timeout_ms,
+        .sql = PRUNE_QUERIES, .sql_count = P_QUERY_COUNT, .codes = &PRUNE_CODES,
+        .program = "prune",
+        .busy_advice = "what was committed stays deleted, run prune again later",
+        .is_read_only_ok = p->opt->is_dry_run,
+    };
+    int rc = db_open(p->opt->db_path, &opt, &p->db, errbuf, errbuf_size);
+    if (rc == PRUNE_ERR_MISSING)
+        snprintf(errbuf, errbuf_size, "no database at %s: give its path with --db or SSE_DB",
+                 p->opt->db_path);
+    return rc;
 }
 
 static int
 check_schema(struct pruner *p)
 {
-    int64_t version = 0, objects = 0;
-    int rc = query_integer(p, P_USER_VERSION, NULL, &version);
-    if (rc >= 0)
-        rc = query_integer(p, P_SCHEMA_OBJECTS, NULL, &objects);
-    if (rc < 0)
-        return rc;
-    if (version < 1 || objects != 4)
-        return fail(p, PRUNE_ERR_SCHEMA, "%s has no sse-fcgi schema (user_version %lld; it "
-                    "needs the events, sessions and pruned tables and the "
-                    "events_record_prune trigger): apply schema.sql to it",
-                    p->opt->db_path, (long long)version);
-    return 0;
+    int64_t version = 0;
+    int rc = db_check_schema(p->db, PRUNE_OBJECTS,
+                             sizeof(PRUNE_OBJECTS) / sizeof(PRUNE_OBJECTS[0]), &version);
+    if (rc == PRUNE_ERR_SCHEMA)
+        db_fail(p->db, rc, "%s has no sse-fcgi schema (user_version %lld; it needs the "
+                "events, sessions and pruned tables and the events_record_prune trigger): "
+                "apply schema.sql to it", p->opt->db_path, (long long)version);
+    return rc;
 }
 
 /* The cutoffs, from one reading of SQLite's clock (UTC, like the default timestamps), in
@@ -381,7 +247,7 @@ plan_scope(struct pruner *p, sqlite3_value *scope, bool is_open, struct prune_sc
 {
     struct query_args a = {.scope = scope};
     int64_t min_id = 0, max_id = 0, without_floor = 0;
-    int rc = run_simple(p, P_BEGIN_READ);
+    int rc = db_begin(p->db, DB_BEGIN_DEFERRED);
     if (rc == 0 && (rc = query_integer(p, P_MIN_ID, &a, &min_id)) == 1)
         rc = query_integer(p, P_MAX_ID, &a, &max_id);
     int has_rows = rc;
@@ -396,7 +262,7 @@ plan_scope(struct pruner *p, sqlite3_value *scope, bool is_open, struct prune_sc
     a.high = *keep_from;
     if (has_rows == 1 && rc == 0 && out->deleted > 0)
         rc = query_integer(p, P_LAST_BELOW, &a, &out->last_deleted_id);
-    rc = end_transaction(p, rc < 0 ? rc : 0);
+    rc = db_end(p->db, rc < 0 ? rc : 0);
     out->first_deleted_id = out->deleted > 0 ? min_id : 0;
     out->oldest_kept_id = *keep_from <= max_id ? *keep_from : 0;
     return rc < 0 ? rc : has_rows;
@@ -420,10 +286,10 @@ scope_is_open(struct pruner *p, sqlite3_value *scope, bool *is_open)
 static int
 create_plan_table(struct pruner *p)
 {
-    int rc = run_simple(p, P_TEMP_STORE);
+    int rc = db_run(p->db, P_TEMP_STORE);
     if (rc == 0)
-        rc = run_simple(p, P_PLAN_TABLE);
-    return rc == 0 ? run_simple(p, P_PLAN_INDEX) : rc;
+        rc = db_run(p->db, P_PLAN_TABLE);
+    return rc == 0 ? db_run(p->db, P_PLAN_INDEX) : rc;
 }
 
 /* Records that the rows of scope below keep_from go, from first_id on. Returns 0 or an
@@ -432,7 +298,8 @@ static int
 add_plan(struct pruner *p, sqlite3_value *scope, int64_t first_id, int64_t keep_from)
 {
     struct query_args a = {.scope = scope, .high = keep_from};
-    int rc = run_simple_with(p, P_PLAN_ADD, &a);
+    int64_t ignored;
+    int rc = query_integer(p, P_PLAN_ADD, &a, &ignored);
     if (rc == 0 && (!p->has_plans || first_id < p->delete_low))
         p->delete_low = first_id;
     if (rc == 0 && (!p->has_plans || keep_from > p->delete_below))
@@ -459,13 +326,13 @@ delete_batch(struct pruner *p, int64_t *cursor)
         .low = *cursor, .high = p->delete_below, .count = p->opt->batch_rows,
     };
     int64_t last = 0, ignored, started_ms = monotonic_ms();
-    int rc = run_simple(p, P_BEGIN_WRITE);
+    int rc = db_begin(p->db, DB_BEGIN_IMMEDIATE);
     int has_rows = rc == 0 ? query_integer(p, P_BATCH_END, &a, &last) : rc;
     a.high = last;
     if (has_rows == 1)
         rc = query_integer(p, P_DELETE, &a, &ignored);
-    int64_t deleted = has_rows == 1 && rc >= 0 ? sqlite3_changes(p->db) : 0;
-    rc = end_transaction(p, has_rows < 0 ? has_rows : rc < 0 ? rc : 0);
+    int64_t deleted = has_rows == 1 && rc >= 0 ? sqlite3_changes(db_handle(p->db)) : 0;
+    rc = db_end(p->db, has_rows < 0 ? has_rows : rc < 0 ? rc : 0);
     if (rc < 0)
         return rc;
     if (has_rows == 1) {
@@ -475,7 +342,8 @@ delete_batch(struct pruner *p, int64_t *cursor)
          * crosses 1,000 WAL pages next, often a producer's. `make bench` scenario p, the
          * slowest producer commit during the prune: 0.7-1.5 s without this line (3 runs),
          * 0.10-1.5 s with it, median 0.23 s (12 runs; the rest is the disk's fsyncs). */
-        sqlite3_wal_checkpoint_v2(p->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        sqlite3_wal_checkpoint_v2(db_handle(p->db), "main", SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                  NULL);
         p->sum->deleted += deleted;
         p->sum->transactions++;
         p->sum->longest_transaction_ms = held_ms > p->sum->longest_transaction_ms
@@ -564,11 +432,12 @@ static int
 next_session(struct pruner *p, sqlite3_value **cursor)
 {
     enum prune_query q = *cursor == NULL ? P_FIRST_SESSION : P_NEXT_SESSION;
-    sqlite3_stmt *s = statement(p, q);
-    if (s == NULL)
-        return PRUNE_ERR_SQLITE;
+    sqlite3_stmt *s;
+    int rc = db_prepare(p->db, q, &s);
+    if (rc < 0)
+        return rc;
     bind_args(s, &(struct query_args){.scope = *cursor});
-    int rc = sqlite3_step(s);
+    rc = sqlite3_step(s);
     sqlite3_value *next = rc == SQLITE_ROW ? sqlite3_value_dup(sqlite3_column_value(s, 0))
                                            : NULL;
     sqlite3_reset(s);
@@ -576,8 +445,9 @@ next_session(struct pruner *p, sqlite3_value **cursor)
     sqlite3_value_free(*cursor);
     *cursor = next;
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return sqlite_failure(p, rc, PRUNE_QUERIES[q]);
-    return rc == SQLITE_ROW && next == NULL ? fail(p, PRUNE_ERR_NOMEM, "out of memory") : 0;
+        return db_fail_sqlite(p->db, rc, PRUNE_QUERIES[q].sql);
+    return rc == SQLITE_ROW && next == NULL ? db_fail(p->db, PRUNE_ERR_NOMEM, "out of memory")
+                                            : 0;
 }
 
 /* The global channel, then every session in id order. Returns 0 or an error. */
@@ -606,7 +476,8 @@ checkpoint(struct pruner *p)
         return 0;
     }
     int frames = -1, done = -1;
-    rc = sqlite3_wal_checkpoint_v2(p->db, "main", SQLITE_CHECKPOINT_TRUNCATE, &frames, &done);
+    rc = sqlite3_wal_checkpoint_v2(db_handle(p->db), "main", SQLITE_CHECKPOINT_TRUNCATE,
+                                   &frames, &done);
     if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
         p->sum->checkpoint = PRUNE_CHECKPOINT_BUSY;
         p->sum->wal_frames = frames;
@@ -614,18 +485,9 @@ checkpoint(struct pruner *p)
         return 0;
     }
     if (rc != SQLITE_OK)
-        return sqlite_failure(p, rc, "wal_checkpoint(TRUNCATE)");
+        return db_fail_sqlite(p->db, rc, "wal_checkpoint(TRUNCATE)");
     p->sum->checkpoint = PRUNE_CHECKPOINT_TRUNCATED;
     return 0;
-}
-
-static void
-pruner_close(struct pruner *p)
-{
-    for (int q = 0; q < P_QUERY_COUNT; q++)
-        sqlite3_finalize(p->stmts[q]);
-    sqlite3_close(p->db);
-    free(p);
 }
 
 int
@@ -636,13 +498,8 @@ prune_run(const struct prune_options *opt, prune_scope_fn *each, void *ctx,
     assert(opt->batch_rows > 0 && errbuf_size > 0);
     *out = (struct prune_summary){.checkpoint = PRUNE_CHECKPOINT_NOT_RUN};
     errbuf[0] = '\0';
-    struct pruner *p = calloc(1, sizeof(*p));
-    if (p == NULL) {
-        snprintf(errbuf, errbuf_size, "out of memory");
-        return PRUNE_ERR_NOMEM;
-    }
-    *p = (struct pruner){.opt = opt, .sum = out, .errbuf = errbuf, .errbuf_size = errbuf_size};
-    int rc = open_database(p);
+    struct pruner pruner = {.opt = opt, .sum = out}, *p = &pruner;
+    int rc = open_database(p, errbuf, errbuf_size);
     if (rc == 0)
         rc = check_schema(p);
     if (rc == 0)
@@ -655,6 +512,8 @@ prune_run(const struct prune_options *opt, prune_scope_fn *each, void *ctx,
         rc = delete_planned(p);
     if (rc == 0 && !opt->is_dry_run)
         rc = checkpoint(p);
-    pruner_close(p);
+    if (rc < 0 && p->db != NULL)
+        snprintf(errbuf, errbuf_size, "%s", db_errmsg(p->db));
+    db_close(p->db);
     return rc;
 }

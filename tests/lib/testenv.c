@@ -222,17 +222,22 @@ testenv_is_port_accepting(int port)
     return is_up;
 }
 
-/* True when pid is a zombie or gone: kill(pid, 0) still succeeds on a zombie. */
-static bool
-is_zombie_or_gone(long pid)
+/* The parent of pid from /proc/<pid>/stat; -1 when pid is gone or a zombie (kill(pid, 0)
+ * still succeeds on a zombie). */
+static long
+read_live_parent(long pid)
 {
     char path[64], stat[512];
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
     if (testenv_read_file(path, stat, sizeof(stat)) <= 0)
-        return true;
+        return -1;
     const char *after_name = strrchr(stat, ')');  /* the command name may hold spaces */
-    return after_name == NULL || after_name[1] == '\0' || after_name[2] == 'Z'
-           || after_name[2] == 'X';
+    char state = '?';
+    long parent = -1;
+    if (after_name == NULL || sscanf(after_name + 1, " %c %ld", &state, &parent) != 2
+        || state == 'Z' || state == 'X')
+        return -1;
+    return parent;
 }
 
 /* True when one of the NUL-separated arguments in cmdline[0, len) starts with prefix. */
@@ -247,21 +252,38 @@ has_arg_with_prefix(const char *cmdline, size_t len, const char *prefix)
     return false;
 }
 
-int
-testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t cap)
+/* What a process must be for signal_matching: every field that is set. */
+struct process_match {
+    const char *arg_prefix;     /* an argument starts with it; NULL: any */
+    long parent;                /* its parent; -1: any */
+};
+
+static bool
+is_match(long pid, const struct process_match *m)
+{
+    static char cmdline[16384];
+    char path[300];
+    long parent = read_live_parent(pid);
+    if (parent < 0 || (m->parent >= 0 && parent != m->parent))
+        return false;
+    if (m->arg_prefix == NULL)
+        return true;
+    snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+    long len = testenv_read_file(path, cmdline, sizeof(cmdline));
+    return len > 0 && has_arg_with_prefix(cmdline, (size_t)len, m->arg_prefix);
+}
+
+/* Sends sig to every live process that matches m; see testenv_signal_by_arg. */
+static int
+signal_matching(const struct process_match *m, int sig, pid_t *pids, size_t cap)
 {
     DIR *proc = opendir("/proc");
     DIAG_CHECK(proc != NULL, "opendir /proc: %s", strerror(errno));
     int count = 0;
     struct dirent *de;
-    static char cmdline[16384];
     while ((de = readdir(proc)) != NULL) {
-        char path[300];
         long pid = strtol(de->d_name, NULL, 10);
-        snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-        long len = pid > 0 ? testenv_read_file(path, cmdline, sizeof(cmdline)) : -1;
-        if (len <= 0 || !has_arg_with_prefix(cmdline, (size_t)len, arg_prefix)
-            || is_zombie_or_gone(pid) || kill((pid_t)pid, sig) != 0)
+        if (pid <= 0 || !is_match(pid, m) || kill((pid_t)pid, sig) != 0)
             continue;
         if ((size_t)count < cap)
             pids[count] = (pid_t)pid;
@@ -269,6 +291,18 @@ testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t cap)
     }
     closedir(proc);
     return count;
+}
+
+int
+testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t cap)
+{
+    return signal_matching(&(struct process_match){arg_prefix, -1}, sig, pids, cap);
+}
+
+int
+testenv_signal_children(pid_t parent, int sig, pid_t *pids, size_t cap)
+{
+    return signal_matching(&(struct process_match){NULL, (long)parent}, sig, pids, cap);
 }
 
 int

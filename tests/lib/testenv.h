@@ -83,6 +83,10 @@ bool testenv_is_port_accepting(int port);
  * pids (may be NULL when cap is 0). */
 int testenv_signal_by_arg(const char *arg_prefix, int sig, pid_t *pids, size_t cap);
 
+/* Sends sig to every live child (zombies skipped) of parent; sig 0 only finds them. Returns
+ * how many there were; the first cap PIDs go to pids (may be NULL when cap is 0). */
+int testenv_signal_children(pid_t parent, int sig, pid_t *pids, size_t cap);
+
 /* Walks /proc/<pid>/fd: the descriptors of pid whose link target ends with suffix (NULL or
  * "": every descriptor). Returns how many, and the number of the first one (-1 when none)
  * into *first (may be NULL); 0 when pid is gone. */

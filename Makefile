@@ -13,7 +13,7 @@ CFLAGS  ?= -O2
 PKGS      := fcgi sqlite3 libcjson
 DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev libssl-dev check sqlite3 \
              lighttpd lighttpd-modules-lua apache2 libapache2-mod-fcgid spawn-fcgi curl \
-             valgrind chromium chromium-driver
+             valgrind chromium chromium-driver postgresql libpq-dev
 # make fuzz only: libclang-rt-dev holds libFuzzer and the sanitizer runtimes, which clang
 # only recommends (deps installs without recommends). Not needed by make test.
 FUZZ_DEB_PKGS := clang libclang-rt-dev
@@ -28,6 +28,9 @@ PKG_LIBS     = $(shell pkg-config --libs $(PKGS))
 CRYPTO_LIBS  = $(shell pkg-config --libs libcrypto)
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
+# libpq is the test runner's only (tests/lib/pg.c, the PostgreSQL suites), never the responder's.
+PQ_CFLAGS    = $(shell pkg-config --cflags libpq)
+PQ_LIBS      = $(shell pkg-config --libs libpq)
 
 WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wwrite-strings
@@ -79,7 +82,7 @@ $(BIN): $(OBJ)
 
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -I. -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) $(PQ_CFLAGS) -I. -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -87,7 +90,7 @@ $(BUILD)/obj/%.o: %.c
 
 $(TEST_BIN): $(TEST_OBJ) $(TESTED_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(CRYPTO_LIBS) $(CHECK_LIBS) $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(CRYPTO_LIBS) $(CHECK_LIBS) $(PQ_LIBS) $(LDFLAGS)
 
 # Installs only what dpkg-query reports missing; a no-op (well under a second) otherwise.
 deps:

@@ -178,6 +178,25 @@ publish_query_number(const struct testenv *env, const char *sql)
     return value;
 }
 
+char *
+publish_error_message(const struct publish_result *r, char *out, size_t size)
+{
+    const char *at = strstr(r->err, "error near line ");
+    at = at != NULL ? strstr(at, ": ") : strstr(r->err, "Error: ");
+    out[0] = '\0';
+    if (at == NULL)
+        return NULL;
+    at = strchr(at, ' ') + 1;
+    size_t len = strcspn(at, "\n");
+    size_t digits = len > 0 && at[len - 1] == ')' ? len - 1 : 0;  /* " (19)": the code */
+    while (digits > 0 && at[digits - 1] >= '0' && at[digits - 1] <= '9')
+        digits--;
+    if (digits >= 2 && digits < len - 1 && strncmp(at + digits - 2, " (", 2) == 0)
+        len = digits - 2;
+    snprintf(out, size, "%.*s", (int)len, at);
+    return out;
+}
+
 static void
 append_quoted(char *out, size_t size, const char *value)
 {

@@ -47,6 +47,11 @@ long long publish_query_number(const struct testenv *env, const char *sql);
 void publish_events(const struct testenv *env, const char *session_id, const char *type,
                     const char *stream_id, int n);
 
+/* Copies the message of the sqlite3 CLI's first error in r->err into out (at most size - 1
+ * bytes, NUL-terminated): what follows "error near line N: " (SQL on stdin) or "Error: ",
+ * without the trailing " (<code>)". Returns out, or NULL (out "") when there is none. */
+char *publish_error_message(const struct publish_result *r, char *out, size_t size);
+
 /* Starts sqlite3 on sql in the background. Returns its PID (the caller must reap it with
  * publish_wait). sql is copied to a file first. */
 pid_t publish_start(const struct testenv *env, const char *sql);

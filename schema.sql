@@ -73,6 +73,7 @@ CREATE INDEX IF NOT EXISTS read_tokens_scope ON read_tokens(scope);
 
 -- ---------------------------------------------------------------------------------------
 -- INSERT-time refusal of bad rows, each with a message that names the column and the rule.
+-- deploy/postgresql/schema.sql refuses the same rows in the same words (suite pg_schema).
 -- Every column a stream loads has a byte limit, so that no producer can make the responder
 -- hold more than a bounded row (a 1 MiB timestamp made 600 rows cost 630 MB). The limits
 -- are also store/event.h's EVENT_*_MAX; the schema suite checks that both agree:
@@ -180,6 +181,7 @@ END;
 -- _CRITICAL_EVENTS -> critical, _WORKER_EVENT_ALLOWLIST -> worker_fanin; plus the other
 -- type names of the reference framework's EventType enum, all flags 0.
 -- INSERT OR IGNORE keeps a site's own changes when schema.sql is applied again.
+-- deploy/postgresql/schema.sql repeats these rows; the pg_schema suite fails when they differ.
 
 INSERT OR IGNORE INTO event_types
     (name, streamed_by_default, replayed, critical, worker_fanin) VALUES

@@ -22,6 +22,12 @@ enum {
     OPT_KEEP_EVENTS,
     OPT_FLOOR_HOURS,
     OPT_DRY_RUN,
+    OPT_PG,
+    OPT_CHECK,
+    OPT_ADOPT,
+    OPT_BATCH_ROWS,
+    OPT_TIMEOUT,
+    OPT_VERSION,
     OPT_END = -1,           /* no more options */
     OPT_USAGE_ERROR = -2,   /* *bad_arg and *why are set */
 };
@@ -39,6 +45,18 @@ static const struct option PRUNE_OPTIONS[] = {
 
 static const struct option CHECK_OPTIONS[] = {
     {"db", required_argument, NULL, OPT_DB},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const struct option RELAY_OPTIONS[] = {
+    {"pg", required_argument, NULL, OPT_PG},
+    {"db", required_argument, NULL, OPT_DB},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"adopt", no_argument, NULL, OPT_ADOPT},
+    {"batch-rows", required_argument, NULL, OPT_BATCH_ROWS},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -173,6 +191,68 @@ cli_parse_check(int argc, char **argv, struct cli_check *out, const char **bad_a
             out->is_help = true;
         else if (set_db_path(&out->db_path, bad_arg, why) < 0)
             return -1;
+    }
+    return 0;
+}
+
+/* Applies one relay option. Returns 0, or -1 with *bad_arg and *why. */
+static int
+apply_relay_option(struct cli_relay *out, int option, const char **bad_arg, const char **why)
+{
+    const char *ignored;
+    switch (option) {
+    case 'h':
+        out->is_help = true;
+        return 0;
+    case OPT_VERSION:
+        out->is_version = true;
+        return 0;
+    case OPT_CHECK:
+        out->is_check = true;
+        return 0;
+    case OPT_ADOPT:
+        out->is_adopt = true;
+        return 0;
+    case OPT_DB:
+        return set_db_path(&out->db_path, bad_arg, why);
+    case OPT_PG:
+        out->pg = optarg;
+        if (optarg[0] != '\0')
+            return 0;
+        *why = "--pg takes a libpq connection string, such as 'host=db1 dbname=events'";
+        break;
+    case OPT_BATCH_ROWS:
+        if (config_parse_long(optarg, 1, CLI_BATCH_ROWS_MAX, &out->batch_rows, &ignored) == 0)
+            return 0;
+        *why = "--batch-rows takes a whole number of rows from 1 to 100000";
+        break;
+    default:  /* OPT_TIMEOUT */
+        if (config_parse_long(optarg, 1, CLI_TIMEOUT_S_MAX, &out->timeout_s, &ignored) == 0)
+            return 0;
+        *why = "--timeout takes a whole number of seconds from 1 to 3600";
+        break;
+    }
+    *bad_arg = optarg;
+    return -1;
+}
+
+int
+cli_parse_relay(int argc, char **argv, struct cli_relay *out, const char **bad_arg,
+                const char **why)
+{
+    *out = (struct cli_relay){.batch_rows = CLI_BATCH_ROWS_DEFAULT,
+                              .timeout_s = CLI_TIMEOUT_S_DEFAULT};
+    *bad_arg = NULL;
+    begin_options();
+    int c;
+    while ((c = next_option(argc, argv, "+:h", RELAY_OPTIONS, bad_arg, why)) != OPT_END) {
+        if (c == OPT_USAGE_ERROR || apply_relay_option(out, c, bad_arg, why) < 0)
+            return -1;
+    }
+    if (out->is_check && out->is_adopt) {
+        *bad_arg = "--adopt";
+        *why = "--check only reports; run --adopt on its own";
+        return -1;
     }
     return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * cli.h - the command lines of the admin commands, `sse-fcgi prune` and `sse-fcgi --check`,
- * parsed without I/O (pure), and the number format their output uses.
+ * and of `sse-fcgi-relay`, parsed without I/O (pure), and the number format their output
+ * uses.
  *
  * Parsing is glibc's getopt_long: "--name value" and "--name=value", options in any order,
  * no positional arguments. Strings in the results are borrowed from argv. The parsers use
@@ -21,6 +22,14 @@ enum {
     CLI_FLOOR_HOURS_DEFAULT = 24,
 };
 
+/* Ranges of the relay's options (README "Several web nodes"). */
+enum {
+    CLI_BATCH_ROWS_MAX = 100000,
+    CLI_BATCH_ROWS_DEFAULT = 5000,
+    CLI_TIMEOUT_S_MAX = 3600,
+    CLI_TIMEOUT_S_DEFAULT = 30,
+};
+
 struct cli_prune {
     const char *db_path;    /* --db PATH; NULL: not given (the caller uses $SSE_DB) */
     long keep_days;         /* --keep-days N, 1..CLI_KEEP_DAYS_MAX; 0 = not given */
@@ -36,6 +45,17 @@ struct cli_check {
     bool is_help;
 };
 
+struct cli_relay {
+    const char *pg;         /* --pg CONNINFO; NULL: not given (the caller uses $SSE_PG) */
+    const char *db_path;    /* --db PATH; NULL: not given ($SSE_DB) */
+    long batch_rows;        /* --batch-rows N, 1..CLI_BATCH_ROWS_MAX */
+    long timeout_s;         /* --timeout S, 1..CLI_TIMEOUT_S_MAX: the longest wait for the log */
+    bool is_check;          /* --check: report and exit */
+    bool is_adopt;          /* --adopt: accept the log's new history, once */
+    bool is_help;           /* --help / -h */
+    bool is_version;        /* --version */
+};
+
 /* Parses the arguments of `prune`: argv[0] is the command name, argv[1..argc) its options.
  * Returns 0 with *out filled (at least one of keep_days and keep_events set, unless
  * is_help), or -1 with *bad_arg (borrowed from argv, or NULL) and *why (a static
@@ -46,6 +66,11 @@ int cli_parse_prune(int argc, char **argv, struct cli_prune *out, const char **b
 /* Parses the arguments of `--check` (argv[0] is "--check" or "check"), like
  * cli_parse_prune. Returns 0, or -1 with *bad_arg and *why. Not thread-safe (getopt). */
 int cli_parse_check(int argc, char **argv, struct cli_check *out, const char **bad_arg,
+                    const char **why);
+
+/* Parses sse-fcgi-relay's arguments (argv[0] is the program), like cli_parse_prune.
+ * Returns 0, or -1 with *bad_arg and *why. Not thread-safe (getopt). */
+int cli_parse_relay(int argc, char **argv, struct cli_relay *out, const char **bad_arg,
                     const char **why);
 
 /* Writes n in decimal with a comma between groups of three digits ("12,345", "-1,000")

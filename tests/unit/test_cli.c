@@ -7,7 +7,7 @@
  * each refused with the reason and the argument at fault; a table of hostile values for
  * every numeric option (empty, signs, spaces, CR/LF, hex, exponent, fractions, 2^63 and
  * more, one past each end of the range) all refused, and each end of each range accepted;
- * --check's options; the thousands separators of cli_format_count, negatives, INT64_MIN
+ * --check's options; sse-fcgi-relay's options, their defaults, ranges and refusals; the thousands separators of cli_format_count, negatives, INT64_MIN
  * and a short buffer.
  */
 #include <check.h>
@@ -238,6 +238,74 @@ START_TEST(test_check_options)
 }
 END_TEST
 
+static int
+parse_relay(struct argv_copy *a, const char *const *args, struct cli_relay *out,
+            const char **bad, const char **why)
+{
+    char **argv = copy_args(a, args);
+    *why = NULL;
+    return cli_parse_relay(a->argc, argv, out, bad, why);
+}
+
+START_TEST(test_relay_options)
+{
+    struct argv_copy a;
+    struct cli_relay r;
+    const char *bad, *why;
+    const char *const none[] = {"sse-fcgi-relay", NULL};
+    ck_assert_int_eq(parse_relay(&a, none, &r, &bad, &why), 0);
+    ck_assert_ptr_null(r.pg);
+    ck_assert_ptr_null(r.db_path);
+    ck_assert_int_eq(r.batch_rows, CLI_BATCH_ROWS_DEFAULT);
+    ck_assert_int_eq(r.timeout_s, CLI_TIMEOUT_S_DEFAULT);
+    ck_assert(!r.is_check && !r.is_adopt && !r.is_help && !r.is_version);
+    const char *const all[] = {"sse-fcgi-relay", "--pg", "host=127.0.0.1 dbname=log",
+                               "--db=/srv/node.db", "--batch-rows", "100000", "--timeout=1",
+                               "--check", NULL};
+    ck_assert_int_eq(parse_relay(&a, all, &r, &bad, &why), 0);
+    ck_assert_str_eq(r.pg, "host=127.0.0.1 dbname=log");
+    ck_assert_str_eq(r.db_path, "/srv/node.db");
+    ck_assert_int_eq(r.batch_rows, 100000);
+    ck_assert_int_eq(r.timeout_s, 1);
+    ck_assert(r.is_check);
+    const char *const adopt[] = {"sse-fcgi-relay", "--adopt", NULL};
+    ck_assert_int_eq(parse_relay(&a, adopt, &r, &bad, &why), 0);
+    ck_assert(r.is_adopt);
+}
+END_TEST
+
+/* Each refused with the argument at fault and a reason. */
+static const struct {
+    const char *args[5];
+    const char *bad;
+} RELAY_BAD_LINES[] = {
+    {{"sse-fcgi-relay", "--pg", NULL}, "--pg"},
+    {{"sse-fcgi-relay", "--pg=", NULL}, ""},
+    {{"sse-fcgi-relay", "--db=", NULL}, "--db"},
+    {{"sse-fcgi-relay", "--batch-rows", "0", NULL}, "0"},
+    {{"sse-fcgi-relay", "--batch-rows", "100001", NULL}, "100001"},
+    {{"sse-fcgi-relay", "--batch-rows", "5k", NULL}, "5k"},
+    {{"sse-fcgi-relay", "--timeout", "0", NULL}, "0"},
+    {{"sse-fcgi-relay", "--timeout", "3601", NULL}, "3601"},
+    {{"sse-fcgi-relay", "--timeout", "-1", NULL}, "-1"},
+    {{"sse-fcgi-relay", "--keep-days", "3", NULL}, "--keep-days"},
+    {{"sse-fcgi-relay", "--check", "--adopt", NULL}, "--adopt"},
+    {{"sse-fcgi-relay", "node.db", NULL}, "node.db"},
+};
+
+START_TEST(test_relay_bad_lines)
+{
+    struct argv_copy a;
+    struct cli_relay r;
+    const char *bad, *why;
+    ck_assert_int_eq(parse_relay(&a, RELAY_BAD_LINES[_i].args, &r, &bad, &why), -1);
+    ck_assert_ptr_nonnull(bad);
+    ck_assert_str_eq(bad, RELAY_BAD_LINES[_i].bad);
+    ck_assert_ptr_nonnull(why);
+    ck_assert_int_gt((int)strlen(why), 10);
+}
+END_TEST
+
 static const struct {
     int64_t n;
     const char *text;
@@ -288,6 +356,8 @@ suite_cli(void)
                         COUNT(NUMERIC_OPTIONS) * COUNT(HOSTILE_VALUES));
     tcase_add_loop_test(tc, test_prune_ranges, 0, COUNT(RANGES));
     tcase_add_test(tc, test_check_options);
+    tcase_add_test(tc, test_relay_options);
+    tcase_add_loop_test(tc, test_relay_bad_lines, 0, COUNT(RELAY_BAD_LINES));
     tcase_add_loop_test(tc, test_format_count, 0, COUNT(COUNTS));
     tcase_add_test(tc, test_format_count_short_buffer);
     suite_add_tcase(s, tc);

@@ -148,6 +148,23 @@ add_integer(cJSON *object, const char *key, int64_t value)
     return cJSON_AddRawToObject(object, key, digits) != NULL;
 }
 
+/* "relay": where this node's copy of the shared log stands. behind counts positions
+ * (events and session changes) the relay had not copied when it last read the log. */
+static bool
+add_relay(cJSON *o, const struct health_relay *r)
+{
+    cJSON *relay = cJSON_AddObjectToObject(o, "relay");
+    int64_t behind = r->upstream_newest > r->position ? r->upstream_newest - r->position : 0;
+    return relay != NULL && cJSON_AddStringToObject(relay, "state", r->state)
+           && add_integer(relay, "position", r->position)
+           && add_integer(relay, "upstream_newest", r->upstream_newest)
+           && add_integer(relay, "behind", behind)
+           && add_integer(relay, "seconds_in_state", r->seconds_in_state)
+           && (r->copied_at != NULL ? cJSON_AddStringToObject(relay, "copied_at", r->copied_at)
+                                    : cJSON_AddNullToObject(relay, "copied_at"))
+           && cJSON_AddStringToObject(relay, "detail", r->detail);
+}
+
 int
 http_append_health(struct buf *b, const struct health_facts *facts, const char *cors_origin,
                    bool with_body)
@@ -169,6 +186,8 @@ http_append_health(struct buf *b, const struct health_facts *facts, const char *
         ok = cJSON_AddStringToObject(o, "session_id", facts->session_id)
              && cJSON_AddNumberToObject(o, "session_subscribers",
                                         (double)facts->session_subscribers);
+    if (ok && facts->relay != NULL)
+        ok = add_relay(o, facts->relay);
     int rc = ok ? append_status(b, 200, cors_origin) : -1;
     if (rc == 0)
         rc = append_json(b, o, with_body);

@@ -32,6 +32,16 @@ int http_append_no_content(struct buf *b, const char *cors_origin);
 int http_append_error(struct buf *b, int status, const char *message, int retry_after_s,
                       const char *cors_origin, bool with_body);
 
+/* The relay_state row of a node fed by sse-fcgi-relay (README "Several web nodes"). */
+struct health_relay {
+    const char *state;           /* "copying", "reconnecting" or "stopped" */
+    int64_t position;            /* copied through this position of the shared log */
+    int64_t upstream_newest;     /* the log's newest position when the relay last read it */
+    int64_t seconds_in_state;    /* since the state began */
+    const char *copied_at;       /* the last batch's commit, UTC; NULL: none yet */
+    const char *detail;          /* why, for reconnecting and stopped; "" otherwise */
+};
+
 /* What /api/health reports. */
 struct health_facts {
     int schema_version;          /* PRAGMA user_version */
@@ -44,6 +54,7 @@ struct health_facts {
     long subscribers;            /* streams on the database, host-wide when shared */
     const char *session_id;      /* with session_subscribers, when asked (NULL: not) */
     long session_subscribers;    /* -1: could not be read */
+    const struct health_relay *relay;   /* NULL: no relay writes this database */
 };
 
 /* 200 with the health JSON: {"status":"ok","database":"reachable",...}. */

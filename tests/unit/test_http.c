@@ -267,6 +267,49 @@ START_TEST(test_health_hub_facts)
 }
 END_TEST
 
+/* Issue 14: a node fed by sse-fcgi-relay says how far its copy lags; without a relay the
+ * key is absent. */
+START_TEST(test_health_relay)
+{
+    struct health_relay relay = {.state = "reconnecting", .position = 90,
+                                 .upstream_newest = 100, .seconds_in_state = 12,
+                                 .copied_at = NULL, .detail = "connection refused"};
+    struct health_facts facts = {.schema_version = 1, .relay = &relay};
+    struct buf b;
+    buf_init(&b, 4096);
+    ck_assert_int_eq(http_append_health(&b, &facts, NULL, true), 0);
+    cJSON *json = body_json(&b, assert_head(&b, 200));
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(json, "relay");
+    ck_assert(cJSON_IsObject(r));
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(r, "state")->valuestring, "reconnecting");
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(r, "position")->valueint, 90);
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(r, "upstream_newest")->valueint, 100);
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(r, "behind")->valueint, 10);
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(r, "seconds_in_state")->valueint, 12);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r, "copied_at")));
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(r, "detail")->valuestring,
+                     "connection refused");
+    cJSON_Delete(json);
+    buf_reset(&b);
+    relay.position = 120;    /* read the log before the relay's last batch: never negative */
+    relay.copied_at = "2026-12-01T10:00:00.000Z";
+    ck_assert_int_eq(http_append_health(&b, &facts, NULL, true), 0);
+    json = body_json(&b, assert_head(&b, 200));
+    r = cJSON_GetObjectItemCaseSensitive(json, "relay");
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(r, "behind")->valueint, 0);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(r, "copied_at")->valuestring,
+                     "2026-12-01T10:00:00.000Z");
+    cJSON_Delete(json);
+    buf_reset(&b);
+    facts.relay = NULL;
+    ck_assert_int_eq(http_append_health(&b, &facts, NULL, true), 0);
+    json = body_json(&b, assert_head(&b, 200));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(json, "relay"));
+    cJSON_Delete(json);
+    buf_release(&b);
+}
+END_TEST
+
 /* An int64 event id must reach the client with all its digits (a double keeps only 53 bits),
  * as sse.c does for id and seq. */
 START_TEST(test_health_large_event_id)
@@ -315,6 +358,7 @@ suite_http(void)
     tcase_add_test(tc, test_health);
     tcase_add_test(tc, test_health_large_event_id);
     tcase_add_test(tc, test_health_hub_facts);
+    tcase_add_test(tc, test_health_relay);
     tcase_add_test(tc, test_limit_leaves_buffer_unchanged);
     suite_add_tcase(s, tc);
     return s;

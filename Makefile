@@ -63,6 +63,17 @@ SRC        := $(PURE_SRC) fcgi/log.c fcgi/loop.c fcgi/conn.c fcgi/request.c fcgi
               store/hub_link.c store/link_msg.c store/prune.c store/deploycheck.c
 TEST_SRC   := tests/main.c $(wildcard tests/unit/*.c tests/integration/*.c tests/lib/*.c)
 
+# sse-fcgi-relay (issue 14): its own binary, so that the responder never links libpq. Only
+# relay/upstream.c includes libpq-fe.h; store/replica.c is the one writer of its rows.
+# config.c (option numbers, log levels) brings auth.c, and so cJSON, along.
+RELAY_SRC  := relay/main.c relay/upstream.c store/replica.c store/db.c fcgi/log.c fcgi/cli.c \
+              fcgi/config.c fcgi/auth.c fcgi/crypto.c
+RELAY_OBJ  := $(RELAY_SRC:%.c=$(BUILD)/obj/%.o)
+RELAY_BIN  := $(BUILD)/sse-fcgi-relay
+PG_CFLAGS   = $(shell pkg-config --cflags libpq)
+PG_LIBS     = $(shell pkg-config --libs libpq)
+SQLITE_LIBS = $(shell pkg-config --libs sqlite3)
+
 OBJ        := $(SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 # The suite links every module but main.c (store/ for EXPLAIN QUERY PLAN).
@@ -74,11 +85,17 @@ TEST_BIN   := $(BUILD)/tests/run-tests
 
 .PHONY: all deps es-deps test test-suite sanitize soak memory run bench install clean lint fuzz
 
-all: $(BIN)
+all: $(BIN) $(RELAY_BIN)
 
 $(BIN): $(OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(RELAY_BIN): $(RELAY_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(SQLITE_LIBS) $(PG_LIBS) $(shell pkg-config --libs libcjson) -ldl $(LDFLAGS)
+
+$(BUILD)/obj/relay/upstream.o: EXTRA_CFLAGS += $(PG_CFLAGS)
 
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -226,4 +243,4 @@ lint:
 	done; \
 	[ $$fail = 0 ] && echo "lint: ok"; exit $$fail
 
--include $(OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(RELAY_OBJ:.o=.d)

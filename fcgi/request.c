@@ -295,6 +295,17 @@ serve_health(struct request *r)
     int rc = store_health(st, &facts.schema_version, &facts.is_wal);
     if (rc == 0)
         rc = store_newest_id(st, &facts.newest_event_id);
+    struct store_relay_state rs;
+    struct health_relay relay;
+    if (rc == 0 && (rc = store_relay_state(st, &rs)) == 1) {
+        relay = (struct health_relay){
+            .state = rs.state, .position = rs.position, .upstream_newest = rs.upstream_newest,
+            .seconds_in_state = rs.seconds_in_state,
+            .copied_at = rs.has_copied_at ? rs.copied_at : NULL, .detail = rs.detail,
+        };
+        facts.relay = &relay;
+        rc = 0;
+    }
     if (rc < 0) {
         request_respond_store_error(r, rc, store_errmsg(st));
     } else if (http_append_health(&r->out, &facts, r->cors_origin, !r->is_head) == 0) {

@@ -41,6 +41,7 @@ enum query_id {
     Q_READ_TOKENS,
     Q_SESSION_COUNTS,
     Q_SCHEMA_OBJECT,
+    Q_RELAY_STATE,
     Q_COUNT
 };
 
@@ -90,6 +91,10 @@ static const struct db_sql QUERIES[Q_COUNT] = {
                           "count(*) FROM sessions"},
     [Q_SCHEMA_OBJECT] = {"schema_object", "SELECT count(*) FROM sqlite_master WHERE "
                          "type = ?1 AND name = ?4"},
+    /* sse-fcgi-relay's row (store/replica.c), for /api/health on a node of a shared log. */
+    [Q_RELAY_STATE] = {"relay_state", "SELECT state, position, upstream_newest, "
+                       "CAST((julianday('now') - julianday(since)) * 86400 AS INTEGER), "
+                       "copied_at, detail FROM relay_state WHERE id = 1"},
 };
 
 /* The cursor queries, listed by store_explain; the others read a page or two, or serve
@@ -804,6 +809,37 @@ store_session_counts(struct store *st, int64_t *open, int64_t *closed)
     *closed = rc == SQLITE_ROW ? sqlite3_column_int64(s, 1) - *open : 0;
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 0 : db_fail_sqlite(st->db, rc, QUERIES[Q_SESSION_COUNTS].name);
+}
+
+int
+store_relay_state(struct store *st, struct store_relay_state *out)
+{
+    *out = (struct store_relay_state){0};
+    bool exists;
+    int rc = store_schema_has(st, "table", "relay_state", &exists);
+    if (rc < 0 || !exists)
+        return rc;
+    sqlite3_stmt *s;
+    if ((rc = db_prepare(st->db, Q_RELAY_STATE, &s)) < 0)
+        return rc;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *state = sqlite3_column_text(s, 0);
+        const unsigned char *copied_at = sqlite3_column_text(s, 4);
+        const unsigned char *detail = sqlite3_column_text(s, 5);
+        snprintf(out->state, sizeof(out->state), "%s", state ? (const char *)state : "");
+        out->position = sqlite3_column_int64(s, 1);
+        out->upstream_newest = sqlite3_column_int64(s, 2);
+        out->seconds_in_state = sqlite3_column_int64(s, 3);
+        out->has_copied_at = copied_at != NULL;
+        snprintf(out->copied_at, sizeof(out->copied_at), "%s",
+                 copied_at ? (const char *)copied_at : "");
+        snprintf(out->detail, sizeof(out->detail), "%s", detail ? (const char *)detail : "");
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail_sqlite(st->db, rc, QUERIES[Q_RELAY_STATE].name);
+    return rc == SQLITE_ROW;
 }
 
 int

@@ -156,6 +156,22 @@ int store_health(struct store *st, int *schema_version, bool *is_wal);
  * table (for `sse-fcgi --check`, not for requests). Returns 0 or an error. */
 int store_session_counts(struct store *st, int64_t *open, int64_t *closed);
 
+/* The relay_state row that sse-fcgi-relay keeps on a node of a shared log (README "Several
+ * web nodes"); text is cut to fit. */
+struct store_relay_state {
+    char state[16];                 /* "copying", "reconnecting" or "stopped" */
+    int64_t position;               /* copied through this position of the log */
+    int64_t upstream_newest;        /* the log's newest position when last read */
+    int64_t seconds_in_state;
+    bool has_copied_at;
+    char copied_at[40];             /* the last batch's commit time, UTC */
+    char detail[512];
+};
+
+/* Reads relay_state. Returns 1 with *out filled, 0 when no relay writes this database (no
+ * table or no row), or an error. */
+int store_relay_state(struct store *st, struct store_relay_state *out);
+
 /* Sets *exists to whether the schema has an object of type ("table", "trigger", ...) named
  * name (both borrowed for the call). Returns 0 or an error. */
 int store_schema_has(struct store *st, const char *type, const char *name, bool *exists);

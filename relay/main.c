@@ -32,7 +32,7 @@ enum {
     BUSY_TIMEOUT_MS = 5000,
     BATCH_BYTES = 8 << 20,          /* events.data per batch: 8 rows of the 1 MiB maximum */
     BACKOFF_FIRST_MS = 250,
-    BACKOFF_MAX_MS = 10000,
+    BACKOFF_MAX_MS = 5000,
     IDLE_CHECK_MS = 30000,          /* caught up and no NOTIFY: read anyway this often */
 };
 

@@ -66,7 +66,7 @@ command_run(const struct testenv *env, const char *const *args,
 {
     static const struct command_options defaults = {0};
     opt = opt != NULL ? opt : &defaults;
-    const char *bin = testenv_require("SSE_FCGI_BIN");
+    const char *bin = opt->program ? opt->program : testenv_require("SSE_FCGI_BIN");
     char *argv[COMMAND_ARGS_MAX + 2] = {(char *)bin};
     for (size_t i = 0; args[i] != NULL; i++) {
         DIAG_CHECK(i < COMMAND_ARGS_MAX, "command_run: too many arguments");

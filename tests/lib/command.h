@@ -26,9 +26,10 @@ struct command_options {
                                          * NULL value unsets NAME. SSE_DB starts unset. */
     const char *user;                   /* run as this user, or NULL (root) */
     int timeout_ms;                     /* 0: 30 s */
+    const char *program;                /* another binary than $SSE_FCGI_BIN, or NULL */
 };
 
-/* Runs $SSE_FCGI_BIN with args (NULL-terminated, argv[0] not included) and opt (may be
+/* Runs $SSE_FCGI_BIN (or opt->program) with args (NULL-terminated, argv[0] not included) and opt (may be
  * NULL), waits, and fills r. Returns the exit status. Fails the test when the binary
  * cannot be started or its stderr holds a sanitizer report. */
 int command_run(const struct testenv *env, const char *const *args,

@@ -49,6 +49,9 @@ struct live {
     size_t policy_count;
     struct store_batch batch;       /* owned; the rows being sent */
     int64_t cursor;                 /* highest id dealt with */
+    bool is_ahead_of_relay;         /* the cursor is an id of the shared log this node's
+                                     * relay has not copied yet (README "Several web
+                                     * nodes"): wait for it, it is not a restore */
     int64_t replay_until;           /* rows with id <= this are replay (SPEC §4.2); 0: none */
     long replayed;                  /* events sent from the replay window */
     long events_sent;

@@ -273,12 +273,18 @@ check_retention(struct request *r, struct live *lv, int64_t after_id, struct sta
 /* A resume point this database never issued: the client read another file (one restored
  * from an older copy, or replaced). Its ids past the newest mean nothing here, and rows
  * that get them later are new to it: resume after the newest id, and say so with the gap
- * notice of SPEC §4.3. */
+ * notice of SPEC §4.3. On a node of a shared log (a relay writes relay_state) such an id
+ * is one another node served before this node's relay copied it: the stream waits there. */
 static int
 check_beyond_newest(struct live *lv, int64_t after_id, struct start *s)
 {
     int64_t newest = 0;
     int rc = store_newest_id(lv->st, &newest);
+    struct store_relay_state relay;
+    if (rc == 0 && after_id > newest && (rc = store_relay_state(lv->st, &relay)) == 1) {
+        lv->is_ahead_of_relay = true;
+        return 0;
+    }
     if (rc == 0 && after_id > newest) {
         s->has_gap = true;
         s->gap_requested = after_id;
@@ -417,7 +423,7 @@ check_restored_before_join(struct request *r, struct live *lv, int64_t *file_new
         return 0;  /* it will be checked at the next wakeup */
     if (store_newest_id(lv->st, file_newest) < 0)
         return 0;
-    return *file_newest < lv->cursor ? -1 : 0;
+    return *file_newest < lv->cursor && !lv->is_ahead_of_relay ? -1 : 0;
 }
 
 /* One round of the live loop: closed flag, then rows after the cursor, from the hub's

@@ -6,6 +6,7 @@
  * file, which a real front end streams from with the unchanged responder. Covered:
  * - two nodes (lighttpd, and Apache + mod_fcgid), a client that switches node at every
  *   reconnect while a producer publishes: exact ids, no gap, no duplicate; the close;
+ * - a resume on a node whose relay lags behind the id the client has: it waits there;
  * - the relay SIGKILLed while copying and restarted: every row once, locally and on a
  *   stream that stayed open;
  * - PostgreSQL restarted, and PostgreSQL gone for 10 s: streams keep their keepalives,
@@ -207,6 +208,43 @@ START_TEST(test_two_nodes_client_switches_node)
                    c.status);
         sse_client_close(&c);
     }
+    stop_node(&node_b, SERVER_APACHE_FCGID);
+    DIAG_CHECK(relay_stop(&relay_a) == 0 && relay_stop(&relay_b) == 0,
+               "a relay did not exit 0 on SIGTERM");
+    pg_stop(&pg);
+}
+END_TEST
+
+/* A client that read further on one node than another node's relay has copied resumes
+ * there without a gap notice and without a repeat: the id is one the log issued, not one
+ * from another database (which is what an id past the newest means on a single node). */
+START_TEST(test_resume_on_a_lagging_node)
+{
+    struct pg pg;
+    struct relay_proc relay_a, relay_b;
+    char db_a[TESTENV_PATH_MAX], db_b[TESTENV_PATH_MAX];
+    start_log_and_relay(&pg, &relay_a, db_a, sizeof(db_a), NULL);
+    make_node_db("b", db_b, sizeof(db_b));
+    relay_start(&relay_b, &test_env, "b", db_b, pg_conninfo(&pg), NULL);
+    publish_to_log(&pg, 10);
+    relay_wait_position(&relay_b, log_newest(&pg), WAIT_MS);
+    DIAG_CHECK(relay_stop(&relay_b) == 0, "relay b did not exit 0 on SIGTERM");
+    publish_to_log(&pg, 10);    /* node b lags 10 events behind */
+    relay_wait_position(&relay_a, log_newest(&pg), WAIT_MS);
+    long long ids[32];
+    size_t count = log_session_ids(&pg, ids, 32);
+    DIAG_CHECK(count == 20, "%zu events in the log", count);
+    struct server node_b;
+    start_node(&node_b, SERVER_APACHE_FCGID, db_b);
+    start_node(&test_srv, SERVER_LIGHTTPD, db_a);
+    struct sse_client c;
+    frames_resume(&c, test_srv.port, SESSION_PATH, ids[9], 10000);
+    frames_expect_ids(&c, ids + 10, 5, 5000);     /* read 5 of the 10 on node a */
+    sse_client_close(&c);
+    frames_resume(&c, node_b.port, SESSION_PATH, ids[14], 10000);
+    relay_restart(&relay_b, NULL);
+    frames_expect_ids(&c, ids + 15, 5, WAIT_MS);  /* no gap notice, nothing twice */
+    sse_client_close(&c);
     stop_node(&node_b, SERVER_APACHE_FCGID);
     DIAG_CHECK(relay_stop(&relay_a) == 0 && relay_stop(&relay_b) == 0,
                "a relay did not exit 0 on SIGTERM");
@@ -518,6 +556,7 @@ suite_relay(void)
     TCase *tc = server_tcase_create("relay");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_two_nodes_client_switches_node);
+    tcase_add_test(tc, test_resume_on_a_lagging_node);
     tcase_add_test(tc, test_relay_killed_while_copying);
     tcase_add_test(tc, test_log_restarted);
     tcase_add_test(tc, test_log_unreachable_for_10_s);

@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +105,20 @@ struct relay {
     struct replica *replica;
     struct replica_state state;     /* as last read or written */
     bool is_adopting;               /* --adopt: record the next history instead of refusing */
+    uint64_t marks_applied;         /* the pruned marks last written, as marks_digest says */
 };
+
+/* The pruned marks beyond the position come with every batch until the position passes
+ * them; a digest tells a batch that brings only the same marks again, so that an idle relay
+ * does not write (and wake every stream's hub) at each NOTIFY. */
+static uint64_t
+marks_digest(const struct replica_batch *b)
+{
+    uint64_t digest = b->pruned_count;
+    for (size_t i = 0; i < b->pruned_count; i++)
+        digest = digest * 31 + (uint64_t)b->pruned[i].through_id;
+    return digest;
+}
 
 /* The history check at each connect. Returns 0 to copy, or EXIT_HISTORY_CHANGED. */
 static int
@@ -152,7 +166,8 @@ copy_until_failure(struct relay *rl, struct upstream *u)
             log_line(LOG_LEVEL_WARN, "relay disconnected reason=%s", upstream_errmsg(u));
             return 0;
         }
-        if (batch.through > rl->state.position || batch.pruned_count > 0 ||
+        uint64_t marks = marks_digest(&batch);
+        if (batch.through > rl->state.position || marks != rl->marks_applied ||
             batch.upstream_newest != rl->state.upstream_newest) {
             if (replica_apply(rl->replica, &batch) != 0) {
                 log_line(LOG_LEVEL_ERROR, "relay error local=%s retry_in_ms=%d",
@@ -170,6 +185,7 @@ copy_until_failure(struct relay *rl, struct upstream *u)
                          batch.through, batch.upstream_newest - batch.through);
             rl->state.position = batch.through;
             rl->state.upstream_newest = batch.upstream_newest;
+            rl->marks_applied = marks;
         }
         if (is_full)
             continue;
@@ -239,11 +255,12 @@ check(struct relay *rl)
     struct upstream *u;
     struct replica_source source;
     char err[1024];
-    printf("ok   local database: position %" PRId64 ", state %s%s%s\n", rl->state.position,
+    bool is_stopped = rl->state.kind == REPLICA_STOPPED;
+    printf("%s local database: position %" PRId64 ", state %s%s%s\n",
+           is_stopped ? "FAIL" : "ok  ", rl->state.position,
            replica_state_name(rl->state.kind), rl->state.detail[0] ? ": " : "",
            rl->state.detail);
-    if (rl->state.kind == REPLICA_STOPPED)
-        failed++;
+    failed += is_stopped;
     if (upstream_connect(&rl->up_opt, &u, &source, err, sizeof(err)) != UPSTREAM_OK) {
         printf("FAIL log: %s\n", err);
         return 1;

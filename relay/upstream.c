@@ -45,7 +45,7 @@ static const char *const STATEMENTS[S_STATEMENT_COUNT] = {
                  "ORDER BY id",
     [S_SESSIONS] = "SELECT log_id, id, created_at, closed_at FROM sessions "
                    "WHERE log_id > $1 AND log_id <= $2 ORDER BY log_id LIMIT $3",
-    [S_PRUNED] = "SELECT scope, through_id FROM pruned WHERE through_id > $1",
+    [S_PRUNED] = "SELECT scope, through_id FROM pruned WHERE through_id > $1 ORDER BY scope",
     [S_NEWEST] = "SELECT greatest(e.newest, coalesce((SELECT max(log_id) FROM sessions), 0)), "
                  "e.newest FROM (SELECT coalesce(max(id), 0) AS newest FROM events) AS e",
 };

@@ -53,13 +53,6 @@ prepare_child(const char *out_path, const char *err_path, const struct command_o
         _exit(126);
 }
 
-static bool
-has_sanitizer_report(const char *text)
-{
-    return strstr(text, "AddressSanitizer") != NULL || strstr(text, "runtime error:") != NULL
-           || strstr(text, "LeakSanitizer") != NULL;
-}
-
 int
 command_run(const struct testenv *env, const char *const *args,
             const struct command_options *opt, struct command_result *r)
@@ -88,11 +81,11 @@ command_run(const struct testenv *env, const char *const *args,
     r->status = testenv_reap(pid, opt->timeout_ms > 0 ? opt->timeout_ms : COMMAND_TIMEOUT_MS);
     testenv_read_file(out_path, r->out, sizeof(r->out));
     testenv_read_file(err_path, r->err, sizeof(r->err));
-    if (r->status == 126 || r->status == 127 || has_sanitizer_report(r->err))
+    if (r->status == 126 || r->status == 127 || testenv_has_sanitizer_report(r->err))
         command_dump(r);
     DIAG_CHECK(r->status != 126 && r->status != 127, "could not run %s (as %s)", bin,
                opt->user ? opt->user : "root");
-    DIAG_CHECK(!has_sanitizer_report(r->err), "a sanitizer report from %s (above)", bin);
+    DIAG_CHECK(!testenv_has_sanitizer_report(r->err), "a sanitizer report from %s (above)", bin);
     return r->status;
 }
 

@@ -36,6 +36,16 @@ cleanup_hook(void *ctx)
     }
 }
 
+/* A relay that printed a sanitizer report fails its test, as a responder does. */
+static void
+expect_clean_log(struct relay_proc *r)
+{
+    static char text[1 << 20];
+    testenv_read_file(r->log_path, text, sizeof(text));
+    DIAG_CHECK(!testenv_has_sanitizer_report(text), "a sanitizer report from relay %s (its "
+               "log is above)", r->name);
+}
+
 const char *
 relay_binary(char *out, size_t size)
 {
@@ -99,6 +109,7 @@ relay_wait_exit(struct relay_proc *r, int timeout_ms)
     }
     DIAG_CHECK(got == r->pid, "waitpid relay %s: %s", r->name, strerror(errno));
     r->pid = -1;
+    expect_clean_log(r);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -118,6 +129,7 @@ void
 relay_kill(struct relay_proc *r)
 {
     cleanup_hook(r);
+    expect_clean_log(r);
 }
 
 /* Runs one single-value query of relay_state; false when there is no such row or table. */

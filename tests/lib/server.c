@@ -674,8 +674,7 @@ has_sanitizer_report(const char *path)
 {
     static char text[1 << 20];
     testenv_read_file(path, text, sizeof(text));
-    return strstr(text, "AddressSanitizer") != NULL || strstr(text, "runtime error:") != NULL
-           || strstr(text, "LeakSanitizer") != NULL || strstr(text, "ThreadSanitizer") != NULL;
+    return testenv_has_sanitizer_report(text);
 }
 
 /* Sends sig to every responder Apache started for this test: the processes whose argv[0]

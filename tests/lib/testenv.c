@@ -191,6 +191,13 @@ testenv_read_file(const char *path, char *out, size_t size)
     return (long)n;
 }
 
+bool
+testenv_has_sanitizer_report(const char *text)
+{
+    return strstr(text, "AddressSanitizer") != NULL || strstr(text, "runtime error:") != NULL
+           || strstr(text, "LeakSanitizer") != NULL || strstr(text, "ThreadSanitizer") != NULL;
+}
+
 /* Asks the kernel for a free loopback port. */
 int
 testenv_pick_port(void)

@@ -72,6 +72,10 @@ void testenv_write_script(const char *path, const char *text);
  * or -1 when the file cannot be opened (out is then ""). */
 long testenv_read_file(const char *path, char *out, size_t size);
 
+/* True when text holds a sanitizer report (ASan, UBSan's "runtime error:", LSan, TSan):
+ * a process of ours that printed one fails its test (STYLE §8). */
+bool testenv_has_sanitizer_report(const char *text);
+
 /* A free 127.0.0.1 TCP port, picked by the kernel (bind to port 0). */
 int testenv_pick_port(void);
 

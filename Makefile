@@ -213,10 +213,13 @@ $(BUILD)/bench/producer: tests/bench/producer.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(PKG_LIBS) $(LDFLAGS)
 
-install: $(BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sse-fcgi
+install: $(BIN) $(RELAY_BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sse-fcgi/postgresql
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sse-fcgi
+	install -m 0755 $(RELAY_BIN) $(DESTDIR)$(PREFIX)/bin/sse-fcgi-relay
 	install -m 0644 schema.sql $(DESTDIR)$(PREFIX)/share/sse-fcgi/schema.sql
+	install -m 0644 deploy/postgresql/schema.sql \
+	    $(DESTDIR)$(PREFIX)/share/sse-fcgi/postgresql/schema.sql
 	install -d $(DESTDIR)$(PREFIX)/share/sse-fcgi/viewer
 	install -m 0644 deploy/viewer/index.html deploy/viewer/viewer.js deploy/viewer/viewer.css \
 	    $(DESTDIR)$(PREFIX)/share/sse-fcgi/viewer/

@@ -513,6 +513,36 @@ START_TEST(test_pruning_keeps_gaps_exact)
 }
 END_TEST
 
+/* A session created, written to and closed in one transaction reaches the node in one
+ * batch: its rows are applied in position order, so the close comes after the events (the
+ * node's own trigger would refuse an event for a closed session). */
+START_TEST(test_session_life_in_one_batch)
+{
+    struct pg pg;
+    struct relay_proc relay;
+    char db[TESTENV_PATH_MAX];
+    start_log_and_relay(&pg, &relay, db, sizeof(db), NULL);
+    pg_psql_ok(&pg, "BEGIN;\n"
+                    "INSERT INTO sessions(id) VALUES ('s2');\n"
+                    "INSERT INTO events(session_id, type) VALUES ('s2', 'custom'), "
+                    "('s2', 'custom'), (NULL, 'custom');\n"
+                    "UPDATE sessions SET closed_at = '2026-12-01T00:00:00.000Z' WHERE id = 's2';\n"
+                    "COMMIT;\n");
+    relay_wait_position(&relay, log_newest(&pg), WAIT_MS);
+    char line[2 * TESTENV_PATH_MAX];
+    snprintf(line, sizeof(line), "sqlite3 '%s' \"SELECT count(*) FROM events WHERE "
+             "session_id = 's2'; SELECT closed_at FROM sessions WHERE id = 's2'; "
+             "SELECT count(*) FROM events WHERE session_id IS NULL\"", db);
+    struct publish_result r;
+    DIAG_CHECK(publish_shell(&test_env, line, &r) == 0, "%s", r.err);
+    DIAG_CHECK(strcmp(r.out, "2\n2026-12-01T00:00:00.000Z\n1\n") == 0,
+               "the node holds: %s", r.out);
+    logwait_expect_line(relay.log_path, "relay copied events=3 sessions=1", NULL, 1000);
+    DIAG_CHECK(relay_stop(&relay) == 0, "the relay did not exit 0 on SIGTERM");
+    pg_stop(&pg);
+}
+END_TEST
+
 /* --check: ok lines and exit 0 on a good log; a log without the schema fails with the
  * command that fixes it; a missing local file fails before anything else. */
 START_TEST(test_check)
@@ -562,6 +592,7 @@ suite_relay(void)
     tcase_add_test(tc, test_log_unreachable_for_10_s);
     tcase_add_test(tc, test_timeline_change_stops_the_copy);
     tcase_add_test(tc, test_pruning_keeps_gaps_exact);
+    tcase_add_test(tc, test_session_life_in_one_batch);
     tcase_add_test(tc, test_check);
     suite_add_tcase(s, tc);
     return s;

@@ -39,45 +39,12 @@
 
 enum { WAIT_MS = 20000 };
 
-/* A node's SQLite file, made from schema.sql with the sqlite3 CLI, readable and writable by
- * the web server's user (Apache runs the responder as www-data; SQLite gives -wal and
- * -shm the database's mode). */
-static void
-make_node_db(const char *name, char *path, size_t size)
-{
-    char file[64];
-    snprintf(file, sizeof(file), "node-%s.db", name);
-    testenv_path(&test_env, file, path, size);
-    char line[3 * TESTENV_PATH_MAX];
-    snprintf(line, sizeof(line), "sqlite3 -bail '%s' < '%s' && chmod 0666 '%s'", path,
-             testenv_require("SSE_SCHEMA"), path);
-    struct publish_result r;
-    DIAG_CHECK(publish_shell(&test_env, line, &r) == 0, "%s: %s", line, r.err);
-}
-
-/* The log's newest position: what a caught-up relay has copied. */
-static long long
-log_newest(struct pg *pg)
-{
-    return pg_query_number(pg, "SELECT greatest(coalesce((SELECT max(id) FROM events), 0), "
-                               "coalesce((SELECT max(log_id) FROM sessions), 0))");
-}
-
 /* The ids of session s1 in the log, in order, into ids (cap). Returns the count. */
 static size_t
 log_session_ids(struct pg *pg, long long *ids, size_t cap)
 {
-    struct pg_result *r = malloc(sizeof(*r));
-    DIAG_CHECK(r != NULL, "out of memory");
-    size_t n = 0;
-    DIAG_CHECK(pg_psql(pg, "SELECT id FROM events WHERE session_id = 's1' ORDER BY id", r) == 0,
-               "psql: %s", r->err);
-    for (char *line = strtok(r->out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-        DIAG_CHECK(n < cap, "more than %zu ids", cap);
-        ids[n++] = strtoll(line, NULL, 10);
-    }
-    free(r);
-    return n;
+    return pg_query_numbers(pg, "SELECT id FROM events WHERE session_id = 's1' ORDER BY id",
+                            ids, cap);
 }
 
 /* n events for s1 in one transaction (one statement). */
@@ -120,9 +87,9 @@ start_log_and_relay(struct pg *pg, struct relay_proc *relay, char *db, size_t si
     pg_start(pg, &test_env);
     pg_apply_schema(pg);
     pg_psql_ok(pg, "INSERT INTO sessions(id) VALUES ('s1')");
-    make_node_db("a", db, size);
+    relay_make_node_db(&test_env, "a", db, size);
     relay_start(relay, &test_env, "a", db, pg_conninfo(pg), relay_args);
-    relay_wait_position(relay, log_newest(pg), WAIT_MS);
+    relay_wait_position(relay, pg_log_newest(pg), WAIT_MS);
 }
 
 static void
@@ -152,9 +119,9 @@ START_TEST(test_two_nodes_client_switches_node)
     struct relay_proc relay_a, relay_b;
     char db_a[TESTENV_PATH_MAX], db_b[TESTENV_PATH_MAX];
     start_log_and_relay(&pg, &relay_a, db_a, sizeof(db_a), NULL);
-    make_node_db("b", db_b, sizeof(db_b));
+    relay_make_node_db(&test_env, "b", db_b, sizeof(db_b));
     relay_start(&relay_b, &test_env, "b", db_b, pg_conninfo(&pg), NULL);
-    relay_wait_position(&relay_b, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay_b, pg_log_newest(&pg), WAIT_MS);
     struct server node_b;
     /* Apache first: its responder (www-data) makes the shared SSE_LOG file, which the
      * lighttpd node's (root) can append to; the other way round www-data could not. */
@@ -196,8 +163,8 @@ START_TEST(test_two_nodes_client_switches_node)
         }
     /* The close reaches both nodes: a resume from the last id is 204 on each. */
     pg_psql_ok(&pg, "UPDATE sessions SET closed_at = 'now' WHERE id = 's1'");
-    relay_wait_position(&relay_a, log_newest(&pg), WAIT_MS);
-    relay_wait_position(&relay_b, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay_a, pg_log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay_b, pg_log_newest(&pg), WAIT_MS);
     for (int i = 0; i < 2; i++) {
         char header[64];
         snprintf(header, sizeof(header), "Last-Event-ID: %lld", seen[n - 1]);
@@ -268,7 +235,7 @@ START_TEST(test_relay_killed_while_copying)
     frames_open_stream(&c, test_srv.port, SESSION_PATH, NULL);
     int64_t before = relay_position(db);
     publish_to_log(&pg, KILL_EVENTS);
-    long long last = log_newest(&pg);
+    long long last = pg_log_newest(&pg);
     relay_wait_position(&relay, before + KILL_EVENTS / 3, WAIT_MS);
     relay_kill(&relay);
     int64_t at_kill = relay_position(db);
@@ -362,10 +329,10 @@ START_TEST(test_log_restarted)
     frames_open_stream(&c, test_srv.port, SESSION_PATH, NULL);
     publish_to_log(&pg, 100);
     long long ids[256];
-    size_t n = frames_read_until(&c, log_newest(&pg), ids, 256, 10000);
+    size_t n = frames_read_until(&c, pg_log_newest(&pg), ids, 256, 10000);
     pg_restart(&pg);
     publish_to_log(&pg, 100);
-    long long last = log_newest(&pg);
+    long long last = pg_log_newest(&pg);
     n += frames_read_until(&c, last, ids + n, 256 - n, WAIT_MS);
     long long expected[256];
     size_t count = log_session_ids(&pg, expected, 256);
@@ -388,11 +355,11 @@ START_TEST(test_log_unreachable_for_10_s)
     start_log_and_relay(&pg, &relay, db, sizeof(db), NULL);
     start_node(&test_srv, SERVER_LIGHTTPD, db);
     publish_to_log(&pg, 50);
-    relay_wait_position(&relay, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay, pg_log_newest(&pg), WAIT_MS);
     struct sse_client c;
     frames_open_stream(&c, test_srv.port, SESSION_PATH, NULL);
     long long ids[128];
-    size_t n = frames_read_until(&c, log_newest(&pg), ids, 128, 10000);
+    size_t n = frames_read_until(&c, pg_log_newest(&pg), ids, 128, 10000);
     pg_stop(&pg);
     int64_t down_at = testenv_now_ms();
     int keepalives = count_keepalives(&c, 3000);
@@ -401,7 +368,7 @@ START_TEST(test_log_unreachable_for_10_s)
     DIAG_CHECK(keepalives >= 7, "%d keepalives in 10 s without the log", keepalives);
     pg_restart(&pg);
     publish_to_log(&pg, 50);
-    n += frames_read_until(&c, log_newest(&pg), ids + n, 128 - n, WAIT_MS);
+    n += frames_read_until(&c, pg_log_newest(&pg), ids + n, 128 - n, WAIT_MS);
     long long expected[128];
     size_t count = log_session_ids(&pg, expected, 128);
     DIAG_CHECK(n == count && n == 100, "%zu events on the stream, %zu in the log", n, count);
@@ -435,7 +402,7 @@ START_TEST(test_timeline_change_stops_the_copy)
     start_log_and_relay(&pg, &relay, db, sizeof(db), NULL);
     start_node(&test_srv, SERVER_LIGHTTPD, db);
     publish_to_log(&pg, 10);
-    relay_wait_position(&relay, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay, pg_log_newest(&pg), WAIT_MS);
     expect_health_state(test_srv.port, "copying", 5000);
     DIAG_CHECK(pg_timeline(&pg) == 1, "a new cluster is on timeline %d", pg_timeline(&pg));
     pg_new_timeline(&pg);
@@ -455,7 +422,7 @@ START_TEST(test_timeline_change_stops_the_copy)
     const char *const adopt[] = {"--adopt", NULL};
     relay_restart(&relay, adopt);
     publish_to_log(&pg, 5);
-    relay_wait_position(&relay, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay, pg_log_newest(&pg), WAIT_MS);
     expect_health_state(test_srv.port, "copying", 5000);
     logwait_expect_line(relay.log_path, "relay adopted", "timeline=2", 1000);
     run_relay_command(&pg, db, "--check", &r);
@@ -474,7 +441,7 @@ START_TEST(test_pruning_keeps_gaps_exact)
     char db[TESTENV_PATH_MAX];
     start_log_and_relay(&pg, &relay, db, sizeof(db), NULL);
     publish_to_log(&pg, 100);
-    relay_wait_position(&relay, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay, pg_log_newest(&pg), WAIT_MS);
     long long log_ids[256];
     size_t count = log_session_ids(&pg, log_ids, 256);
     /* the node's own prune */
@@ -484,7 +451,7 @@ START_TEST(test_pruning_keeps_gaps_exact)
     command_run(&test_env, prune, NULL, &r);
     command_expect_status(&r, 0);
     publish_to_log(&pg, 10);    /* copying goes on after a prune, ids unchanged */
-    relay_wait_position(&relay, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay, pg_log_newest(&pg), WAIT_MS);
     count = log_session_ids(&pg, log_ids, 256);
     start_node(&test_srv, SERVER_LIGHTTPD, db);
     struct sse_client c;
@@ -499,9 +466,9 @@ START_TEST(test_pruning_keeps_gaps_exact)
     pg_psql_ok(&pg, sql);
     struct relay_proc relay_b;
     char db_b[TESTENV_PATH_MAX];
-    make_node_db("b", db_b, sizeof(db_b));
+    relay_make_node_db(&test_env, "b", db_b, sizeof(db_b));
     relay_start(&relay_b, &test_env, "b", db_b, pg_conninfo(&pg), NULL);
-    relay_wait_position(&relay_b, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay_b, pg_log_newest(&pg), WAIT_MS);
     start_node(&test_srv, SERVER_LIGHTTPD, db_b);
     frames_resume(&c, test_srv.port, SESSION_PATH, log_ids[4], 10000);
     frames_expect_gap(&c, log_ids[4], log_ids[50], 5000);

@@ -401,6 +401,29 @@ pg_query_number(struct pg *pg, const char *sql)
     return value;
 }
 
+size_t
+pg_query_numbers(struct pg *pg, const char *sql, long long *out, size_t cap)
+{
+    pg_psql_ok(pg, sql);
+    size_t n = 0;
+    for (const char *line = scratch.out; *line != '\0';) {
+        DIAG_CHECK(n < cap, "more than %zu rows from %s", cap, sql);
+        char *end = NULL;
+        out[n++] = strtoll(line, &end, 10);
+        DIAG_CHECK(end != line, "not a number from %s: '%.40s'", sql, line);
+        line += strcspn(line, "\n");
+        line += *line == '\n';
+    }
+    return n;
+}
+
+long long
+pg_log_newest(struct pg *pg)
+{
+    return pg_query_number(pg, "SELECT greatest(coalesce((SELECT max(id) FROM events), 0), "
+                               "coalesce((SELECT max(log_id) FROM sessions), 0))");
+}
+
 void
 pg_apply_schema(struct pg *pg)
 {

@@ -87,6 +87,15 @@ void pg_psql_ok(struct pg *pg, const char *sql);
 /* Runs sql with pg_psql_ok and returns the first line of its stdout as a number. */
 long long pg_query_number(struct pg *pg, const char *sql);
 
+/* Runs sql with pg_psql_ok and stores the leading number of each line of its stdout (the
+ * first column of each row) into out, at most cap of them (more fail the test). Returns the
+ * count. */
+size_t pg_query_numbers(struct pg *pg, const char *sql, long long *out, size_t cap);
+
+/* The log's newest position: the greatest events.id and sessions.log_id (0 when there are
+ * none), which is what a caught-up relay has copied (deploy/postgresql/schema.sql). */
+long long pg_log_newest(struct pg *pg);
+
 /* Applies $SSE_SRC_DIR/deploy/postgresql/schema.sql with psql; fails the test unless psql
  * exits 0. */
 void pg_apply_schema(struct pg *pg);

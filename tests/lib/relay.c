@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "tests/lib/diag.h"
+#include "tests/lib/publish.h"
 
 enum { RELAY_ARGS_MAX = 16 };
 
@@ -44,6 +45,19 @@ expect_clean_log(struct relay_proc *r)
     testenv_read_file(r->log_path, text, sizeof(text));
     DIAG_CHECK(!testenv_has_sanitizer_report(text), "a sanitizer report from relay %s (its "
                "log is above)", r->name);
+}
+
+void
+relay_make_node_db(const struct testenv *env, const char *name, char *path, size_t size)
+{
+    char file[64];
+    snprintf(file, sizeof(file), "node-%s.db", name);
+    testenv_path(env, file, path, size);
+    char line[3 * TESTENV_PATH_MAX];
+    snprintf(line, sizeof(line), "sqlite3 -bail '%s' < '%s' && chmod 0666 '%s'", path,
+             testenv_require("SSE_SCHEMA"), path);
+    struct publish_result r;
+    DIAG_CHECK(publish_shell(env, line, &r) == 0, "%s: %s", line, r.err);
 }
 
 const char *

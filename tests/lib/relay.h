@@ -22,6 +22,12 @@ struct relay_proc {
     char log_path[TESTENV_PATH_MAX];    /* <dir>/relay-<name>.log: stdout and stderr */
 };
 
+/* A node's SQLite file <env dir>/node-<name>.db, made from $SSE_SCHEMA with the real
+ * sqlite3 CLI, its path into path: mode 0666, so that the web server's user can read and
+ * write it (Apache runs the responder as www-data; SQLite gives -wal and -shm the
+ * database's mode). Fails the test on error. */
+void relay_make_node_db(const struct testenv *env, const char *name, char *path, size_t size);
+
 /* The path of build/sse-fcgi-relay into out; fails the test when it is not there. */
 const char *relay_binary(char *out, size_t size);
 

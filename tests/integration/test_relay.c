@@ -191,13 +191,13 @@ START_TEST(test_resume_on_a_lagging_node)
     struct relay_proc relay_a, relay_b;
     char db_a[TESTENV_PATH_MAX], db_b[TESTENV_PATH_MAX];
     start_log_and_relay(&pg, &relay_a, db_a, sizeof(db_a), NULL);
-    make_node_db("b", db_b, sizeof(db_b));
+    relay_make_node_db(&test_env, "b", db_b, sizeof(db_b));
     relay_start(&relay_b, &test_env, "b", db_b, pg_conninfo(&pg), NULL);
     publish_to_log(&pg, 10);
-    relay_wait_position(&relay_b, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay_b, pg_log_newest(&pg), WAIT_MS);
     DIAG_CHECK(relay_stop(&relay_b) == 0, "relay b did not exit 0 on SIGTERM");
     publish_to_log(&pg, 10);    /* node b lags 10 events behind */
-    relay_wait_position(&relay_a, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay_a, pg_log_newest(&pg), WAIT_MS);
     long long ids[32];
     size_t count = log_session_ids(&pg, ids, 32);
     DIAG_CHECK(count == 20, "%zu events in the log", count);
@@ -495,7 +495,7 @@ START_TEST(test_session_life_in_one_batch)
                     "('s2', 'custom'), (NULL, 'custom');\n"
                     "UPDATE sessions SET closed_at = '2026-12-01T00:00:00.000Z' WHERE id = 's2';\n"
                     "COMMIT;\n");
-    relay_wait_position(&relay, log_newest(&pg), WAIT_MS);
+    relay_wait_position(&relay, pg_log_newest(&pg), WAIT_MS);
     char line[2 * TESTENV_PATH_MAX];
     snprintf(line, sizeof(line), "sqlite3 '%s' \"SELECT count(*) FROM events WHERE "
              "session_id = 's2'; SELECT closed_at FROM sessions WHERE id = 's2'; "

@@ -14,7 +14,7 @@ PKGS      := fcgi sqlite3 libcjson
 DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev libssl-dev check sqlite3 \
              lighttpd lighttpd-modules-lua apache2 libapache2-mod-fcgid spawn-fcgi curl \
              valgrind chromium chromium-driver postgresql libpq-dev \
-             python3-psycopg php-cli php-pgsql
+             python3-psycopg php-cli php-pgsql mandoc
 # make fuzz only: libclang-rt-dev holds libFuzzer and the sanitizer runtimes, which clang
 # only recommends (deps installs without recommends). Not needed by make test.
 FUZZ_DEB_PKGS := clang libclang-rt-dev
@@ -84,7 +84,8 @@ BIN        := $(BUILD)/sse-fcgi
 ES_DIR     := tests/eventsource
 TEST_BIN   := $(BUILD)/tests/run-tests
 
-.PHONY: all deps es-deps test test-suite sanitize soak memory run bench install clean lint fuzz
+.PHONY: all deps es-deps test test-suite sanitize soak memory run bench install uninstall clean \
+        lint fuzz
 
 all: $(BIN) $(RELAY_BIN)
 
@@ -214,16 +215,53 @@ $(BUILD)/bench/producer: tests/bench/producer.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(PKG_LIBS) $(LDFLAGS)
 
-install: $(BIN) $(RELAY_BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sse-fcgi/postgresql
-	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sse-fcgi
-	install -m 0755 $(RELAY_BIN) $(DESTDIR)$(PREFIX)/bin/sse-fcgi-relay
-	install -m 0644 schema.sql $(DESTDIR)$(PREFIX)/share/sse-fcgi/schema.sql
-	install -m 0644 deploy/postgresql/schema.sql \
-	    $(DESTDIR)$(PREFIX)/share/sse-fcgi/postgresql/schema.sql
-	install -d $(DESTDIR)$(PREFIX)/share/sse-fcgi/viewer
-	install -m 0644 deploy/viewer/index.html deploy/viewer/viewer.js deploy/viewer/viewer.css \
-	    $(DESTDIR)$(PREFIX)/share/sse-fcgi/viewer/
+# make install / make uninstall. Every file install puts in place, one entry each, as
+# <mode>:<source>:<path below PREFIX>; uninstall removes exactly these, so the two cannot
+# drift. The directories install had to create (below DESTDIR) it records in INSTALL_DIRS,
+# and uninstall removes those of them that are empty then, deepest first, and no other.
+INSTALL_FILES := \
+    0755:$(BIN):bin/sse-fcgi \
+    0755:$(RELAY_BIN):bin/sse-fcgi-relay \
+    0644:schema.sql:share/sse-fcgi/schema.sql \
+    0644:deploy/postgresql/schema.sql:share/sse-fcgi/postgresql/schema.sql \
+    0644:deploy/viewer/index.html:share/sse-fcgi/viewer/index.html \
+    0644:deploy/viewer/viewer.js:share/sse-fcgi/viewer/viewer.js \
+    0644:deploy/viewer/viewer.css:share/sse-fcgi/viewer/viewer.css \
+    0644:man/sse-fcgi.1:share/man/man1/sse-fcgi.1 \
+    0644:man/sse-fcgi-relay.1:share/man/man1/sse-fcgi-relay.1 \
+    0644:man/sse-fcgi.7:share/man/man7/sse-fcgi.7
+INSTALL_SOURCES := $(foreach f,$(INSTALL_FILES),$(word 2,$(subst :, ,$(f))))
+INSTALL_DIRS    := share/sse-fcgi/installed-dirs
+
+# A second install keeps the first one's record, so uninstall still removes its directories.
+install: $(INSTALL_SOURCES)
+	@set -e; created=$$(mktemp); trap 'rm -f "$$created"' EXIT; \
+	for f in $(INSTALL_FILES); do \
+	    mode=$${f%%:*}; rest=$${f#*:}; src=$${rest%%:*}; dest='$(PREFIX)'/$${rest#*:}; \
+	    p=; for c in $$(dirname "$$dest" | tr / ' '); do p=$$p/$$c; \
+	        [ -d '$(DESTDIR)'"$$p" ] || echo "$$p" >> "$$created"; done; \
+	    echo "install -m $$mode $$src $(DESTDIR)$$dest"; \
+	    install -d '$(DESTDIR)'"$$(dirname "$$dest")"; \
+	    install -m "$$mode" "$$src" '$(DESTDIR)'"$$dest"; \
+	done; \
+	list='$(DESTDIR)$(PREFIX)/$(INSTALL_DIRS)'; \
+	if [ -f "$$list" ]; then cat "$$list" >> "$$created"; fi; \
+	LC_ALL=C sort -u -o "$$created" "$$created"; \
+	install -m 0644 "$$created" "$$list"
+
+# Builds nothing and needs no build: only the paths of INSTALL_FILES.
+uninstall:
+	@list='$(DESTDIR)$(PREFIX)/$(INSTALL_DIRS)'; \
+	dirs=$$(LC_ALL=C sort -r "$$list" 2>/dev/null || true); \
+	for f in $(INSTALL_FILES); do \
+	    dest='$(DESTDIR)$(PREFIX)'/$${f##*:}; \
+	    if [ -e "$$dest" ] || [ -L "$$dest" ]; then echo "rm -f $$dest"; rm -f "$$dest"; fi; \
+	done; \
+	if [ -f "$$list" ]; then echo "rm -f $$list"; rm -f "$$list"; fi; \
+	printf '%s\n' "$$dirs" | while IFS= read -r d; do \
+	    if [ -n "$$d" ] && rmdir '$(DESTDIR)'"$$d" 2>/dev/null; then \
+	        echo "rmdir $(DESTDIR)$$d"; fi; \
+	done
 
 clean:
 	rm -rf build

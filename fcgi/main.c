@@ -34,7 +34,8 @@ static const char USAGE[] =
     "                            delete old events (as a user who can write the database)\n"
     "       sse-fcgi --explain   print the query plan of every query against $SSE_DB\n"
     "       sse-fcgi --version\n"
-    "Configuration comes from SSE_* variables; see README.md.\n";
+    "Configuration comes from SSE_* variables; see sse-fcgi(1), and sse-fcgi(7) for the\n"
+    "contract.\n";
 
 static int shutdown_read_fd = -1, shutdown_write_fd = -1;
 

@@ -44,7 +44,7 @@ static const char USAGE[] =
     "                            report the log, the local file and the lag, and exit\n"
     "       sse-fcgi-relay --adopt --pg CONNINFO --db PATH\n"
     "                            accept the log's new history (after a failover) and go on\n"
-    "--pg defaults to $SSE_PG, --db to $SSE_DB. See README.md, \"Several web nodes\".\n";
+    "--pg defaults to $SSE_PG, --db to $SSE_DB. See sse-fcgi-relay(1).\n";
 
 static int stop_read_fd = -1, stop_write_fd = -1;
 

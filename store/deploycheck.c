@@ -233,7 +233,7 @@ check_wal_access(struct checker *c)
     snprintf(shm, sizeof(shm), "%s-shm", path);
     const struct group *gr = getgrgid(getegid());
     set_hint(c, "let %s write the directory: chgrp %s %s && chmod 2775 %s, with the "
-             "database 0664 and the producers in that group (DEPLOY-NOTES Q11)", user,
+             "database 0664 and the producers in that group (FILES in sse-fcgi(1))", user,
              gr ? gr->gr_name : "<its group>", dir, dir);
     if (can_access(wal, F_OK) && can_access(shm, F_OK))
         return report(c, "wal access", DEPLOYCHECK_FAIL, "%s cannot write %s: reads work "

@@ -35,7 +35,7 @@
 #define NO_SESSION "events.session_id: no such session; INSERT INTO sessions(id) first"
 #define LOG_IDS_SQL "SELECT id FROM events WHERE session_id = 's1' ORDER BY id"
 
-enum { WAIT_MS = 20000, IDS_MAX = 64, EXAMPLE_ARGS_MAX = 16, SOURCE_MAX = 1 << 20 };
+enum { WAIT_MS = 20000, IDS_MAX = 64, EXAMPLE_ARGS_MAX = 16 };
 
 static struct command_result run;       /* the last example's output; 32 KiB, off the stack */
 static struct pg_result query;          /* the last query_text's */
@@ -282,26 +282,13 @@ START_TEST(test_php_pdo)
 }
 END_TEST
 
-/* $SSE_SRC_DIR/<name>, whole, NUL-terminated; owned by the caller (free). */
-static char *
-read_source(const char *name)
-{
-    char path[TESTENV_PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", testenv_require("SSE_SRC_DIR"), name);
-    char *text = malloc(SOURCE_MAX);
-    DIAG_CHECK(text != NULL, "out of memory");
-    long len = testenv_read_file(path, text, SOURCE_MAX);
-    DIAG_CHECK(len > 0 && len < SOURCE_MAX - 1, "cannot read %s whole", path);
-    return text;
-}
-
 /* README's cron line for the log's retention: the statement between its -c " and the next
  * quote, into out. */
 static void
 readme_retention_statement(char *out, size_t size)
 {
     static const char MARK[] = "-c \"DELETE FROM events ";
-    char *readme = read_source("README.md");
+    char *readme = testenv_read_source("README.md");
     const char *at = strstr(readme, MARK);
     DIAG_CHECK(at != NULL, "README has no line with %s", MARK);
     at += strlen("-c \"");
@@ -400,7 +387,7 @@ START_TEST(test_readme_quotes_the_files)
     static const struct {
         const char *fence, *file;
     } QUOTED[] = {{"```python\n", "publish.py"}, {"```php\n", "publish.php"}};
-    char *readme = read_source("README.md");
+    char *readme = testenv_read_source("README.md");
     char *section = strstr(readme, "\n## Publishing to PostgreSQL\n");
     DIAG_CHECK(section != NULL, "README has no section Publishing to PostgreSQL");
     char *end = strstr(section + 1, "\n## ");
@@ -409,7 +396,7 @@ START_TEST(test_readme_quotes_the_files)
     for (size_t i = 0; i < sizeof(QUOTED) / sizeof(QUOTED[0]); i++) {
         char name[64];
         snprintf(name, sizeof(name), "deploy/postgresql/examples/%s", QUOTED[i].file);
-        char *file = read_source(name);
+        char *file = testenv_read_source(name);
         int blocks = 0;
         for (char *at = strstr(section, QUOTED[i].fence); at != NULL;
              at = strstr(at, QUOTED[i].fence), blocks++) {

@@ -191,6 +191,18 @@ testenv_read_file(const char *path, char *out, size_t size)
     return (long)n;
 }
 
+char *
+testenv_read_source(const char *name)
+{
+    char path[TESTENV_PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", testenv_require("SSE_SRC_DIR"), name);
+    char *text = malloc(TESTENV_SOURCE_MAX);
+    DIAG_CHECK(text != NULL, "out of memory");
+    long len = testenv_read_file(path, text, TESTENV_SOURCE_MAX);
+    DIAG_CHECK(len > 0 && len < TESTENV_SOURCE_MAX - 1, "cannot read %s whole", path);
+    return text;
+}
+
 bool
 testenv_has_sanitizer_report(const char *text)
 {

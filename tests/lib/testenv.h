@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-enum { TESTENV_PATH_MAX = 512 };
+enum { TESTENV_PATH_MAX = 512, TESTENV_SOURCE_MAX = 1 << 20 };
 
 struct testenv {
     char dir[TESTENV_PATH_MAX];       /* the temp dir; "" when not open */
@@ -71,6 +71,11 @@ void testenv_write_script(const char *path, const char *text);
 /* Reads at most size - 1 bytes of path into out, NUL-terminated. Returns the byte count,
  * or -1 when the file cannot be opened (out is then ""). */
 long testenv_read_file(const char *path, char *out, size_t size);
+
+/* $SSE_SRC_DIR/<name> (README.md, a source file, a man page), whole and NUL-terminated,
+ * at most TESTENV_SOURCE_MAX bytes; fails the test when it cannot be read whole. Owned by
+ * the caller (free). */
+char *testenv_read_source(const char *name);
 
 /* True when text holds a sanitizer report (ASan, UBSan's "runtime error:", LSan, TSan):
  * a process of ours that printed one fails its test (STYLE §8). */

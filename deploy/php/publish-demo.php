@@ -3,10 +3,11 @@
 // event at a time, to watch arrive in the viewer (deploy/viewer/). The PHP twin of
 // deploy/demo/publish.sh.
 //
-// On a web server: copy this file and SseFcgiPublisher.php next to the viewer's index.html,
-// open the viewer on session "demo" in one tab and publish-demo.php in another
-// (?session=demo2 for another session; only ids that start with "demo" are accepted, so the
-// page cannot write into a real session; delete it when done all the same). The database
+// On a web server: copy this file and SseFcgiPublisher.php next to the viewer's index.html
+// and load publish-demo.php once, which creates session "demo"; then open the viewer on
+// session demo in one tab and load publish-demo.php again in another (?session=demo2 for
+// another session; only ids that start with "demo" are accepted, so the page cannot write
+// into a real session; delete it when done all the same). The database
 // is SSE_DB (a `SetEnv SSE_DB` in .htaccess reaches PHP too) or DEMO_DB below, and the web
 // server's user must be able to write it (README "From PHP").
 //

@@ -14,7 +14,7 @@ PKGS      := fcgi sqlite3 libcjson
 DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev libssl-dev check sqlite3 \
              lighttpd lighttpd-modules-lua apache2 libapache2-mod-fcgid spawn-fcgi curl \
              valgrind chromium chromium-driver postgresql libpq-dev \
-             python3-psycopg php-cli php-pgsql mandoc
+             python3-psycopg php-cli php-pgsql php-sqlite3 mandoc
 # make fuzz only: libclang-rt-dev holds libFuzzer and the sanitizer runtimes, which clang
 # only recommends (deps installs without recommends). Not needed by make test.
 FUZZ_DEB_PKGS := clang libclang-rt-dev

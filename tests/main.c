@@ -37,9 +37,9 @@ enum { LANE_ALL = -1, LANE_COUNT = 2 };
 
 /* The second lane's suites (by their suites.def name); every other suite is the first's. */
 static const char *const SECOND_LANE[] = {
-    "pg_schema", "relay", "pg_producers", "standard", "faults", "external", "prune", "store",
-    "check", "db", "explain", "schema", "worker", "replay", "access", "browser", "routes",
-    "install",
+    "pg_schema", "relay", "pg_producers", "php", "standard", "faults", "external", "prune",
+    "store", "check", "db", "explain", "schema", "worker", "replay", "access", "browser",
+    "routes", "install",
 };
 
 static int

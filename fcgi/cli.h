@@ -14,6 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version both programs print for --version ("sse-fcgi 0.1.0", "sse-fcgi-relay 0.1.0"),
+ * written here only: the Makefile reads it from this line, and make deb stops unless
+ * deploy/debian/changelog names the same version. */
+#define CLI_VERSION "0.1.0"
+
 /* Ranges of the prune options (README "Retention (pruning)"). */
 enum {
     CLI_KEEP_DAYS_MAX = 36500,          /* a hundred years */

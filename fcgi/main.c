@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../store/store.h"
+#include "cli.h"
 #include "commands.h"
 #include "config.h"
 #include "crypto.h"
@@ -139,7 +140,7 @@ main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--explain") == 0)
         return explain(&cfg);
     if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        fputs("sse-fcgi 0.1.0\n", stdout);
+        fputs("sse-fcgi " CLI_VERSION "\n", stdout);
         return 0;
     }
     if (argc > 1) {  /* --help is asked for: stdout; anything else is a mistake: stderr */

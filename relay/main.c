@@ -315,7 +315,7 @@ main(int argc, char **argv)
         return 0;
     }
     if (opt.is_version) {
-        fputs("sse-fcgi-relay 0.1.0\n", stdout);
+        fputs("sse-fcgi-relay " CLI_VERSION "\n", stdout);
         return 0;
     }
     const char *pg = opt.pg != NULL ? opt.pg : getenv("SSE_PG");

@@ -11,10 +11,13 @@ CC      ?= cc
 CFLAGS  ?= -O2
 
 PKGS      := fcgi sqlite3 libcjson
+# make deb and the deb suite (which builds the package, so make test needs them too):
+# debhelper builds the packages, lintian checks them.
+DEB_BUILD_PKGS := debhelper lintian fakeroot dpkg-dev
 DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev libssl-dev check sqlite3 \
              lighttpd lighttpd-modules-lua apache2 libapache2-mod-fcgid spawn-fcgi curl \
              valgrind chromium chromium-driver postgresql libpq-dev \
-             python3-psycopg php-cli php-pgsql php-sqlite3 mandoc
+             python3-psycopg php-cli php-pgsql php-sqlite3 mandoc $(DEB_BUILD_PKGS)
 # make fuzz only: libclang-rt-dev holds libFuzzer and the sanitizer runtimes, which clang
 # only recommends (deps installs without recommends). Not needed by make test.
 FUZZ_DEB_PKGS := clang libclang-rt-dev
@@ -35,8 +38,9 @@ PQ_LIBS      = $(shell pkg-config --libs libpq)
 
 WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wwrite-strings
-ALL_CFLAGS = $(CFLAGS) $(EXTRA_CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -g -MMD -MP \
-             $(WARNINGS) $(PKG_CFLAGS) -pthread
+# CPPFLAGS: dpkg-buildflags puts -D_FORTIFY_SOURCE=2 there (make deb).
+ALL_CFLAGS = $(CPPFLAGS) $(CFLAGS) $(EXTRA_CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -g \
+             -MMD -MP $(WARNINGS) $(PKG_CFLAGS) -pthread
 
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
                   -fno-omit-frame-pointer -O1 -g
@@ -85,7 +89,7 @@ ES_DIR     := tests/eventsource
 TEST_BIN   := $(BUILD)/tests/run-tests
 
 .PHONY: all deps es-deps test test-suite sanitize soak memory run bench install uninstall clean \
-        lint fuzz
+        lint fuzz deb
 
 all: $(BIN) $(RELAY_BIN)
 
@@ -262,6 +266,41 @@ uninstall:
 	    if [ -n "$$d" ] && rmdir '$(DESTDIR)'"$$d" 2>/dev/null; then \
 	        echo "rmdir $(DESTDIR)$$d"; fi; \
 	done
+
+# make deb (issue 15): sse-fcgi_<version>_<arch>.deb and sse-fcgi-relay_<version>_<arch>.deb
+# in DEB_DIR (build/deb/; the deb suite builds into its temp dir), built by dpkg-buildpackage
+# from a copy of the tree with deploy/debian/ as its debian/ (DEB_DIR/sse-fcgi-<version>/,
+# removed afterwards), so nothing is written outside DEB_DIR. The version is written once,
+# CLI_VERSION in fcgi/cli.h; the changelog and the man pages' --version lines must agree
+# with it. Rebuilt only when a file of the tree is newer than the package. make's own
+# settings (MAKEFLAGS: BUILD=, CFLAGS= of make sanitize) stay out of the package build,
+# which takes its flags from dpkg-buildflags. lintian fails it on any error.
+VERSION    := $(shell sed -n 's/^\#define CLI_VERSION "\(.*\)"$$/\1/p' fcgi/cli.h)
+DEB_DIR    ?= build/deb
+DEB_SRC    := $(DEB_DIR)/sse-fcgi-$(VERSION)
+DEB_FILE    = $(DEB_DIR)/sse-fcgi_$(VERSION)_$(shell dpkg --print-architecture).deb
+DEB_TREE   := Makefile README.md schema.sql fcgi store relay man deploy
+DEB_INPUTS := Makefile README.md schema.sql $(wildcard fcgi/* store/* relay/* man/* \
+              deploy/*/* deploy/*/*/*)
+
+deb: deps
+	@$(MAKE) --no-print-directory $(DEB_FILE)
+
+$(DEB_FILE): $(DEB_INPUTS)
+	@changelog=$$(dpkg-parsechangelog -l deploy/debian/changelog -S Version); \
+	if [ "$$changelog" != '$(VERSION)' ]; then \
+	    echo "make deb: deploy/debian/changelog is at $$changelog, fcgi/cli.h at $(VERSION)"; \
+	    exit 1; fi; \
+	for page in sse-fcgi sse-fcgi-relay; do \
+	    grep -qx ".Ql $$page $(VERSION)\( .\)\?" man/$$page.1 || { \
+	    echo "make deb: man/$$page.1 does not print $$page $(VERSION) for --version"; \
+	    exit 1; }; done
+	rm -rf $(DEB_SRC) $(DEB_DIR)/sse-fcgi*_$(VERSION)_* && mkdir -p $(DEB_SRC)
+	cp -R $(DEB_TREE) $(DEB_SRC)/ && cp -R deploy/debian $(DEB_SRC)/debian
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    dpkg-buildpackage -b --no-sign -J$$(nproc)
+	rm -rf $(DEB_SRC)
+	lintian --fail-on error $(DEB_DIR)/sse-fcgi_$(VERSION)_*.changes
 
 clean:
 	rm -rf build

@@ -39,7 +39,7 @@ enum { LANE_ALL = -1, LANE_COUNT = 2 };
 static const char *const SECOND_LANE[] = {
     "pg_schema", "relay", "pg_producers", "php", "standard", "faults", "external", "prune",
     "store", "check", "db", "explain", "schema", "worker", "replay", "access", "browser",
-    "routes", "install",
+    "routes", "install", "deb",
 };
 
 static int

@@ -101,36 +101,6 @@ refuse_until_failed_connects(int count, int timeout_ms)
     }
 }
 
-/* Resumes after last_id as an EventSource does, reconnecting after each soft refusal
- * (checked in full) until the backend serves the stream, whose first event must then
- * have arrived within timeout_ms. Returns how many soft refusals came first. */
-static int
-resume_through_soft_refusals(struct sse_client *c, long long last_id, int timeout_ms)
-{
-    char header[64], cursor[32];
-    snprintf(header, sizeof(header), "Last-Event-ID: %lld", last_id);
-    snprintf(cursor, sizeof(cursor), "%lld", last_id);
-    const char *const headers[] = {header, NULL};
-    int64_t deadline = testenv_now_ms() + timeout_ms;
-    for (int refusals = 0;; refusals++) {
-        sse_client_open(c, test_srv.port, "GET", "/api/sessions/s1/events", headers);
-        while (!c->is_body_done && strstr(c->body ? c->body : "", "\ndata:") == NULL
-               && testenv_now_ms() < deadline) {
-            if (!sse_client_has_bytes(c))
-                testenv_poll_step();
-        }
-        if (!c->is_body_done) {
-            DIAG_CHECK(c->status == 200 && testenv_now_ms() < deadline,
-                       "%s: not served within %d ms (%d soft refusals)", c->request,
-                       timeout_ms, refusals);
-            return refusals;
-        }
-        frames_expect_soft_refusal(c, 2000, cursor);
-        sse_client_close(c);
-        testenv_poll_step();  /* an EventSource waits retry: ms; the test polls faster */
-    }
-}
-
 /* Under spawn-fcgi the restart removes the socket: lighttpd answers the request that finds
  * it gone, and every request after it until a whole-second check re-enables the backend,
  * itself. Before issue 11 that was 503 for 2-3 s, which ends a standard EventSource for
@@ -151,7 +121,8 @@ START_TEST(test_backend_restart_then_resume)
     server_start_backend(&test_srv, &test_env, &EXTERNAL);
     int64_t up_ms = testenv_now_ms();
     struct sse_client c;
-    int refusals = resume_through_soft_refusals(&c, 2, 5000);
+    int refusals = frames_resume_through_refusals(&c, test_srv.port, "/api/sessions/s1/events",
+                                                  2, 2000, 5000);
     int64_t served_ms = testenv_now_ms();
     fprintf(stderr, "backend restarted (spawn-fcgi): lighttpd retried the connect after "
             "%lld ms; served again %lld ms after that failed connect, %lld ms after the "

@@ -293,6 +293,8 @@ write_nginx_location(const struct server *srv, const struct testenv *env,
     static char text[SERVER_CONF_MAX];
     char shipped[TESTENV_PATH_MAX], head[TESTENV_PATH_MAX + 4096];
     char socket[TESTENV_PATH_MAX + 16], params_link[TESTENV_PATH_MAX];
+    DIAG_CHECK(access("/etc/nginx/fastcgi_params", R_OK) == 0,
+               "/etc/nginx/fastcgi_params is missing: run `make deps` (nginx)");
     snprintf(shipped, sizeof(shipped), "%s/deploy/nginx/sse-fcgi.conf",
              testenv_require("SSE_SRC_DIR"));
     DIAG_CHECK(testenv_read_file(shipped, text, sizeof(text)) > 0, "cannot read %s", shipped);

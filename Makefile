@@ -11,17 +11,20 @@ CC      ?= cc
 CFLAGS  ?= -O2
 
 PKGS      := fcgi sqlite3 libcjson
+# nginx: the fourth front end of the tests (issue 15). Debian 12's nginx package is the
+# binary, with ngx_http_fastcgi_module built in; nginx-common brings fastcgi_params.
 # make deb and the deb suite (which builds the package, so make test needs them too):
 # debhelper builds the packages, lintian checks them.
 DEB_BUILD_PKGS := debhelper lintian fakeroot dpkg-dev
 DEB_PKGS  := pkg-config libfcgi-dev libsqlite3-dev libcjson-dev libssl-dev check sqlite3 \
              lighttpd lighttpd-modules-lua apache2 libapache2-mod-fcgid spawn-fcgi curl \
-             valgrind chromium chromium-driver postgresql libpq-dev \
+             nginx valgrind chromium chromium-driver postgresql libpq-dev \
              python3-psycopg php-cli php-pgsql php-sqlite3 mandoc $(DEB_BUILD_PKGS)
 # make fuzz only: libclang-rt-dev holds libFuzzer and the sanitizer runtimes, which clang
 # only recommends (deps installs without recommends). Not needed by make test.
 FUZZ_DEB_PKGS := clang libclang-rt-dev
-# make bench only: nginx + nchan, the reference column of every scenario.
+# make bench only: nginx + nchan, the reference column of every scenario (nginx-light is
+# nginx with the echo module).
 BENCH_DEB_PKGS := nginx-light libnginx-mod-nchan
 
 # Lazily evaluated (=), so that `make test` on a fresh machine reads them after `deps`.

@@ -3,12 +3,14 @@
  *
  * lighttpd serves the viewer's files from the document root under /app/ and the responder
  * at /app/api/, so the page runs mounted under a sub-path with its relative URLs. Apache
- * (mod_fcgid and CGI) serves them as deploy/apache/viewer.conf ships it, at /sse-viewer/,
- * and the page is told where the API is (?api=/api/). Rows are published with the sqlite3
+ * (mod_fcgid and CGI) serves them as deploy/apache/viewer.conf ships it, nginx as
+ * deploy/nginx/viewer.conf does, at /sse-viewer/, and the page is told where the API is
+ * (?api=/api/). Rows are published with the sqlite3
  * CLI; the test reads what the page shows through WebDriver (tests/lib/webdriver.h): the
  * ids of the rows it lists, its state badge, its counters.
  * Every wait polls the page against a deadline. Screenshots of the viewer are saved to
- * $SSE_ARTIFACT_DIR (viewer.png, viewer-fcgid.png, viewer-cgi.png, viewer-demo.png).
+ * $SSE_ARTIFACT_DIR (viewer.png, viewer-fcgid.png, viewer-cgi.png, viewer-nginx.png,
+ * viewer-demo.png).
  */
 #include <check.h>
 #include <stdio.h>
@@ -56,7 +58,7 @@ api_path(void)
 }
 
 /* Copies the viewer into <dir>/app/, which lighttpd's document root serves as /app/ and
- * Apache as /sse-viewer/ (readable by www-data). */
+ * Apache and nginx as /sse-viewer/ (readable by www-data). */
 static void
 install_viewer(void)
 {
@@ -78,12 +80,14 @@ install_viewer(void)
 static const char *const VIEWER_ENV[] = {"SSE_RETRY_MS", "500", NULL};
 
 /* lighttpd: the responder at /app/api/. Apache: the modules deploy/apache/viewer.conf
- * needs (the test configuration loads only what the responder needs), then that file. */
+ * needs (the test configuration loads only what the responder needs), then that file.
+ * nginx: the location its viewer.conf says to write, with that file in it. */
 static struct server_options
 viewer_options(int port)
 {
-    static char directives[2048];
+    static char directives[2048], location[2048];
     char app_dir[TESTENV_PATH_MAX];
+    testenv_path(&test_env, "app", app_dir, sizeof(app_dir));
     snprintf(directives, sizeof(directives),
              "LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so\n"
              "LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so\n"
@@ -91,11 +95,16 @@ viewer_options(int port)
              "TypesConfig /etc/mime.types\n"
              "Define SSE_VIEWER_DIR \"%s\"\n"
              "Include \"%s/deploy/apache/viewer.conf\"\n",
-             testenv_path(&test_env, "app", app_dir, sizeof(app_dir)),
-             testenv_require("SSE_SRC_DIR"));
+             app_dir, testenv_require("SSE_SRC_DIR"));
+    snprintf(location, sizeof(location),
+             "location /sse-viewer/ {\n"
+             "    alias \"%s/\";\n"
+             "    include \"%s/deploy/nginx/viewer.conf\";\n"
+             "}\n", app_dir, testenv_require("SSE_SRC_DIR"));
     return (struct server_options){.mount = is_lighttpd() ? "/app/api/" : NULL,
                                    .env = VIEWER_ENV, .port = port,
-                                   .apache_directives = is_lighttpd() ? NULL : directives};
+                                   .apache_directives = is_lighttpd() ? NULL : directives,
+                                   .nginx_server = location};
 }
 
 static void
@@ -292,7 +301,7 @@ START_TEST(test_viewer_live_restart_end)
 
     static const char *const NAMES[SERVER_FRONT_END_COUNT] = {
         [SERVER_LIGHTTPD] = "viewer.png", [SERVER_APACHE_FCGID] = "viewer-fcgid.png",
-        [SERVER_APACHE_CGI] = "viewer-cgi.png",
+        [SERVER_APACHE_CGI] = "viewer-cgi.png", [SERVER_NGINX] = "viewer-nginx.png",
     };
     save_screenshot(&wd, NAMES[server_front_end]);
 

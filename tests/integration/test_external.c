@@ -4,14 +4,19 @@
  *
  * The responder runs under the real spawn-fcgi on a unix socket, lighttpd connects to it
  * without bin-path (tests/conf/lighttpd-external.conf.in, as deploy/lighttpd/
- * sse-fcgi-external.conf). One process serves several streams at once. Restarting the
- * backend (SIGTERM, then a new one) ends the streams with reason=shutdown and the clients
- * resume with Last-Event-ID without loss (issue 11, what lighttpd answers meanwhile):
+ * sse-fcgi-external.conf); the suite runs again as external_nginx, behind nginx, which
+ * only ever has such a backend (deploy/nginx/sse-fcgi.conf). One process serves several
+ * streams at once. Restarting the backend (SIGTERM, then a new one) ends the streams with
+ * reason=shutdown and the clients resume with Last-Event-ID without loss (issues 11 and 15,
+ * what the front end answers meanwhile):
  * - under spawn-fcgi the socket goes with the process; lighttpd answers 503 while the
  *   connect fails and for 1-2 s after ("disable-time" 0), and the shipped soft-refusal
- *   script turns that into 200 text/event-stream with retry: for SSE clients only;
- * - on a socket held across the restart, as the systemd socket unit holds it, lighttpd
- *   answers nothing but 200: a request made meanwhile waits and is then served.
+ *   script turns that into 200 text/event-stream with retry: for SSE clients only; nginx
+ *   answers 502 while the connect is refused and serves the first request after the
+ *   restart (one server is never marked failed), and the snippet's error_page turns the
+ *   502 into the same soft refusal;
+ * - on a socket held across the restart, as the systemd socket unit holds it, either
+ *   front end answers nothing but 200: a request made meanwhile waits and is then served.
  */
 #include <check.h>
 #include <poll.h>
@@ -30,11 +35,16 @@ static const struct server_options EXTERNAL = {.is_external_backend = true};
 static const struct server_options EXTERNAL_HELD = {.is_external_backend = true,
                                                     .is_socket_held = true};
 
-/* server_start, after checking that the configuration's mod_magnet is installed. */
+static const char STREAM_PATH[] = "/api/sessions/s1/events";
+
+enum { SOFT_RETRY_MS = 2000 };  /* the retry: of both front ends' soft refusals */
+
+/* server_start, after checking that lighttpd's configuration has its mod_magnet. */
 static void
 start_external(const struct server_options *opt)
 {
-    DIAG_CHECK(access("/usr/lib/lighttpd/mod_magnet.so", R_OK) == 0,
+    DIAG_CHECK(server_front_end != SERVER_LIGHTTPD
+               || access("/usr/lib/lighttpd/mod_magnet.so", R_OK) == 0,
                "lighttpd's mod_magnet is missing: run `make deps` (lighttpd-modules-lua)");
     server_start(&test_srv, &test_env, opt);
 }
@@ -101,36 +111,6 @@ refuse_until_failed_connects(int count, int timeout_ms)
     }
 }
 
-/* Resumes after last_id as an EventSource does, reconnecting after each soft refusal
- * (checked in full) until the backend serves the stream, whose first event must then
- * have arrived within timeout_ms. Returns how many soft refusals came first. */
-static int
-resume_through_soft_refusals(struct sse_client *c, long long last_id, int timeout_ms)
-{
-    char header[64], cursor[32];
-    snprintf(header, sizeof(header), "Last-Event-ID: %lld", last_id);
-    snprintf(cursor, sizeof(cursor), "%lld", last_id);
-    const char *const headers[] = {header, NULL};
-    int64_t deadline = testenv_now_ms() + timeout_ms;
-    for (int refusals = 0;; refusals++) {
-        sse_client_open(c, test_srv.port, "GET", "/api/sessions/s1/events", headers);
-        while (!c->is_body_done && strstr(c->body ? c->body : "", "\ndata:") == NULL
-               && testenv_now_ms() < deadline) {
-            if (!sse_client_has_bytes(c))
-                testenv_poll_step();
-        }
-        if (!c->is_body_done) {
-            DIAG_CHECK(c->status == 200 && testenv_now_ms() < deadline,
-                       "%s: not served within %d ms (%d soft refusals)", c->request,
-                       timeout_ms, refusals);
-            return refusals;
-        }
-        frames_expect_soft_refusal(c, 2000, cursor);
-        sse_client_close(c);
-        testenv_poll_step();  /* an EventSource waits retry: ms; the test polls faster */
-    }
-}
-
 /* Under spawn-fcgi the restart removes the socket: lighttpd answers the request that finds
  * it gone, and every request after it until a whole-second check re-enables the backend,
  * itself. Before issue 11 that was 503 for 2-3 s, which ends a standard EventSource for
@@ -151,7 +131,8 @@ START_TEST(test_backend_restart_then_resume)
     server_start_backend(&test_srv, &test_env, &EXTERNAL);
     int64_t up_ms = testenv_now_ms();
     struct sse_client c;
-    int refusals = resume_through_soft_refusals(&c, 2, 5000);
+    int refusals = frames_resume_through_refusals(&c, test_srv.port, STREAM_PATH, 2,
+                                                  SOFT_RETRY_MS, 5000);
     int64_t served_ms = testenv_now_ms();
     fprintf(stderr, "backend restarted (spawn-fcgi): lighttpd retried the connect after "
             "%lld ms; served again %lld ms after that failed connect, %lld ms after the "
@@ -165,20 +146,76 @@ START_TEST(test_backend_restart_then_resume)
 }
 END_TEST
 
+/* What the nginx snippet's soft refusal carries back as id: for each way a client says
+ * where it is (SPEC §3: the header wins over the query); NULL: no id: line. */
+static const struct {
+    const char *path;
+    const char *headers[3];
+    const char *cursor;
+} NGINX_REFUSED[] = {
+    {STREAM_PATH, {"Last-Event-ID: 2", NULL}, "2"},
+    {"/api/sessions/s1/events?last_event_id=2", {NULL}, "2"},
+    {"/api/sessions/s1/events?last_event_id=7", {"Last-Event-ID: 2", NULL}, "2"},
+    {STREAM_PATH, {NULL}, NULL},                                    /* Accept only */
+    {STREAM_PATH, {"Last-Event-ID: 2x", NULL}, NULL},               /* not a number */
+    {STREAM_PATH, {"Accept: */*", "Last-Event-ID: 2", NULL}, "2"},  /* a cursor, no Accept */
+};
+
+/* nginx, under spawn-fcgi: the socket file stays but nothing listens, so nginx's connect
+ * is refused. A plain client gets nginx's 502 and every SSE client the soft refusal with
+ * its cursor, at once; nginx never marks its one server failed, so the first request after
+ * the restart is served (no refusal), with ids 3, 4. */
+START_TEST(test_nginx_backend_restart_then_resume)
+{
+    stream_then_stop_backend(&EXTERNAL);
+    int64_t start_ms = testenv_now_ms();
+    int status = sse_client_plain_status(test_srv.port, "/api/health", 5000);
+    int64_t plain_ms = testenv_now_ms() - start_ms;
+    DIAG_CHECK(status == 502, "with the backend down nginx answered a plain client %d, "
+               "expected 502", status);
+    size_t count = sizeof(NGINX_REFUSED) / sizeof(NGINX_REFUSED[0]);
+    for (size_t i = 0; i < count; i++) {
+        struct sse_client c;
+        sse_client_open(&c, test_srv.port, "GET", NGINX_REFUSED[i].path,
+                        NGINX_REFUSED[i].headers);
+        frames_expect_soft_refusal(&c, SOFT_RETRY_MS, NGINX_REFUSED[i].cursor);
+        sse_client_close(&c);
+    }
+    int refused = logwait_count_lines(test_srv.error_log, "connect() to unix:",
+                                      "Connection refused");
+    DIAG_CHECK(refused >= (int)count + 1, "nginx logged %d refused connects for %zu requests",
+               refused, count + 1);
+    server_start_backend(&test_srv, &test_env, &EXTERNAL);
+    int64_t up_ms = testenv_now_ms();
+    struct sse_client c;
+    int refusals = frames_resume_through_refusals(&c, test_srv.port, STREAM_PATH, 2,
+                                                  SOFT_RETRY_MS, 5000);
+    fprintf(stderr, "backend restarted (spawn-fcgi): nginx answered 502 to a plain client in "
+            "%lld ms; the first stream after the restart came %lld ms after the backend was "
+            "back, after %d soft refusals\n", (long long)plain_ms,
+            (long long)(testenv_now_ms() - up_ms), refusals);
+    DIAG_CHECK(refusals == 0, "nginx refused %d requests after the backend was back", refusals);
+    frames_expect_ids(&c, (const long long[]){3, 4}, 2, 5000);
+    sse_client_close(&c);
+}
+END_TEST
+
 /* With the socket held across the restart (the systemd socket unit), no request ever fails
  * to connect: one made while no backend runs waits in the socket's backlog, gets nothing
- * (no 503) meanwhile, and is served by the new backend with exactly ids 3, 4. */
+ * (no 503 or 502) meanwhile, and is served by the new backend with exactly ids 3, 4.
+ * Behind nginx a wait longer than the snippet's fastcgi_read_timeout (60 s) would end in
+ * its 504 and the soft refusal. */
 START_TEST(test_backend_restart_socket_held)
 {
     stream_then_stop_backend(&EXTERNAL_HELD);
     const char *const resume[] = {"Last-Event-ID: 2", NULL};
     struct sse_client c;
     int64_t sent_ms = testenv_now_ms();
-    sse_client_send(&c, test_srv.port, "GET", "/api/sessions/s1/events", resume);
+    sse_client_send(&c, test_srv.port, "GET", STREAM_PATH, resume);
     struct pollfd queued = {.fd = test_srv.backend_listen_fd, .events = POLLIN};
-    DIAG_CHECK(poll(&queued, 1, 3000) == 1, "lighttpd never connected to the held socket");
-    DIAG_CHECK(!sse_client_has_bytes(&c), "with no backend running lighttpd answered: %.200s",
-               c.head);
+    DIAG_CHECK(poll(&queued, 1, 3000) == 1, "the front end never connected to the held socket");
+    DIAG_CHECK(!sse_client_has_bytes(&c), "with no backend running the front end answered: "
+               "%.200s", c.head);
     server_start_backend(&test_srv, &test_env, &EXTERNAL_HELD);
     sse_client_wait_head(&c, 5000);
     fprintf(stderr, "backend restarted (held socket): a request made while it was down "
@@ -191,14 +228,18 @@ END_TEST
 
 Suite *suite_external(void);
 
+/* Listed as SUITE (lighttpd) and as NGINX_SUITE (external_nginx). */
 Suite *
 suite_external(void)
 {
-    Suite *s = suite_create("external");
+    Suite *s = server_suite_create("external");
     TCase *tc = server_tcase_create("external");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_external_backend_streams);
-    tcase_add_test(tc, test_backend_restart_then_resume);
+    if (server_building_front_end == SERVER_NGINX)  /* its own statuses: 502, no disabling */
+        tcase_add_test(tc, test_nginx_backend_restart_then_resume);
+    else
+        tcase_add_test(tc, test_backend_restart_then_resume);
     tcase_add_test(tc, test_backend_restart_socket_held);
     suite_add_tcase(s, tc);
     return s;

@@ -544,11 +544,12 @@ suite_load(void)
     TCase *tc = server_tcase_create("load");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_first_request_after_start_is_served);
-    if (server_building_front_end == SERVER_LIGHTTPD)  /* one request per process else */
+    /* Apache gives each request a process of its own (or one from mod_fcgid's pool): a
+     * full process and many streams in one process happen behind lighttpd and nginx only. */
+    bool is_one_process = !server_front_end_is_apache(server_building_front_end);
+    if (is_one_process) {
         tcase_add_test(tc, test_no_free_slot_answers_503_at_once);
-    if (server_building_front_end == SERVER_LIGHTTPD)
         tcase_add_test(tc, test_burst_within_free_slots_is_served);
-    if (server_building_front_end == SERVER_LIGHTTPD) {
         tcase_add_test(tc, test_busy_answer_takes_cors_from_the_request);
         tcase_add_test(tc, test_refusals_are_prompt_for_every_request);
         tcase_add_test(tc, test_requests_that_stream_nothing_never_wait);
@@ -559,7 +560,7 @@ suite_load(void)
     tcase_add_test(tc, test_lagging_client_keeps_critical_events);
     tcase_add_test(tc, test_probe_writes_when_configured);
     tcase_add_test(tc, test_database_opened_read_only);
-    if (server_building_front_end == SERVER_LIGHTTPD)  /* many streams in one process */
+    if (is_one_process)
         tcase_add_test(tc, test_one_watcher_serves_many_streams);
     suite_add_tcase(s, tc);
     return s;

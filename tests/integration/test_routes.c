@@ -4,8 +4,9 @@
  * Each test gets its own temp dir, database and web server on a free port (tests/lib). Errors
  * are checked end to end: status, JSON body {"error": "..."}, the Allow and Retry-After
  * headers, and a log line; health is checked for its facts, also while a stream is open.
- * The same binary must answer at any mount point, so lighttpd mounts it at several, and
- * Apache reaches it through the rewrite and through the script's own URL.
+ * The same binary must answer at any mount point, so lighttpd (fastcgi.server prefixes)
+ * and nginx (location prefixes) mount it at several, and Apache reaches it through the
+ * rewrite and through the script's own URL.
  */
 #include <check.h>
 #include <stdbool.h>
@@ -115,7 +116,7 @@ expect_apache_refusal(const struct error_case *e, const char *path)
 START_TEST(test_error_answers)
 {
     const struct error_case *e = &ERRORS[_i];
-    bool is_lighttpd = server_front_end == SERVER_LIGHTTPD;
+    bool is_apache = server_front_end_is_apache(server_front_end);
     char path[400], value[128], status_text[16];
     const char *mark = strstr(e->path, "{id}");
     size_t head_len = mark ? (size_t)(mark - e->path) : strlen(e->path);
@@ -124,11 +125,11 @@ START_TEST(test_error_answers)
              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
              mark ? mark + 4 : "");
     start_for(e->db);
-    if (!is_lighttpd && e->is_apache_own) {
+    if (is_apache && e->is_apache_own) {
         expect_apache_refusal(e, path);
         return;
     }
-    pid_t backend = server_find_backend(&test_srv, is_lighttpd ? 2000 : 0);
+    pid_t backend = server_find_backend(&test_srv, is_apache ? 0 : 2000);
     snprintf(status_text, sizeof(status_text), "%d", e->status);
     int logged = logwait_count_lines(test_srv.sse_log, status_text, NULL);
     /* A plain HTTP client (curl's Accept): the honest statuses of SPEC §5 */
@@ -150,7 +151,7 @@ START_TEST(test_error_answers)
      * mod_fcgid picks any idle process and a CGI process exits after each request, so
      * behind Apache a crash is what mod_fcgid logs about an exit by signal. */
     cJSON_Delete(e->db == DB_OK ? get_health("/api") : NULL);
-    if (is_lighttpd)
+    if (!is_apache)
         DIAG_CHECK(backend > 0 && !server_is_pid_gone(backend)
                    && server_find_backend(&test_srv, 0) == backend, "the backend pid %ld did "
                    "not survive %s", (long)backend, path);
@@ -240,14 +241,15 @@ START_TEST(test_health_facts)
     cJSON_Delete(health);
     /* streams_open counts the answering process's streams (SPEC §3): mod_fcgid and CGI
      * give the health request a process of its own. */
-    double expected = server_front_end == SERVER_LIGHTTPD ? 1 : 0;
+    double expected = server_front_end_is_apache(server_front_end) ? 0 : 1;
     DIAG_CHECK(open == expected, "health: streams_open %g with one stream open, expected %g",
                open, expected);
     sse_client_close(&stream);
 }
 END_TEST
 
-/* Mount points (lighttpd fastcgi.server prefixes) and the URL prefix of /api under each. */
+/* Mount points (lighttpd fastcgi.server prefixes, nginx location prefixes) and the URL
+ * prefix of /api under each. */
 static const struct { const char *mount, *api; } MOUNTS[] = {
     {"/api/", "/api"},
     {"/app/", "/app/api"},
@@ -266,7 +268,7 @@ apache_mount(int i, char *api, size_t size)
 START_TEST(test_mount_point_independence)
 {
     char api[128];
-    if (server_front_end == SERVER_LIGHTTPD) {
+    if (!server_front_end_is_apache(server_front_end)) {
         server_start(&test_srv, &test_env, &(struct server_options){.mount = MOUNTS[_i].mount});
         snprintf(api, sizeof(api), "%s", MOUNTS[_i].api);
     } else {
@@ -313,8 +315,8 @@ suite_routes(void)
     tcase_add_loop_test(tc, test_soft_refusals, 0, (int)(sizeof(REFUSALS) / sizeof(REFUSALS[0])));
     tcase_add_test(tc, test_health_facts);
     tcase_add_test(tc, test_head_of_stream);
-    int mounts = server_building_front_end == SERVER_LIGHTTPD
-                     ? (int)(sizeof(MOUNTS) / sizeof(MOUNTS[0])) : 2;
+    int mounts = server_front_end_is_apache(server_building_front_end)
+                     ? 2 : (int)(sizeof(MOUNTS) / sizeof(MOUNTS[0]));
     tcase_add_loop_test(tc, test_mount_point_independence, 0, mounts);
     suite_add_tcase(s, tc);
     return s;

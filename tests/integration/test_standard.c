@@ -39,10 +39,18 @@ static const char STREAM_PATH[] = "/api/sessions/s1/events?last_event_id=0";
  * slot for each client and a few for reconnects that overlap a stream's end. */
 static const char *const STD_ENV[] = {"SSE_RETRY_MS", "300", "SSE_THREADS", "12", NULL};
 
+/* nginx_main: main-context lines under nginx, or NULL. */
+static void
+start_server_with(int port, const char *nginx_main)
+{
+    server_start(&test_srv, &test_env, &(struct server_options){.env = STD_ENV, .port = port,
+                                                                .nginx_main = nginx_main});
+}
+
 static void
 start_server(int port)
 {
-    server_start(&test_srv, &test_env, &(struct server_options){.env = STD_ENV, .port = port});
+    start_server_with(port, NULL);
 }
 
 /* Publishes the ids after *last_id up to last, as a producer does, and waits until
@@ -55,18 +63,25 @@ publish_up_to(struct esclient_run *run, long long *last_id, long long last, int 
     esclient_wait_for(run, "message", last, min_clients, STD_WAIT_MS);
 }
 
-/* Starts the server and the clients, waits until every client streams (its connect is in
- * the log), and has ids 1..3 published and received by each. */
+/* Starts the server (with nginx_main under nginx, may be NULL) and the clients, waits
+ * until every client streams (its connect is in the log), and has ids 1..3 published and
+ * received by each. */
 static void
-start_streaming(struct esclient_run *run, long long *last_id)
+start_streaming_with(struct esclient_run *run, long long *last_id, const char *nginx_main)
 {
-    start_server(0);
+    start_server_with(0, nginx_main);
     esclient_start(run, &test_env, test_srv.port, STREAM_PATH, STD_CLIENTS, NULL,
                    STD_DEADLINE_MS);
     logwait_expect_count(test_srv.sse_log, "sse connected session=s1", NULL, STD_CLIENTS,
                          STD_WAIT_MS);
     *last_id = 0;
     publish_up_to(run, last_id, 3, STD_CLIENTS);
+}
+
+static void
+start_streaming(struct esclient_run *run, long long *last_id)
+{
+    start_streaming_with(run, last_id, NULL);
 }
 
 /* Closes session s1: each stream ends after its last event, and a reconnect gets 204. */
@@ -86,10 +101,11 @@ expect_every_client_ended(struct esclient_run *run, long long last_id)
     esclient_expect_ended_with_ids(run, 1, last_id);
 }
 
-/* The limit on concurrent streams of each front end, for the slot test: lighttpd's one
- * backend has STD_SLOTS stream slots (SSE_THREADS; the responder itself refuses the rest),
- * mod_fcgid runs at most STD_SLOTS processes of the class (it holds the rest until one is
- * free), and under CGI Apache has STD_SLOTS workers (the rest wait in the listen queue). */
+/* The limit on concurrent streams of each front end, for the slot test: the one backend of
+ * lighttpd and of nginx has STD_SLOTS stream slots (SSE_THREADS; the responder itself
+ * refuses the rest), mod_fcgid runs at most STD_SLOTS processes of the class (it holds the
+ * rest until one is free), and under CGI Apache has STD_SLOTS workers (the rest wait in the
+ * listen queue). */
 static struct server_options
 slot_limited_options(void)
 {
@@ -114,7 +130,7 @@ START_TEST(test_standard_clients_outlast_full_slots)
                    STD_DEADLINE_MS);
     logwait_expect_count(test_srv.sse_log, "sse connected session=s1", NULL, STD_SLOTS,
                          STD_WAIT_MS);
-    if (server_front_end == SERVER_LIGHTTPD)
+    if (!server_front_end_is_apache(server_front_end))
         logwait_expect_count(test_srv.sse_log, "no_free_stream_slot", NULL,
                              STD_CLIENTS - STD_SLOTS, STD_WAIT_MS);
     long long last_id = 0;
@@ -149,7 +165,10 @@ START_TEST(test_standard_clients_outlast_missing_database)
 END_TEST
 
 /* Every responder process is SIGKILLed mid-stream (what a web server does to a stuck
- * process, or the OOM killer): the web server starts new ones, and the clients resume. */
+ * process, or the OOM killer): the web server starts new ones, and the clients resume.
+ * nginx starts none: there the test starts the backend again, as the service manager
+ * would, once every stream was cut; until then nginx answers 502, which the shipped
+ * snippet turns into a soft refusal. */
 START_TEST(test_standard_clients_outlast_killed_backend)
 {
     struct esclient_run run;
@@ -161,6 +180,10 @@ START_TEST(test_standard_clients_outlast_killed_backend)
     for (size_t i = 0; i < count; i++)
         kill(pids[i], SIGKILL);
     esclient_wait_for(&run, "error", -1, STD_CLIENTS, STD_WAIT_MS);  /* each stream cut */
+    if (server_front_end == SERVER_NGINX) {
+        server_stop_backend(&test_srv);  /* reaps it */
+        server_start_backend(&test_srv, &test_env, &(struct server_options){.env = STD_ENV});
+    }
     publish_up_to(&run, &last_id, 6, STD_CLIENTS);
     expect_every_client_ended(&run, last_id);
 }
@@ -184,6 +207,23 @@ START_TEST(test_standard_clients_outlast_web_server_restart)
 }
 END_TEST
 
+/* nginx reloaded (SIGHUP to its master, as `nginx -s reload` does) with
+ * worker_shutdown_timeout: the old worker keeps the streams, live, until the timeout, then
+ * closes them mid-body; the clients reconnect to the new worker with Last-Event-ID. Rows
+ * are committed before and after the cut. The nginx suite measures the times. */
+START_TEST(test_standard_clients_outlast_nginx_reload)
+{
+    struct esclient_run run;
+    long long last_id;
+    start_streaming_with(&run, &last_id, "worker_shutdown_timeout 1s;");
+    server_signal(&test_srv, SIGHUP);
+    publish_up_to(&run, &last_id, 4, STD_CLIENTS);  /* the old worker still serves them */
+    esclient_wait_for(&run, "error", -1, STD_CLIENTS, STD_WAIT_MS);  /* each stream cut */
+    publish_up_to(&run, &last_id, 6, STD_CLIENTS);
+    expect_every_client_ended(&run, last_id);
+}
+END_TEST
+
 Suite *suite_standard(void);
 
 Suite *
@@ -196,6 +236,10 @@ suite_standard(void)
     tcase_add_test(tc, test_standard_clients_outlast_missing_database);
     tcase_add_test(tc, test_standard_clients_outlast_killed_backend);
     tcase_add_test(tc, test_standard_clients_outlast_web_server_restart);
+    /* nginx only: what its reload (a new certificate, a new site) does to open streams is
+     * nginx's own; Apache's graceful restart is in README's table, measured by hand. */
+    if (server_building_front_end == SERVER_NGINX)
+        tcase_add_test(tc, test_standard_clients_outlast_nginx_reload);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -237,7 +237,8 @@ START_TEST(test_keepalive_when_idle)
         int64_t waited_ms = testenv_now_ms() - start_ms;
         /* Under Apache and CGI, probe lines (a bare ':', SPEC §4.10) share the block. */
         bool is_keepalive = f.data == NULL && strcmp(f.comment, "keepalive") == 0
-                            && (f.comment_lines == 1 || server_front_end != SERVER_LIGHTTPD);
+                            && (f.comment_lines == 1
+                                || server_front_end_is_apache(server_front_end));
         sse_frame_release(&f);
         DIAG_CHECK(is_keepalive, "block %d is not ': keepalive'", i + 1);
         DIAG_CHECK(waited_ms >= 700, "keepalive after %lld ms, before SSE_KEEPALIVE_S=1",

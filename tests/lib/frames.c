@@ -8,6 +8,7 @@
 #include "tests/lib/frames.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,34 @@ frames_expect_soft_refusal(struct sse_client *c, long retry_ms, const char *curs
     sse_client_expect_end(c, 3000);
 }
 
+int
+frames_resume_through_refusals(struct sse_client *c, int port, const char *path,
+                               long long last_id, long retry_ms, int timeout_ms)
+{
+    char header[64], cursor[32];
+    snprintf(header, sizeof(header), "Last-Event-ID: %lld", last_id);
+    snprintf(cursor, sizeof(cursor), "%lld", last_id);
+    const char *const headers[] = {header, NULL};
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    for (int refusals = 0;; refusals++) {
+        sse_client_open(c, port, "GET", path, headers);
+        while (!c->is_body_done && strstr(c->body ? c->body : "", "\ndata:") == NULL
+               && testenv_now_ms() < deadline) {
+            if (!sse_client_has_bytes(c))
+                testenv_poll_step();
+        }
+        if (!c->is_body_done) {
+            DIAG_CHECK(c->status == 200 && testenv_now_ms() < deadline,
+                       "%s: not served within %d ms (%d soft refusals)", c->request,
+                       timeout_ms, refusals);
+            return refusals;
+        }
+        frames_expect_soft_refusal(c, retry_ms, cursor);
+        sse_client_close(c);
+        testenv_poll_step();  /* an EventSource waits retry: ms; the test polls faster */
+    }
+}
+
 void
 frames_expect_clean_body(const struct sse_client *c)
 {
@@ -113,6 +142,15 @@ has_number(const cJSON *json, const char *key, long long want)
 {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, key);
     return cJSON_IsNumber(item) && (long long)item->valuedouble == want;
+}
+
+void
+frames_expect_one_to(const long long *ids, size_t n, long long last, const char *label)
+{
+    for (size_t i = 0; i < n; i++)
+        DIAG_CHECK(ids[i] == (long long)i + 1, "event %zu of %s has id %lld", i + 1, label,
+                   ids[i]);
+    DIAG_CHECK(n == (size_t)last, "%zu events over %s, expected %lld", n, label, last);
 }
 
 void

@@ -32,6 +32,11 @@ size_t frames_read_until(struct sse_client *c, long long last_id, long long *ids
 void frames_expect_ids(struct sse_client *c, const long long *expected, size_t n,
                        int timeout_ms);
 
+/* Fails unless ids[0..n) are exactly 1..last, in order: what the connections of one client
+ * (label, for the message) received in all, on a fresh database, nothing lost or repeated
+ * across a resume. */
+void frames_expect_one_to(const long long *ids, size_t n, long long last, const char *label);
+
 /* Reads the next event and fails unless it is the retention notice of SPEC §4.3: no id,
  * `event: gap`, data {"requested": requested, "resumed_from": resumed_from}. */
 void frames_expect_gap(struct sse_client *c, long long requested, long long resumed_from,
@@ -70,6 +75,15 @@ void frames_expect_refusal(struct sse_client *c, const char *reason_part, long l
  * block is read. Returns the ms it took. */
 long frames_resume(struct sse_client *c, int port, const char *path, long long last_id,
                    int timeout_ms);
+
+/* Resumes path after last_id (Last-Event-ID) as an EventSource does while a front end
+ * answers for a backend that is away: each soft refusal of the front end's own script
+ * (retry: retry_ms, the cursor in id:) is checked in full (frames_expect_soft_refusal) and
+ * followed by a new try, until a stream answers with its first event, which must come
+ * within timeout_ms. The events are left unread for frames_expect_ids. Returns how many
+ * soft refusals came first. */
+int frames_resume_through_refusals(struct sse_client *c, int port, const char *path,
+                                   long long last_id, long retry_ms, int timeout_ms);
 
 /* Fails unless c got a soft refusal (SPEC §4.12), as the responder or a front end's
  * soft-refusal script sends it: 200 text/event-stream, one block of retry: retry_ms, an id:

@@ -1,5 +1,5 @@
 /*
- * server.c - lighttpd spawn and stop by PID (see server.h).
+ * server.c - lighttpd, Apache and nginx spawn and stop by PID (see server.h).
  *
  * Readiness is "the port accepts a connection and the PID we forked has not exited", polled
  * every few ms against a deadline (lighttpd's own tests do the same in
@@ -49,7 +49,13 @@ static const struct {
     [SERVER_LIGHTTPD] = {"", "lighttpd.conf.in", NULL, "lighttpd"},
     [SERVER_APACHE_FCGID] = {"_fcgid", "apache.conf.in", "/fcgi/events.fcgi", "apache2"},
     [SERVER_APACHE_CGI] = {"_cgi", "apache.conf.in", "/cgi/events.cgi", "apache2"},
+    [SERVER_NGINX] = {"_nginx", "nginx.conf.in", NULL, "nginx"},
 };
+
+/* What tests/conf/nginx.conf.in includes in place of the shipped location snippet's own
+ * prefix and socket (write_nginx_location). */
+static const char NGINX_SHIPPED_LOCATION[] = "location /api/ {\n";
+static const char NGINX_SHIPPED_SOCKET[] = "unix:/run/sse-fcgi/sse-fcgi.sock;";
 
 Suite *
 server_suite_create(const char *name)
@@ -61,6 +67,18 @@ server_suite_create(const char *name)
     snprintf(names[used], sizeof(names[used]), "%s%s", name,
              FRONT_ENDS[server_building_front_end].suffix);
     return suite_create(names[used++]);
+}
+
+const char *
+server_front_end_suffix(enum server_front_end front_end)
+{
+    return FRONT_ENDS[front_end].suffix;
+}
+
+bool
+server_front_end_is_apache(enum server_front_end front_end)
+{
+    return front_end == SERVER_APACHE_FCGID || front_end == SERVER_APACHE_CGI;
 }
 
 static void
@@ -79,6 +97,12 @@ static void
 select_apache_cgi(void)
 {
     server_front_end = SERVER_APACHE_CGI;
+}
+
+static void
+select_nginx(void)
+{
+    server_front_end = SERVER_NGINX;
 }
 
 struct testenv test_env;
@@ -103,7 +127,7 @@ TCase *
 server_tcase_create(const char *name)
 {
     static void (*const SELECT[SERVER_FRONT_END_COUNT])(void) = {
-        select_lighttpd, select_apache_fcgid, select_apache_cgi,
+        select_lighttpd, select_apache_fcgid, select_apache_cgi, select_nginx,
     };
     TCase *tc = tcase_create(name);
     tcase_add_unchecked_fixture(tc, SELECT[server_building_front_end], NULL);
@@ -114,7 +138,13 @@ server_tcase_create(const char *name)
 static bool
 is_apache(void)
 {
-    return server_front_end != SERVER_LIGHTTPD;
+    return server_front_end_is_apache(server_front_end);
+}
+
+static bool
+is_nginx(void)
+{
+    return server_front_end == SERVER_NGINX;
 }
 
 const char *
@@ -184,8 +214,9 @@ render_env(char *out, size_t size, const char **pairs, size_t count)
         out[len - 1] = '\0';  /* the template's line end follows */
 }
 
-/* Renders opt->params, the request parameters, into out: SetEnv lines under Apache, one
- * setenv.add-environment under lighttpd (mod_setenv, which the templates load). */
+/* Renders opt->params, the request parameters, into out: SetEnv lines under Apache,
+ * fastcgi_param lines under nginx, one setenv.add-environment under lighttpd (mod_setenv,
+ * which the templates load). */
 static void
 render_params(char *out, size_t size, const struct server_options *opt)
 {
@@ -194,12 +225,14 @@ render_params(char *out, size_t size, const struct server_options *opt)
     for (size_t i = 0; opt && opt->params && opt->params[i] && opt->params[i + 1]; i += 2) {
         const char *name = opt->params[i], *value = opt->params[i + 1];
         int n = is_apache() ? snprintf(out + len, size - len, "SetEnv %s \"%s\"\n", name, value)
+                : is_nginx() ? snprintf(out + len, size - len, "    fastcgi_param %s \"%s\";\n",
+                                        name, value)
                 : snprintf(out + len, size - len, "%s\"%s\" => \"%s\"",
                            len == 0 ? "setenv.add-environment = (" : ", ", name, value);
         DIAG_CHECK(n > 0 && (size_t)n < size - len, "request parameters too long");
         len += (size_t)n;
     }
-    if (len > 0 && !is_apache())
+    if (len > 0 && !is_apache() && !is_nginx())
         DIAG_CHECK(snprintf(out + len, size - len, ")") == 1, "request parameters too long");
 }
 
@@ -231,20 +264,69 @@ render(char *out, size_t size, const char *template, const char *const *values)
     out[len] = '\0';
 }
 
+/* Replaces the one occurrence of old in text (size bytes) with new; fails the test when
+ * old is not there exactly once or the result does not fit. */
+static void
+replace_once(char *text, size_t size, const char *old, const char *new, const char *what)
+{
+    char *at = strstr(text, old);
+    DIAG_CHECK(at != NULL && strstr(at + 1, old) == NULL, "%s: \"%s\" is not there exactly "
+               "once", what, old);
+    size_t old_len = strlen(old), new_len = strlen(new), tail_len = strlen(at + old_len);
+    DIAG_CHECK((size_t)(at - text) + new_len + tail_len < size, "%s: too long", what);
+    memmove(at + new_len, at + old_len, tail_len + 1);
+    memcpy(at, new, new_len);
+}
+
+/* Writes the shipped deploy/nginx/sse-fcgi.conf into the test's dir as out_path, changed
+ * only where a test must differ: the mount instead of /api/, the test's backend socket,
+ * and the request parameters at the top of the location (fastcgi_param is inherited from
+ * an outer level only where a level sets none, and the location sets some). So every
+ * directive a stream passes through behind nginx is the shipped one. Its `include
+ * fastcgi_params` is relative to the configuration's directory: Debian's file is linked
+ * there. */
+static void
+write_nginx_location(const struct server *srv, const struct testenv *env,
+                     const struct server_options *opt, const char *param_lines,
+                     const char *out_path)
+{
+    static char text[SERVER_CONF_MAX];
+    char shipped[TESTENV_PATH_MAX], head[TESTENV_PATH_MAX + 4096];
+    char socket[TESTENV_PATH_MAX + 16], params_link[TESTENV_PATH_MAX];
+    DIAG_CHECK(access("/etc/nginx/fastcgi_params", R_OK) == 0,
+               "/etc/nginx/fastcgi_params is missing: run `make deps` (nginx)");
+    snprintf(shipped, sizeof(shipped), "%s/deploy/nginx/sse-fcgi.conf",
+             testenv_require("SSE_SRC_DIR"));
+    DIAG_CHECK(testenv_read_file(shipped, text, sizeof(text)) > 0, "cannot read %s", shipped);
+    snprintf(head, sizeof(head), "location %s {\n%s", opt && opt->mount ? opt->mount : "/api/",
+             param_lines);
+    replace_once(text, sizeof(text), NGINX_SHIPPED_LOCATION, head, shipped);
+    snprintf(socket, sizeof(socket), "unix:%s;", srv->backend_socket);
+    replace_once(text, sizeof(text), NGINX_SHIPPED_SOCKET, socket, shipped);
+    testenv_write_file(out_path, text, strlen(text));
+    testenv_path(env, "fastcgi_params", params_link, sizeof(params_link));
+    DIAG_CHECK(symlink("/etc/nginx/fastcgi_params", params_link) == 0 || errno == EEXIST,
+               "symlink %s: %s", params_link, strerror(errno));
+}
+
 static void
 write_conf(struct server *srv, const struct testenv *env, const struct server_options *opt)
 {
     static char template[SERVER_CONF_MAX], conf[SERVER_CONF_MAX], env_lines[8192],
         param_lines[4096];
-    char template_path[TESTENV_PATH_MAX], port[16];
+    char template_path[TESTENV_PATH_MAX], port[16], location[TESTENV_PATH_MAX];
+    bool is_lighttpd_external = srv->is_backend_external && !is_nginx();
     snprintf(template_path, sizeof(template_path), "%s/%s", testenv_require("SSE_TEST_CONF"),
-             srv->is_backend_external ? "lighttpd-external.conf.in"
-                                      : FRONT_ENDS[server_front_end].template);
+             is_lighttpd_external ? "lighttpd-external.conf.in"
+                                  : FRONT_ENDS[server_front_end].template);
     DIAG_CHECK(testenv_read_file(template_path, template, sizeof(template)) > 0,
                "cannot read %s", template_path);
     const char *pairs[SERVER_ENV_MAX];
     render_env(env_lines, sizeof(env_lines), pairs, collect_env(pairs, srv, env, opt));
     render_params(param_lines, sizeof(param_lines), opt);
+    testenv_path(env, "sse-fcgi-location.conf", location, sizeof(location));
+    if (is_nginx())
+        write_nginx_location(srv, env, opt, param_lines, location);
     snprintf(port, sizeof(port), "%d", srv->port);
     const char *values[] = {
         "PORT", port, "DIR", env->dir, "DOCROOT", env->dir,
@@ -254,19 +336,25 @@ write_conf(struct server *srv, const struct testenv *env, const struct server_op
         "BIN_ENV", env_lines, "ENV", env_lines, "PARAMS", param_lines,
         "SOCKET", srv->backend_socket,
         "SCRIPT", is_apache() ? FRONT_ENDS[server_front_end].script : "",
-        "APACHE_EXTRA", opt && opt->apache_directives ? opt->apache_directives : "", NULL,
+        "APACHE_EXTRA", opt && opt->apache_directives ? opt->apache_directives : "",
+        "LOCATION", location, "MAIN", opt && opt->nginx_main ? opt->nginx_main : "",
+        "SERVER", opt && opt->nginx_server ? opt->nginx_server : "", NULL,
     };
     render(conf, sizeof(conf), template, values);
     testenv_write_file(srv->conf_path, conf, strlen(conf));
 }
 
 static pid_t
-spawn_lighttpd(const struct server *srv)
+spawn_lighttpd(const struct server *srv, const struct testenv *env)
 {
     const char *const apache[] = {"/usr/sbin/apache2", "-DFOREGROUND", "-f", srv->conf_path,
                                   NULL};
     const char *const lighttpd[] = {"/usr/sbin/lighttpd", "-D", "-f", srv->conf_path, NULL};
-    return testenv_spawn(srv->stdio_log, is_apache() ? apache : lighttpd, NULL, false);
+    /* -e: the log of start-up errors, before the configuration's error_log is read */
+    const char *const nginx[] = {"/usr/sbin/nginx", "-p", env->dir, "-c", srv->conf_path,
+                                 "-e", srv->error_log, "-g", "daemon off;", NULL};
+    return testenv_spawn(srv->stdio_log, is_apache() ? apache : is_nginx() ? nginx : lighttpd,
+                         NULL, false);
 }
 
 static pid_t scan_children(pid_t parent);
@@ -332,8 +420,10 @@ cleanup_hook(void *ctx)
 {
     struct server *srv = ctx;
     diag_unregister(srv);
-    if (srv->pid > 0 && srv->backend_pid < 0 && !is_apache())
+    if (srv->pid > 0 && srv->backend_pid < 0 && !is_apache() && !srv->is_backend_external)
         srv->backend_pid = scan_children(srv->pid);  /* before it is orphaned */
+    if (srv->pid > 0 && is_nginx())
+        testenv_signal_children(srv->pid, SIGKILL, NULL, 0);  /* its workers */
     if (srv->pid > 0) {
         kill(srv->pid, SIGKILL);
         waitpid(srv->pid, NULL, 0);
@@ -391,8 +481,8 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
     srv->pid = srv->backend_pid = -1;
     if (is_apache())
         prepare_apache_dir(env);
-    srv->is_backend_external = opt && opt->is_external_backend && !is_apache();
-    srv->is_backend_socket_held = srv->is_backend_external && opt->is_socket_held;
+    srv->is_backend_external = is_nginx() || (opt && opt->is_external_backend && !is_apache());
+    srv->is_backend_socket_held = srv->is_backend_external && opt && opt->is_socket_held;
     srv->backend_listen_fd = -1;
     if (srv->is_backend_external)
         server_start_backend(srv, env, opt);
@@ -400,7 +490,7 @@ server_start(struct server *srv, const struct testenv *env, const struct server_
     for (int attempt = 0; attempt < SERVER_START_TRIES; attempt++) {
         srv->port = opt && opt->port > 0 ? opt->port : testenv_pick_port();
         write_conf(srv, env, opt);
-        srv->pid = spawn_lighttpd(srv);
+        srv->pid = spawn_lighttpd(srv, env);
         diag_register(srv, dump_hook, cleanup_hook);
         if (wait_ready(srv, &status)) {
             DIAG_CHECK((opt && opt->is_port_ready_enough) || wait_probe(srv, opt),
@@ -483,11 +573,11 @@ hold_backend_socket(struct server *srv)
 /* Runs the responder on the held socket and waits for its "sse started" line: the socket
  * itself accepts (and queues) connections whether a backend runs or not. */
 static void
-start_held_backend(struct server *srv, const char *const *pairs)
+start_held_backend(struct server *srv, const char *bin, const char *const *pairs)
 {
     hold_backend_socket(srv);
     int started = logwait_count_lines(srv->sse_log, "sse started", NULL);
-    const char *const argv[] = {testenv_require("SSE_FCGI_BIN"), NULL};
+    const char *const argv[] = {bin, NULL};
     pid_t pid = testenv_spawn_stdin(srv->backend_stdio_log, argv, pairs, false,
                                     srv->backend_listen_fd);
     srv->backend_pid = pid;
@@ -513,14 +603,15 @@ server_start_backend(struct server *srv, const struct testenv *env,
 {
     const char *pairs[SERVER_ENV_MAX + 1];
     pairs[collect_env(pairs, srv, env, opt)] = NULL;
+    const char *bin = opt && opt->bin ? opt->bin : testenv_require("SSE_FCGI_BIN");
     if (srv->is_backend_socket_held) {
-        start_held_backend(srv, pairs);
+        start_held_backend(srv, bin, pairs);
         return;
     }
     unlink(srv->backend_socket);  /* spawn-fcgi refuses a socket path in use */
     /* -n: spawn-fcgi execs the responder in its own place (same PID, our child) */
     const char *const argv[] = {"spawn-fcgi", "-n", "-s", srv->backend_socket, "-M", "0600",
-                                "--", testenv_require("SSE_FCGI_BIN"), NULL};
+                                "--", bin, NULL};
     pid_t pid = testenv_spawn(srv->backend_stdio_log, argv, pairs, false);
     srv->backend_pid = pid;
     int64_t deadline = testenv_now_ms() + SERVER_READY_MS;
@@ -712,6 +803,8 @@ server_stop(struct server *srv)
     if (srv->pid > 0 && srv->backend_pid < 0 && !is_apache() && !srv->is_backend_external)
         server_find_backend(srv, 0);
     if (srv->pid > 0 && kill(srv->pid, SIGTERM) == 0 && !server_wait_exit(srv, SERVER_STOP_MS)) {
+        if (is_nginx())
+            testenv_signal_children(srv->pid, SIGKILL, NULL, 0);  /* its workers */
         kill(srv->pid, SIGKILL);
         waitpid(srv->pid, NULL, 0);
         srv->pid = -1;
@@ -731,10 +824,15 @@ server_stop(struct server *srv)
 void
 server_dump(const struct server *srv)
 {
-    fprintf(stderr, "=== %s pid %ld on 127.0.0.1:%d, conf %s ===\n",
-            FRONT_ENDS[server_front_end].program, (long)srv->pid, srv->port, srv->conf_path);
-    diag_print_file("lighttpd error log", srv->error_log, 16384);
-    diag_print_file("lighttpd stdout/stderr (backend stderr)", srv->stdio_log, 16384);
+    const char *name = FRONT_ENDS[server_front_end].program;
+    char label[96];
+    fprintf(stderr, "=== %s pid %ld on 127.0.0.1:%d, conf %s ===\n", name, (long)srv->pid,
+            srv->port, srv->conf_path);
+    snprintf(label, sizeof(label), "%s error log", name);
+    diag_print_file(label, srv->error_log, 16384);
+    snprintf(label, sizeof(label), "%s stdout/stderr%s", name,
+             srv->is_backend_external ? "" : " (backend stderr)");
+    diag_print_file(label, srv->stdio_log, 16384);
     diag_print_file("SSE_LOG", srv->sse_log, 32768);
     if (srv->is_backend_external)
         diag_print_file("spawn-fcgi stdout/stderr", srv->backend_stdio_log, 8192);

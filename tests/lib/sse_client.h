@@ -32,6 +32,9 @@ struct sse_client {
     size_t chunk_left;                  /* bytes left in this chunk / Content-Length */
     char *body;                         /* decoded body, NUL-terminated; owned */
     size_t body_len, body_cap, body_pos; /* body_pos: parsed into blocks up to here */
+    size_t line_pos, scan_pos;          /* the block from body_pos is whole lines up to
+                                         * line_pos, then one without its end up to
+                                         * scan_pos (0: not scanned yet) */
     bool is_eof;                        /* the peer closed */
     bool is_body_done;                  /* last chunk, Content-Length reached, or EOF */
     const char *framing_error;          /* bad chunked encoding; NULL when fine */

@@ -163,34 +163,151 @@ print_summary(long inserted, double took_s, double max_commit_s)
            (double)inserted / took_s, max_commit_s * 1000);
 }
 
-/* --nchan-port: the same events and pacing, published to nchan instead of INSERTed. */
-static int
-publish_nchan(int port, long sessions, double rate, long batch, double seconds)
+/* Where the events go: begin a batch, add one event to it (its session, and its data JSON
+ * with the stamp just taken), end it (commit, or send it and read every answer). */
+struct target {
+    void (*begin)(void *ctx);
+    void (*add)(void *ctx, const char *session, const char *data);
+    void (*end)(void *ctx);
+    void *ctx;
+};
+
+/* Publishes round-robin over sessions bench-0..sessions-1, batch events per begin/end, paced to
+ * rate (0: as fast as it can), for seconds or until SIGTERM, then prints the summary, whose
+ * max_commit_ms is the longest begin-to-end. */
+static void
+publish(const struct target *t, long sessions, double rate, long batch, double seconds)
 {
-    int fd = connect_nchan(port);
-    static char out[OUT_BYTES];
-    char id[32], body[128];
+    char id[32], data[96];
     double start = now_s(CLOCK_MONOTONIC), max_batch_s = 0;
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     long published = 0;
     while (!is_stop_requested && now_s(CLOCK_MONOTONIC) - start < seconds) {
         double begun = now_s(CLOCK_MONOTONIC);
-        size_t len = 0;
+        t->begin(t->ctx);
         for (long i = 0; i < batch; i++, published++) {
             snprintf(id, sizeof(id), "bench-%ld", published % sessions);
             long long t_us = (long long)(now_s(CLOCK_REALTIME) * 1e6);
-            snprintf(body, sizeof(body), "{\"data\":{\"t_us\":%lld,\"seq\":%ld}}", t_us,
-                     published);
-            append_post(out, &len, id, body);
+            snprintf(data, sizeof(data), "{\"t_us\":%lld,\"seq\":%ld}", t_us, published);
+            t->add(t->ctx, id, data);
         }
-        send_posts(fd, out, len, batch);
+        t->end(t->ctx);
         double batch_s = now_s(CLOCK_MONOTONIC) - begun;
         max_batch_s = batch_s > max_batch_s ? batch_s : max_batch_s;
         pace(&next, batch, rate);
     }
     print_summary(published, now_s(CLOCK_MONOTONIC) - start, max_batch_s);
-    close(fd);
+}
+
+/* --nchan-port: a batch is its POSTs, pipelined in one write. */
+struct nchan_target {
+    int fd;
+    size_t len;             /* bytes of out in use */
+    long count;             /* POSTs in out */
+    char out[OUT_BYTES];
+};
+
+static void
+begin_nchan_batch(void *ctx)
+{
+    struct nchan_target *n = ctx;
+    n->len = 0;
+    n->count = 0;
+}
+
+static void
+add_nchan_event(void *ctx, const char *session, const char *data)
+{
+    struct nchan_target *n = ctx;
+    char body[128];
+    snprintf(body, sizeof(body), "{\"data\":%s}", data);
+    append_post(n->out, &n->len, session, body);
+    n->count++;
+}
+
+static void
+end_nchan_batch(void *ctx)
+{
+    struct nchan_target *n = ctx;
+    send_posts(n->fd, n->out, n->len, n->count);
+}
+
+static int
+publish_nchan(int port, long sessions, double rate, long batch, double seconds)
+{
+    struct nchan_target *n = calloc(1, sizeof(*n));  /* 32 KiB: off the stack */
+    if (n == NULL)
+        die_errno("producer");
+    n->fd = connect_nchan(port);
+    const struct target t = {begin_nchan_batch, add_nchan_event, end_nchan_batch, n};
+    publish(&t, sessions, rate, batch, seconds);
+    close(n->fd);
+    free(n);
+    return 0;
+}
+
+/* --db: a batch is one transaction of prepared INSERTs. */
+struct sqlite_target {
+    sqlite3 *db;
+    sqlite3_stmt *insert;
+    const char *type;       /* borrowed: argv */
+};
+
+static void
+begin_sqlite_batch(void *ctx)
+{
+    exec(((struct sqlite_target *)ctx)->db, "BEGIN");
+}
+
+static void
+add_sqlite_event(void *ctx, const char *session, const char *data)
+{
+    struct sqlite_target *s = ctx;
+    sqlite3_bind_text(s->insert, 1, session, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s->insert, 2, s->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->insert, 3, data, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(s->insert) != SQLITE_DONE)
+        die(s->db, "insert event");
+    sqlite3_reset(s->insert);
+}
+
+static void
+end_sqlite_batch(void *ctx)
+{
+    exec(((struct sqlite_target *)ctx)->db, "COMMIT");
+}
+
+static int
+publish_sqlite(const char *db_path, long sessions, double rate, long batch, double seconds,
+               const char *type)
+{
+    struct sqlite_target s = {.type = type};
+    if (sqlite3_open(db_path, &s.db) != SQLITE_OK)
+        die(s.db, "open");
+    sqlite3_busy_timeout(s.db, 5000);
+    exec(s.db, "PRAGMA synchronous=NORMAL");
+    sqlite3_stmt *session = NULL;
+    if (sqlite3_prepare_v2(s.db, "INSERT OR IGNORE INTO sessions(id) VALUES (?1)", -1, &session,
+                           NULL) != SQLITE_OK
+        || sqlite3_prepare_v2(s.db, "INSERT INTO events(session_id, type, data) "
+                              "VALUES (?1, ?2, ?3)", -1, &s.insert, NULL) != SQLITE_OK)
+        die(s.db, "prepare");
+    char id[32];
+    exec(s.db, "BEGIN");
+    for (long i = 0; i < sessions; i++) {
+        snprintf(id, sizeof(id), "bench-%ld", i);
+        sqlite3_bind_text(session, 1, id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(session) != SQLITE_DONE)
+            die(s.db, "insert session");
+        sqlite3_reset(session);
+    }
+    exec(s.db, "COMMIT");
+    const struct target t = {begin_sqlite_batch, add_sqlite_event, end_sqlite_batch, &s};
+    publish(&t, sessions, rate, batch, seconds);
+    sqlite3_finalize(session);
+    sqlite3_finalize(s.insert);
+    sqlite3_close(s.db);
     return 0;
 }
 
@@ -227,58 +344,9 @@ main(int argc, char **argv)
                 "--duration S [--batch B] [--type T]\n");
         return 2;
     }
-    if (nchan_port > 0)
-        return publish_nchan(nchan_port, sessions, rate, batch, seconds);
-    sqlite3 *db = NULL;
-    if (sqlite3_open(db_path, &db) != SQLITE_OK)
-        die(db, "open");
-    sqlite3_busy_timeout(db, 5000);
-    exec(db, "PRAGMA synchronous=NORMAL");
-    sqlite3_stmt *session = NULL, *insert = NULL;
-    if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO sessions(id) VALUES (?1)", -1, &session,
-                           NULL) != SQLITE_OK
-        || sqlite3_prepare_v2(db, "INSERT INTO events(session_id, type, data) VALUES (?1, ?2, ?3)",
-                              -1, &insert, NULL) != SQLITE_OK)
-        die(db, "prepare");
-    char id[32], data[96];
-    exec(db, "BEGIN");
-    for (long i = 0; i < sessions; i++) {
-        snprintf(id, sizeof(id), "bench-%ld", i);
-        sqlite3_bind_text(session, 1, id, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(session) != SQLITE_DONE)
-            die(db, "insert session");
-        sqlite3_reset(session);
-    }
-    exec(db, "COMMIT");
-    double start = now_s(CLOCK_MONOTONIC);
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    long inserted = 0;
-    double max_commit_s = 0;
     struct sigaction on_term = {.sa_handler = request_stop};  /* no SA_RESTART: wakes the sleep */
     sigaction(SIGTERM, &on_term, NULL);
-    while (!is_stop_requested && now_s(CLOCK_MONOTONIC) - start < seconds) {
-        double begun = now_s(CLOCK_MONOTONIC);
-        exec(db, "BEGIN");
-        for (long i = 0; i < batch; i++, inserted++) {
-            snprintf(id, sizeof(id), "bench-%ld", inserted % sessions);
-            long long t_us = (long long)(now_s(CLOCK_REALTIME) * 1e6);
-            snprintf(data, sizeof(data), "{\"t_us\":%lld,\"seq\":%ld}", t_us, inserted);
-            sqlite3_bind_text(insert, 1, id, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(insert, 2, type, -1, SQLITE_STATIC);
-            sqlite3_bind_text(insert, 3, data, -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(insert) != SQLITE_DONE)
-                die(db, "insert event");
-            sqlite3_reset(insert);
-        }
-        exec(db, "COMMIT");
-        double commit_s = now_s(CLOCK_MONOTONIC) - begun;
-        max_commit_s = commit_s > max_commit_s ? commit_s : max_commit_s;
-        pace(&next, batch, rate);
-    }
-    print_summary(inserted, now_s(CLOCK_MONOTONIC) - start, max_commit_s);
-    sqlite3_finalize(session);
-    sqlite3_finalize(insert);
-    sqlite3_close(db);
-    return 0;
+    if (nchan_port > 0)
+        return publish_nchan(nchan_port, sessions, rate, batch, seconds);
+    return publish_sqlite(db_path, sessions, rate, batch, seconds, type);
 }

@@ -28,7 +28,8 @@ PKG_LIBS     = $(shell pkg-config --libs $(PKGS))
 CRYPTO_LIBS  = $(shell pkg-config --libs libcrypto)
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
-# libpq is the test runner's only (tests/lib/pg.c, the PostgreSQL suites), never the responder's.
+# libpq is the test runner's (tests/lib/pg.c, the PostgreSQL suites) and the bench producer's
+# (--pg, scenario h), never the responder's.
 PQ_CFLAGS    = $(shell pkg-config --cflags libpq)
 PQ_LIBS      = $(shell pkg-config --libs libpq)
 
@@ -211,7 +212,7 @@ $(BUILD)/bench/loadgen: tests/bench/loadgen.c
 
 $(BUILD)/bench/producer: tests/bench/producer.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(PKG_LIBS) $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) $(PQ_CFLAGS) -O2 -o $@ $< $(PKG_LIBS) $(PQ_LIBS) $(LDFLAGS)
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sse-fcgi

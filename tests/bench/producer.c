@@ -5,6 +5,7 @@
  *
  *   producer --db PATH --sessions M --rate R --duration S [--batch B] [--type T]
  *   producer --nchan-port P --sessions M --rate R --duration S [--batch B]
+ *   producer --pg CONNINFO --sessions M --rate R --duration S [--batch B] [--type T]
  *
  * --rate 0 inserts as fast as it can. Rows go round-robin over sessions bench-0..M-1 (which
  * it creates), B rows per transaction. Pacing sleeps until absolute deadlines
@@ -17,11 +18,19 @@
  * {"data":{"t_us":…,"seq":…}} the load client reads, stamped as the POST is built; a batch
  * is B POSTs pipelined in one write, and W is then the longest batch, every answer
  * (201/202) read.
+ *
+ * --pg commits into PostgreSQL's shared log instead (deploy/postgresql/schema.sql; make
+ * bench's h, where relays copy it into the web nodes' SQLite files): one connection, the
+ * sessions made in one INSERT ... ON CONFLICT DO NOTHING, then a prepared INSERT per event,
+ * each its own transaction (autocommit) when B is 1, else B in one BEGIN ... COMMIT. The
+ * stamp is taken just before the INSERT is sent, so latency runs from the start of its
+ * commit; W is the longest INSERT (or BEGIN-to-COMMIT), the trigger and its lock included.
  */
 #define _GNU_SOURCE /* getopt_long */
 
 #include <arpa/inet.h>
 #include <getopt.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -311,10 +320,89 @@ publish_sqlite(const char *db_path, long sessions, double rate, long batch, doub
     return 0;
 }
 
+/* --pg: a batch is one autocommitted INSERT, or B in one transaction. */
+struct pg_target {
+    PGconn *conn;
+    long batch;
+    const char *type;       /* borrowed: argv */
+};
+
+static void
+die_pg(PGconn *conn, PGresult *res, const char *what)
+{
+    fprintf(stderr, "producer: %s: %s", what,
+            res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+    exit(1);
+}
+
+/* Runs sql (or the statement prepared as name, when sql is NULL) with params; any answer
+ * but success ends the run. */
+static void
+exec_pg(PGconn *conn, const char *sql, const char *name, int count, const char *const *params)
+{
+    PGresult *res = sql != NULL ? PQexecParams(conn, sql, count, NULL, params, NULL, NULL, 0)
+                                : PQexecPrepared(conn, name, count, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        die_pg(conn, res, sql != NULL ? sql : name);
+    PQclear(res);
+}
+
+/* BEGIN or COMMIT around a batch of more than one event; one alone autocommits. */
+static void
+bracket_pg_batch(const struct pg_target *p, const char *sql)
+{
+    if (p->batch > 1)
+        exec_pg(p->conn, sql, NULL, 0, NULL);
+}
+
+static void
+begin_pg_batch(void *ctx)
+{
+    bracket_pg_batch(ctx, "BEGIN");
+}
+
+static void
+add_pg_event(void *ctx, const char *session, const char *data)
+{
+    struct pg_target *p = ctx;
+    const char *const params[] = {session, p->type, data};
+    exec_pg(p->conn, NULL, "event", 3, params);
+}
+
+static void
+end_pg_batch(void *ctx)
+{
+    bracket_pg_batch(ctx, "COMMIT");
+}
+
+static int
+publish_pg(const char *conninfo, long sessions, double rate, long batch, double seconds,
+           const char *type)
+{
+    struct pg_target p = {.conn = PQconnectdb(conninfo), .batch = batch, .type = type};
+    if (PQstatus(p.conn) != CONNECTION_OK)
+        die_pg(p.conn, NULL, "connect");
+    char count[24];
+    snprintf(count, sizeof(count), "%ld", sessions);
+    const char *const params[] = {count};
+    exec_pg(p.conn, "INSERT INTO sessions(id) SELECT 'bench-' || i "
+            "FROM generate_series(0, $1::bigint - 1) AS i ON CONFLICT (id) DO NOTHING", NULL,
+            1, params);
+    PGresult *res = PQprepare(p.conn, "event", "INSERT INTO events(session_id, type, data) "
+                              "VALUES ($1, $2, $3)", 3, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        die_pg(p.conn, res, "prepare");
+    PQclear(res);
+    const struct target t = {begin_pg_batch, add_pg_event, end_pg_batch, &p};
+    publish(&t, sessions, rate, batch, seconds);
+    PQfinish(p.conn);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-    const char *db_path = NULL, *type = "llm_text_delta";
+    const char *db_path = NULL, *pg = NULL, *type = "llm_text_delta";
     long sessions = 1, batch = 1;
     int nchan_port = 0;
     double rate = 0, seconds = 10;
@@ -323,7 +411,7 @@ main(int argc, char **argv)
         {"rate", required_argument, NULL, 'r'}, {"duration", required_argument, NULL, 's'},
         {"seconds", required_argument, NULL, 's'},
         {"batch", required_argument, NULL, 'b'}, {"type", required_argument, NULL, 't'},
-        {"nchan-port", required_argument, NULL, 'n'},
+        {"nchan-port", required_argument, NULL, 'n'}, {"pg", required_argument, NULL, 'g'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -336,17 +424,21 @@ main(int argc, char **argv)
         case 'b': batch = atol(optarg); break;
         case 't': type = optarg; break;
         case 'n': nchan_port = atoi(optarg); break;
+        case 'g': pg = optarg; break;
         default: return 2;
         }
     }
-    if ((db_path == NULL) == (nchan_port <= 0) || sessions < 1 || batch < 1 || seconds <= 0) {
-        fprintf(stderr, "usage: producer {--db PATH | --nchan-port P} --sessions M --rate R "
-                "--duration S [--batch B] [--type T]\n");
+    int targets = (db_path != NULL) + (nchan_port > 0) + (pg != NULL);
+    if (targets != 1 || sessions < 1 || batch < 1 || seconds <= 0) {
+        fprintf(stderr, "usage: producer {--db PATH | --nchan-port P | --pg CONNINFO} "
+                "--sessions M --rate R --duration S [--batch B] [--type T]\n");
         return 2;
     }
     struct sigaction on_term = {.sa_handler = request_stop};  /* no SA_RESTART: wakes the sleep */
     sigaction(SIGTERM, &on_term, NULL);
     if (nchan_port > 0)
         return publish_nchan(nchan_port, sessions, rate, batch, seconds);
+    if (pg != NULL)
+        return publish_pg(pg, sessions, rate, batch, seconds, type);
     return publish_sqlite(db_path, sessions, rate, batch, seconds, type);
 }

@@ -197,14 +197,15 @@ run: deps
 	@deploy/demo/run.sh $(abspath $(BIN))
 
 # Issue 4: the scenarios of the Performance table in README.md and issue 13's g (10,000
-# streams), against a real lighttpd, and f1-f4 against Apache + mod_fcgid; each also against
-# nginx + nchan. BENCH_SCENARIOS="a c" and BENCH_SECONDS=5 run a part, shorter.
+# streams), against a real lighttpd, issue 14's h (two web nodes, each with its relay, on one
+# PostgreSQL log), and f1-f4 against Apache + mod_fcgid; each also against nginx + nchan.
+# BENCH_SCENARIOS="a c" and BENCH_SECONDS=5 run a part, shorter.
 BENCH_TOOLS := $(BUILD)/bench/loadgen $(BUILD)/bench/producer
 
-bench: deps $(BIN) $(BENCH_TOOLS)
+bench: deps $(BIN) $(RELAY_BIN) $(BENCH_TOOLS)
 	@$(MAKE) --no-print-directory deps EXTRA_DEB_PKGS="$(BENCH_DEB_PKGS)"
 	@tests/bench/run.sh $(abspath $(BIN)) $(abspath schema.sql) $(abspath $(BUILD)/bench) \
-	    $(abspath $(BUILD)/bench-run)
+	    $(abspath $(BUILD)/bench-run) $(abspath $(RELAY_BIN))
 
 $(BUILD)/bench/loadgen: tests/bench/loadgen.c
 	@mkdir -p $(@D)

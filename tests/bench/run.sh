@@ -743,7 +743,7 @@ start_pg() {
     pg_pid=$!
     pg_conninfo="host=127.0.0.1 port=$pg_port user=sse"
     wait_for "postgres on port $pg_port" 30 "$pg_bin/pg_isready" -q -h 127.0.0.1 \
-        -p "$pg_port" || return 1
+        -p "$pg_port" -U sse -d postgres || return 1
     psql_h postgres -f "$pg_schema" > /dev/null
 }
 

@@ -4,7 +4,7 @@
 # SCHEMA TOOLS_DIR WORK_DIR [RELAY_BIN] (default: sse-fcgi-relay beside BIN).
 # BENCH_SCENARIOS="a b c d e" picks scenarios (default all: a b c d e g h f1 f2 f3 f4 p, about
 # 6 minutes; f4 alone takes about 45 s, 20 of them mod_fcgid starting 1,000 processes, g
-# about 35 s, h about 50 s), BENCH_SECONDS (default 10) the length of the timed ones.
+# about 35 s, h about 40 s), BENCH_SECONDS (default 10) the length of the timed ones.
 #
 # Each scenario gets a fresh database and a fresh lighttpd on a free loopback port. The
 # load client (loadgen) connects every stream, then creates a ready file; the producer

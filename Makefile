@@ -35,7 +35,8 @@ PKG_LIBS     = $(shell pkg-config --libs $(PKGS))
 CRYPTO_LIBS  = $(shell pkg-config --libs libcrypto)
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
-# libpq is the test runner's only (tests/lib/pg.c, the PostgreSQL suites), never the responder's.
+# libpq is the test runner's (tests/lib/pg.c, the PostgreSQL suites) and the bench producer's
+# (--pg, scenario h), never the responder's.
 PQ_CFLAGS    = $(shell pkg-config --cflags libpq)
 PQ_LIBS      = $(shell pkg-config --libs libpq)
 
@@ -205,14 +206,15 @@ run: deps
 	@deploy/demo/run.sh $(abspath $(BIN))
 
 # Issue 4: the scenarios of the Performance table in README.md and issue 13's g (10,000
-# streams), against a real lighttpd, and f1-f4 against Apache + mod_fcgid; each also against
-# nginx + nchan. BENCH_SCENARIOS="a c" and BENCH_SECONDS=5 run a part, shorter.
+# streams), against a real lighttpd, issue 14's h (two web nodes, each with its relay, on one
+# PostgreSQL log), and f1-f4 against Apache + mod_fcgid; each also against nginx + nchan.
+# BENCH_SCENARIOS="a c" and BENCH_SECONDS=5 run a part, shorter.
 BENCH_TOOLS := $(BUILD)/bench/loadgen $(BUILD)/bench/producer
 
-bench: deps $(BIN) $(BENCH_TOOLS)
+bench: deps $(BIN) $(RELAY_BIN) $(BENCH_TOOLS)
 	@$(MAKE) --no-print-directory deps EXTRA_DEB_PKGS="$(BENCH_DEB_PKGS)"
 	@tests/bench/run.sh $(abspath $(BIN)) $(abspath schema.sql) $(abspath $(BUILD)/bench) \
-	    $(abspath $(BUILD)/bench-run)
+	    $(abspath $(BUILD)/bench-run) $(abspath $(RELAY_BIN))
 
 $(BUILD)/bench/loadgen: tests/bench/loadgen.c
 	@mkdir -p $(@D)
@@ -220,7 +222,7 @@ $(BUILD)/bench/loadgen: tests/bench/loadgen.c
 
 $(BUILD)/bench/producer: tests/bench/producer.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(PKG_LIBS) $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) $(PQ_CFLAGS) -O2 -o $@ $< $(PKG_LIBS) $(PQ_LIBS) $(LDFLAGS)
 
 # make install / make uninstall. Every file install puts in place, one entry each, as
 # <mode>:<source>:<path below PREFIX>; uninstall removes exactly these, so the two cannot

@@ -1,26 +1,28 @@
 /*
  * loadgen.c - the benchmark's load client: many SSE connections in one epoll loop.
  *
- *   loadgen --port P --streams N --sessions M --duration S [--path T] [--ready-file F]
- *           [--nchan] [--connect-limit L] [--connect-window W] [--connect-stall Q]
+ *   loadgen --port P [--port P2 ...] --streams N --sessions M --duration S [--path T]
+ *           [--ready-file F] [--nchan] [--connect-limit L] [--connect-window W]
+ *           [--connect-stall Q]
  *
  * Opens N HTTP/1.1 GETs of T with %d = i % M (default /api/sessions/bench-%d/events, the
- * producer's sessions), at most W (default 256) on their way at a time, decodes chunked
- * bodies and SSE blocks, and for each event reads the producer's stamp (data.t_us,
- * wall-clock µs, with cJSON) to compute delivery latency. Once every stream has settled -
- * its 200 and opening block, or a refusal (any other status, or sse-fcgi's soft refusal: a
- * 200 whose block says `: sse-fcgi unavailable: ...`, when its slots run out) - or L
- * seconds (default 30) passed, or Q (default 10) without a stream settling (a server out
- * of descriptors takes no more, and those on their way would wait out L), it creates F
- * (the driver then starts the producer) and reads for S seconds with the streams that
- * opened; connected= says how many, connect_s= how long that took. A stream holds its
- * buffers only as long as its lines are (and its head's only while that is read), so
- * 10,000 streams cost a few MB here. Ids must grow on every stream; anything else is an
- * error. --nchan reads nginx + nchan's EventSource instead (the bench's reference): its
- * body is not chunked (nginx ends it by closing), its opening block is the comment `: hi`,
- * and its ids are `<time>:<tag>`, which must grow as the pair (time, tag).
- * Prints one line: streams= connected= connect_s= events= events_per_s= p50_ms= p90_ms=
- * p99_ms= max_ms= errors=.
+ * producer's sessions), stream i to the (i % K)th of its K ports (8 at most; make bench's h:
+ * two web nodes, one latency distribution over both), at most W (default 256) on their way
+ * at a time, decodes chunked bodies and SSE blocks, and for each event reads the producer's
+ * stamp (data.t_us, wall-clock µs, with cJSON) to compute delivery latency. Once every
+ * stream has settled - its 200 and opening block, or a refusal (any other status, or
+ * sse-fcgi's soft refusal: a 200 whose block says `: sse-fcgi unavailable: ...`, when its
+ * slots run out) - or L seconds (default 30) passed, or Q (default 10) without a stream
+ * settling (a server out of descriptors takes no more, and those on their way would wait out
+ * L), it creates F (the driver then starts the producer) and reads for S seconds with the
+ * streams that opened; connected= says how many, connect_s= how long that took. A stream
+ * holds its buffers only as long as its lines are (and its head's only while that is read),
+ * so 10,000 streams cost a few MB here. Ids must grow on every stream; anything else is an
+ * error. --nchan reads nginx + nchan's EventSource instead (the bench's reference): its body
+ * is not chunked (nginx ends it by closing), its opening block is the comment `: hi`, and
+ * its ids are `<time>:<tag>`, which must grow as the pair (time, tag). Prints one line:
+ * streams= connected= connect_s= events= events_per_s= p50_ms= p90_ms= p99_ms= max_ms=
+ * errors=.
  */
 #define _GNU_SOURCE /* getopt_long */
 
@@ -41,7 +43,7 @@
 #include <unistd.h>
 
 enum body_state { HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, PLAIN };
-enum { LINE_MAX_BYTES = 65536, LINE_START_BYTES = 256, HEAD_MAX = 8192 };
+enum { LINE_MAX_BYTES = 65536, LINE_START_BYTES = 256, HEAD_MAX = 8192, LOADGEN_PORTS_MAX = 8 };
 
 /* A line of text that grows as needed, up to LINE_MAX_BYTES with its '\0': a stream holds
  * only what its longest line needed (the bench's events are about 100 bytes), not 64 KiB. */
@@ -343,7 +345,8 @@ percentile_ms(double p)
 int
 main(int argc, char **argv)
 {
-    int port = 0;
+    int ports[LOADGEN_PORTS_MAX], port_count = 0;
+    bool has_bad_port = false;
     long streams = 1, sessions = 1, window = 256;
     double seconds = 10, connect_limit = 30, connect_stall = 10;
     const char *ready_file = NULL, *path_template = "/api/sessions/bench-%d/events";
@@ -359,7 +362,10 @@ main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "", OPTIONS, NULL)) != -1) {
         switch (opt) {
-        case 'p': port = atoi(optarg); break;
+        case 'p':
+            if (port_count == LOADGEN_PORTS_MAX || (ports[port_count++] = atoi(optarg)) <= 0)
+                has_bad_port = true;
+            break;
         case 'n': streams = atol(optarg); break;
         case 'm': sessions = atol(optarg); break;
         case 's': seconds = atof(optarg); break;
@@ -373,11 +379,11 @@ main(int argc, char **argv)
         }
     }
     const char *percent = strchr(path_template, '%');
-    if (port <= 0 || streams < 1 || sessions < 1 || seconds <= 0 || connect_limit <= 0
-        || connect_stall <= 0 || window < 1 || percent == NULL || percent[1] != 'd'
-        || strchr(percent + 2, '%') != NULL) {
-        fprintf(stderr, "usage: loadgen --port P --streams N --sessions M --duration S "
-                "[--path TEMPLATE-WITH-ONE-%%d] [--ready-file F] [--nchan] "
+    if (port_count == 0 || has_bad_port || streams < 1 || sessions < 1 || seconds <= 0
+        || connect_limit <= 0 || connect_stall <= 0 || window < 1 || percent == NULL
+        || percent[1] != 'd' || strchr(percent + 2, '%') != NULL) {
+        fprintf(stderr, "usage: loadgen --port P [--port P2 ...] --streams N --sessions M "
+                "--duration S [--path TEMPLATE-WITH-ONE-%%d] [--ready-file F] [--nchan] "
                 "[--connect-limit S] [--connect-window W] [--connect-stall S]\n");
         return 2;
     }
@@ -412,8 +418,8 @@ main(int argc, char **argv)
          * 10,000 connects at once would overflow the listen backlogs (the web server's, and
          * its backend's), and a dropped SYN waits 1 s, then 3, for its retry. */
         while (!is_measuring && started < streams && started - opened - refused < window) {
-            struct conn *c = &conns[started++];
-            c->fd = open_conn(port);
+            struct conn *c = &conns[started];
+            c->fd = open_conn(ports[started++ % port_count]);
             struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
             epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
         }

@@ -5,6 +5,7 @@
  *
  *   producer --db PATH --sessions M --rate R --duration S [--batch B] [--type T]
  *   producer --nchan-port P --sessions M --rate R --duration S [--batch B]
+ *   producer --pg CONNINFO --sessions M --rate R --duration S [--batch B] [--type T]
  *
  * --rate 0 inserts as fast as it can. Rows go round-robin over sessions bench-0..M-1 (which
  * it creates), B rows per transaction. Pacing sleeps until absolute deadlines
@@ -17,11 +18,19 @@
  * {"data":{"t_us":…,"seq":…}} the load client reads, stamped as the POST is built; a batch
  * is B POSTs pipelined in one write, and W is then the longest batch, every answer
  * (201/202) read.
+ *
+ * --pg commits into PostgreSQL's shared log instead (deploy/postgresql/schema.sql; make
+ * bench's h, where relays copy it into the web nodes' SQLite files): one connection, the
+ * sessions made in one INSERT ... ON CONFLICT DO NOTHING, then a prepared INSERT per event,
+ * each its own transaction (autocommit) when B is 1, else B in one BEGIN ... COMMIT. The
+ * stamp is taken just before the INSERT is sent, so latency runs from the start of its
+ * commit; W is the longest INSERT (or BEGIN-to-COMMIT), the trigger and its lock included.
  */
 #define _GNU_SOURCE /* getopt_long */
 
 #include <arpa/inet.h>
 #include <getopt.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -163,41 +172,237 @@ print_summary(long inserted, double took_s, double max_commit_s)
            (double)inserted / took_s, max_commit_s * 1000);
 }
 
-/* --nchan-port: the same events and pacing, published to nchan instead of INSERTed. */
-static int
-publish_nchan(int port, long sessions, double rate, long batch, double seconds)
+/* Where the events go: begin a batch, add one event to it (its session, and its data JSON
+ * with the stamp just taken), end it (commit, or send it and read every answer). */
+struct target {
+    void (*begin)(void *ctx);
+    void (*add)(void *ctx, const char *session, const char *data);
+    void (*end)(void *ctx);
+    void *ctx;
+};
+
+/* Publishes round-robin over sessions bench-0..sessions-1, batch events per begin/end, paced to
+ * rate (0: as fast as it can), for seconds or until SIGTERM, then prints the summary, whose
+ * max_commit_ms is the longest begin-to-end. */
+static void
+publish(const struct target *t, long sessions, double rate, long batch, double seconds)
 {
-    int fd = connect_nchan(port);
-    static char out[OUT_BYTES];
-    char id[32], body[128];
+    char id[32], data[96];
     double start = now_s(CLOCK_MONOTONIC), max_batch_s = 0;
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     long published = 0;
     while (!is_stop_requested && now_s(CLOCK_MONOTONIC) - start < seconds) {
         double begun = now_s(CLOCK_MONOTONIC);
-        size_t len = 0;
+        t->begin(t->ctx);
         for (long i = 0; i < batch; i++, published++) {
             snprintf(id, sizeof(id), "bench-%ld", published % sessions);
             long long t_us = (long long)(now_s(CLOCK_REALTIME) * 1e6);
-            snprintf(body, sizeof(body), "{\"data\":{\"t_us\":%lld,\"seq\":%ld}}", t_us,
-                     published);
-            append_post(out, &len, id, body);
+            snprintf(data, sizeof(data), "{\"t_us\":%lld,\"seq\":%ld}", t_us, published);
+            t->add(t->ctx, id, data);
         }
-        send_posts(fd, out, len, batch);
+        t->end(t->ctx);
         double batch_s = now_s(CLOCK_MONOTONIC) - begun;
         max_batch_s = batch_s > max_batch_s ? batch_s : max_batch_s;
         pace(&next, batch, rate);
     }
     print_summary(published, now_s(CLOCK_MONOTONIC) - start, max_batch_s);
-    close(fd);
+}
+
+/* --nchan-port: a batch is its POSTs, pipelined in one write. */
+struct nchan_target {
+    int fd;
+    size_t len;             /* bytes of out in use */
+    long count;             /* POSTs in out */
+    char out[OUT_BYTES];
+};
+
+static void
+begin_nchan_batch(void *ctx)
+{
+    struct nchan_target *n = ctx;
+    n->len = 0;
+    n->count = 0;
+}
+
+static void
+add_nchan_event(void *ctx, const char *session, const char *data)
+{
+    struct nchan_target *n = ctx;
+    char body[128];
+    snprintf(body, sizeof(body), "{\"data\":%s}", data);
+    append_post(n->out, &n->len, session, body);
+    n->count++;
+}
+
+static void
+end_nchan_batch(void *ctx)
+{
+    struct nchan_target *n = ctx;
+    send_posts(n->fd, n->out, n->len, n->count);
+}
+
+static int
+publish_nchan(int port, long sessions, double rate, long batch, double seconds)
+{
+    struct nchan_target *n = calloc(1, sizeof(*n));  /* 32 KiB: off the stack */
+    if (n == NULL)
+        die_errno("producer");
+    n->fd = connect_nchan(port);
+    const struct target t = {begin_nchan_batch, add_nchan_event, end_nchan_batch, n};
+    publish(&t, sessions, rate, batch, seconds);
+    close(n->fd);
+    free(n);
+    return 0;
+}
+
+/* --db: a batch is one transaction of prepared INSERTs. */
+struct sqlite_target {
+    sqlite3 *db;
+    sqlite3_stmt *insert;
+    const char *type;       /* borrowed: argv */
+};
+
+static void
+begin_sqlite_batch(void *ctx)
+{
+    exec(((struct sqlite_target *)ctx)->db, "BEGIN");
+}
+
+static void
+add_sqlite_event(void *ctx, const char *session, const char *data)
+{
+    struct sqlite_target *s = ctx;
+    sqlite3_bind_text(s->insert, 1, session, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s->insert, 2, s->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->insert, 3, data, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(s->insert) != SQLITE_DONE)
+        die(s->db, "insert event");
+    sqlite3_reset(s->insert);
+}
+
+static void
+end_sqlite_batch(void *ctx)
+{
+    exec(((struct sqlite_target *)ctx)->db, "COMMIT");
+}
+
+static int
+publish_sqlite(const char *db_path, long sessions, double rate, long batch, double seconds,
+               const char *type)
+{
+    struct sqlite_target s = {.type = type};
+    if (sqlite3_open(db_path, &s.db) != SQLITE_OK)
+        die(s.db, "open");
+    sqlite3_busy_timeout(s.db, 5000);
+    exec(s.db, "PRAGMA synchronous=NORMAL");
+    sqlite3_stmt *session = NULL;
+    if (sqlite3_prepare_v2(s.db, "INSERT OR IGNORE INTO sessions(id) VALUES (?1)", -1, &session,
+                           NULL) != SQLITE_OK
+        || sqlite3_prepare_v2(s.db, "INSERT INTO events(session_id, type, data) "
+                              "VALUES (?1, ?2, ?3)", -1, &s.insert, NULL) != SQLITE_OK)
+        die(s.db, "prepare");
+    char id[32];
+    exec(s.db, "BEGIN");
+    for (long i = 0; i < sessions; i++) {
+        snprintf(id, sizeof(id), "bench-%ld", i);
+        sqlite3_bind_text(session, 1, id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(session) != SQLITE_DONE)
+            die(s.db, "insert session");
+        sqlite3_reset(session);
+    }
+    exec(s.db, "COMMIT");
+    const struct target t = {begin_sqlite_batch, add_sqlite_event, end_sqlite_batch, &s};
+    publish(&t, sessions, rate, batch, seconds);
+    sqlite3_finalize(session);
+    sqlite3_finalize(s.insert);
+    sqlite3_close(s.db);
+    return 0;
+}
+
+/* --pg: a batch is one autocommitted INSERT, or B in one transaction. */
+struct pg_target {
+    PGconn *conn;
+    long batch;
+    const char *type;       /* borrowed: argv */
+};
+
+static void
+die_pg(PGconn *conn, PGresult *res, const char *what)
+{
+    fprintf(stderr, "producer: %s: %s", what,
+            res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+    exit(1);
+}
+
+/* Runs sql (or the statement prepared as name, when sql is NULL) with params; any answer
+ * but success ends the run. */
+static void
+exec_pg(PGconn *conn, const char *sql, const char *name, int count, const char *const *params)
+{
+    PGresult *res = sql != NULL ? PQexecParams(conn, sql, count, NULL, params, NULL, NULL, 0)
+                                : PQexecPrepared(conn, name, count, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        die_pg(conn, res, sql != NULL ? sql : name);
+    PQclear(res);
+}
+
+/* BEGIN or COMMIT around a batch of more than one event; one alone autocommits. */
+static void
+bracket_pg_batch(const struct pg_target *p, const char *sql)
+{
+    if (p->batch > 1)
+        exec_pg(p->conn, sql, NULL, 0, NULL);
+}
+
+static void
+begin_pg_batch(void *ctx)
+{
+    bracket_pg_batch(ctx, "BEGIN");
+}
+
+static void
+add_pg_event(void *ctx, const char *session, const char *data)
+{
+    struct pg_target *p = ctx;
+    const char *const params[] = {session, p->type, data};
+    exec_pg(p->conn, NULL, "event", 3, params);
+}
+
+static void
+end_pg_batch(void *ctx)
+{
+    bracket_pg_batch(ctx, "COMMIT");
+}
+
+static int
+publish_pg(const char *conninfo, long sessions, double rate, long batch, double seconds,
+           const char *type)
+{
+    struct pg_target p = {.conn = PQconnectdb(conninfo), .batch = batch, .type = type};
+    if (PQstatus(p.conn) != CONNECTION_OK)
+        die_pg(p.conn, NULL, "connect");
+    char count[24];
+    snprintf(count, sizeof(count), "%ld", sessions);
+    const char *const params[] = {count};
+    exec_pg(p.conn, "INSERT INTO sessions(id) SELECT 'bench-' || i "
+            "FROM generate_series(0, $1::bigint - 1) AS i ON CONFLICT (id) DO NOTHING", NULL,
+            1, params);
+    PGresult *res = PQprepare(p.conn, "event", "INSERT INTO events(session_id, type, data) "
+                              "VALUES ($1, $2, $3)", 3, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        die_pg(p.conn, res, "prepare");
+    PQclear(res);
+    const struct target t = {begin_pg_batch, add_pg_event, end_pg_batch, &p};
+    publish(&t, sessions, rate, batch, seconds);
+    PQfinish(p.conn);
     return 0;
 }
 
 int
 main(int argc, char **argv)
 {
-    const char *db_path = NULL, *type = "llm_text_delta";
+    const char *db_path = NULL, *pg = NULL, *type = "llm_text_delta";
     long sessions = 1, batch = 1;
     int nchan_port = 0;
     double rate = 0, seconds = 10;
@@ -206,7 +411,7 @@ main(int argc, char **argv)
         {"rate", required_argument, NULL, 'r'}, {"duration", required_argument, NULL, 's'},
         {"seconds", required_argument, NULL, 's'},
         {"batch", required_argument, NULL, 'b'}, {"type", required_argument, NULL, 't'},
-        {"nchan-port", required_argument, NULL, 'n'},
+        {"nchan-port", required_argument, NULL, 'n'}, {"pg", required_argument, NULL, 'g'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -219,66 +424,21 @@ main(int argc, char **argv)
         case 'b': batch = atol(optarg); break;
         case 't': type = optarg; break;
         case 'n': nchan_port = atoi(optarg); break;
+        case 'g': pg = optarg; break;
         default: return 2;
         }
     }
-    if ((db_path == NULL) == (nchan_port <= 0) || sessions < 1 || batch < 1 || seconds <= 0) {
-        fprintf(stderr, "usage: producer {--db PATH | --nchan-port P} --sessions M --rate R "
-                "--duration S [--batch B] [--type T]\n");
+    int targets = (db_path != NULL) + (nchan_port > 0) + (pg != NULL);
+    if (targets != 1 || sessions < 1 || batch < 1 || seconds <= 0) {
+        fprintf(stderr, "usage: producer {--db PATH | --nchan-port P | --pg CONNINFO} "
+                "--sessions M --rate R --duration S [--batch B] [--type T]\n");
         return 2;
     }
-    if (nchan_port > 0)
-        return publish_nchan(nchan_port, sessions, rate, batch, seconds);
-    sqlite3 *db = NULL;
-    if (sqlite3_open(db_path, &db) != SQLITE_OK)
-        die(db, "open");
-    sqlite3_busy_timeout(db, 5000);
-    exec(db, "PRAGMA synchronous=NORMAL");
-    sqlite3_stmt *session = NULL, *insert = NULL;
-    if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO sessions(id) VALUES (?1)", -1, &session,
-                           NULL) != SQLITE_OK
-        || sqlite3_prepare_v2(db, "INSERT INTO events(session_id, type, data) VALUES (?1, ?2, ?3)",
-                              -1, &insert, NULL) != SQLITE_OK)
-        die(db, "prepare");
-    char id[32], data[96];
-    exec(db, "BEGIN");
-    for (long i = 0; i < sessions; i++) {
-        snprintf(id, sizeof(id), "bench-%ld", i);
-        sqlite3_bind_text(session, 1, id, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(session) != SQLITE_DONE)
-            die(db, "insert session");
-        sqlite3_reset(session);
-    }
-    exec(db, "COMMIT");
-    double start = now_s(CLOCK_MONOTONIC);
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    long inserted = 0;
-    double max_commit_s = 0;
     struct sigaction on_term = {.sa_handler = request_stop};  /* no SA_RESTART: wakes the sleep */
     sigaction(SIGTERM, &on_term, NULL);
-    while (!is_stop_requested && now_s(CLOCK_MONOTONIC) - start < seconds) {
-        double begun = now_s(CLOCK_MONOTONIC);
-        exec(db, "BEGIN");
-        for (long i = 0; i < batch; i++, inserted++) {
-            snprintf(id, sizeof(id), "bench-%ld", inserted % sessions);
-            long long t_us = (long long)(now_s(CLOCK_REALTIME) * 1e6);
-            snprintf(data, sizeof(data), "{\"t_us\":%lld,\"seq\":%ld}", t_us, inserted);
-            sqlite3_bind_text(insert, 1, id, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(insert, 2, type, -1, SQLITE_STATIC);
-            sqlite3_bind_text(insert, 3, data, -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(insert) != SQLITE_DONE)
-                die(db, "insert event");
-            sqlite3_reset(insert);
-        }
-        exec(db, "COMMIT");
-        double commit_s = now_s(CLOCK_MONOTONIC) - begun;
-        max_commit_s = commit_s > max_commit_s ? commit_s : max_commit_s;
-        pace(&next, batch, rate);
-    }
-    print_summary(inserted, now_s(CLOCK_MONOTONIC) - start, max_commit_s);
-    sqlite3_finalize(session);
-    sqlite3_finalize(insert);
-    sqlite3_close(db);
-    return 0;
+    if (nchan_port > 0)
+        return publish_nchan(nchan_port, sessions, rate, batch, seconds);
+    if (pg != NULL)
+        return publish_pg(pg, sessions, rate, batch, seconds, type);
+    return publish_sqlite(db_path, sessions, rate, batch, seconds, type);
 }

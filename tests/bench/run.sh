@@ -1,10 +1,10 @@
 #!/bin/bash
 # make bench: runs the scenarios of issue 4 against a real lighttpd + sse-fcgi, and the f
 # scenarios against Apache + mod_fcgid + sse-fcgi, and prints their tables. Usage: run.sh BIN
-# SCHEMA TOOLS_DIR WORK_DIR. BENCH_SCENARIOS="a b c d e" picks scenarios (default all: a b c d
-# e g f1 f2 f3 f4 p, about 5 minutes; f4 alone takes about 45 s, 20 of them mod_fcgid
-# starting 1,000 processes, g about 35 s), BENCH_SECONDS (default 10) the length of the
-# timed ones.
+# SCHEMA TOOLS_DIR WORK_DIR [RELAY_BIN] (default: sse-fcgi-relay beside BIN).
+# BENCH_SCENARIOS="a b c d e" picks scenarios (default all: a b c d e g h f1 f2 f3 f4 p, about
+# 6 minutes; f4 alone takes about 45 s, 20 of them mod_fcgid starting 1,000 processes, g
+# about 35 s, h about 40 s), BENCH_SECONDS (default 10) the length of the timed ones.
 #
 # Each scenario gets a fresh database and a fresh lighttpd on a free loopback port. The
 # load client (loadgen) connects every stream, then creates a ready file; the producer
@@ -19,10 +19,10 @@
 # whole server's. loadgen has at most 256 streams on their way at a time; the note says how
 # long they took to open when that was 1 s or more.
 # Every process started here (lighttpd, its sse-fcgi backend, Apache and the sse-fcgi
-# processes mod_fcgid spawned for it, nginx, loadgen, producer) is stopped by PID on exit,
-# also on Ctrl-C. A scenario whose streams do not all open (refused: slots ran out) still
-# gets its row, with the count in the note column; BENCH_THREADS overrides SSE_THREADS to
-# try that.
+# processes mod_fcgid spawned for it, nginx, loadgen, producer, PostgreSQL, the relays) is
+# stopped by PID on exit, also on Ctrl-C. A scenario whose streams do not all open (refused:
+# slots ran out) still gets its row, with the count in the note column; BENCH_THREADS
+# overrides SSE_THREADS to try that.
 #
 # Every scenario runs twice: against sse-fcgi, then against the reference, nginx + nchan
 # (nginx.conf.in: 1 worker, EventSource subscribers on a channel per session, the producer
@@ -52,6 +52,19 @@
 # 28,232 of 32768-60999 for 10,000 streams, and the TIME_WAITs a run leaves hold their
 # ports only toward that run's server port; free_port keeps the servers below the range.
 #
+# Scenario h (issue 14) is two web nodes on one PostgreSQL log: a throwaway PostgreSQL
+# started as the tests start one (tests/lib/pg.c: initdb as the postgres user, postgres in
+# the foreground on a free loopback port, fsync=off; stopped by PID with SIGINT, a fast
+# shutdown), and per node an SQLite file made from schema.sql, sse-fcgi-relay copying the log
+# into it, and lighttpd + sse-fcgi on it. loadgen splits 100 streams over the nodes; the
+# producer (--pg) commits each event into PostgreSQL, stamped as for SQLite, so latency runs
+# from the start of the commit to the client. The same streams and rate on one node (the
+# producer writing its SQLite file) and into nchan, in the same run, give the reference rows;
+# nchan has no 2-node mode here (it would need Redis). Then the relay's own table: its CPU per
+# 1,000 rows in that run, and its top speed, copying 200,000 rows preloaded into a database
+# of their own (one INSERT ... SELECT generate_series) into an empty file, timed by its own
+# debug log's stamps (BENCH_RELAY_BATCH_ROWS="500 5000" repeats that with those --batch-rows).
+#
 # The f scenarios (apache.conf.in: mpm_event, one sse-fcgi process per stream, as on a host
 # where mod_fcgid is the way in) have a table of their own: the server's CPU there is
 # Apache's processes' plus every sse-fcgi process's (they come as streams arrive: each PID's
@@ -59,18 +72,28 @@
 # also shown, and memory is PSS (/proc/PID/smaps_rollup), since the processes share their
 # code; see run_fcgid.
 set -euo pipefail
-bin=$1 schema=$2 tools=$3 work=$4
+bin=$1 schema=$2 tools=$3 work=$4 relay_bin=${5:-$(dirname "$1")/sse-fcgi-relay}
+pg_schema=$(dirname "$0")/../../deploy/postgresql/schema.sql
 conf_in=$(dirname "$0")/lighttpd.conf.in
 nginx_in=$(dirname "$0")/nginx.conf.in
 apache_in=$(dirname "$0")/apache.conf.in
 # mod_fcgid's process table (FCGID_MAX_APPLICATION, compiled in): at most this many processes
 FCGID_TABLE=1024
 seconds=${BENCH_SECONDS:-10}
-scenarios=${BENCH_SCENARIOS:-a b c d e g f1 f2 f3 f4 p}
+scenarios=${BENCH_SCENARIOS:-a b c d e g h f1 f2 f3 f4 p}
 tick=$(getconf CLK_TCK)
 pids=() apache_root=""
+pg_pid="" pg_data="" pg_bin="" pg_port="" pg_conninfo=""  # scenario h's PostgreSQL (start_pg)
 cleanup() {
     # a failed look-up must not stop the stopping (set -e also holds in the EXIT trap)
+    local -
+    set +e
+    stop_listed
+    stop_pg
+}
+# stop_listed: every process in pids (and mod_fcgid's), TERM, then KILL after 2.5 s; not
+# PostgreSQL, which scenario h keeps between its parts
+stop_listed() {
     local -
     set +e
     # mod_fcgid's processes are Apache's grandchildren, started as streams came: stop every
@@ -93,6 +116,27 @@ is_gone() {
     { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 0
     stat=${stat##*) }
     [[ $stat == [ZX]* ]]
+}
+# stop_pg: scenario h's PostgreSQL by its PID: SIGINT (a fast shutdown: it ends the sessions,
+# then a checkpoint), waited for up to 15 s; then SIGKILL to it and its children, and the
+# System V segment a killed postmaster leaves behind is removed (postmaster.pid's line 7
+# holds its key and id)
+stop_pg() {
+    [ -n "$pg_pid" ] || return 0
+    local -
+    set +e
+    kill -INT "$pg_pid" 2>/dev/null
+    for _ in $(seq 1 300); do is_gone "$pg_pid" && break; sleep 0.05; done
+    if ! is_gone "$pg_pid"; then
+        local child
+        for child in $(pgrep -P "$pg_pid"); do kill -KILL "$child" 2>/dev/null; done
+        kill -KILL "$pg_pid" 2>/dev/null
+        wait "$pg_pid" 2>/dev/null
+        local shm; shm=$(sed -n 7p "$pg_data/postmaster.pid" 2>/dev/null | awk '{ print $2 }')
+        [ -n "$shm" ] && ipcrm -m "$shm" 2>/dev/null
+    fi
+    wait "$pg_pid" 2>/dev/null
+    pg_pid=""
 }
 # after a signal's trap bash would go on with the next command (the next row): stop, then exit
 trap cleanup EXIT
@@ -148,12 +192,15 @@ ready_or_gone() { test -e "$1" || ! kill -0 "$2"; }
 # scenario NAME STREAMS SESSIONS RATE BATCH SECONDS: the sse-fcgi row, the nchan row and
 # the ratio row. The CPU ratio is of the totals (lighttpd + sse-fcgi against nchan's
 # worker); the RSS ratio is of the RSS column (sse-fcgi's alone), and the note gives it
-# with lighttpd's RSS per stream added as well.
+# with lighttpd's RSS per stream added as well. Leaves s_p50, s_p99 and s_per_k (sse-fcgi's
+# row), n_p99, n_per_k and n_rss (nchan's) for scenario h.
 scenario() {
     local name=$1; shift
     run_one sse-fcgi "$name" "$@"
     local sse_p99=$r_p99 sse_per_k=$r_per_k sse_rss=$r_rss sse_front_rss=$r_front_rss
+    s_p50=$r_p50 s_p99=$r_p99 s_per_k=$r_per_k
     run_one nchan "$name" "$@"
+    n_p99=$r_p99 n_per_k=$r_per_k n_rss=$r_rss
     local both; both=$(ratio "$(awk -v a="$sse_rss" -v b="$sse_front_rss" \
         'BEGIN { if (a ~ /^-?[0-9.]+$/ && b ~ /^-?[0-9.]+$/) print a + b; else print "-" }')" \
         "$r_rss")
@@ -177,12 +224,18 @@ prepare_db() {
         WHERE i < $2 - 1) INSERT INTO sessions(id) SELECT 'bench-' || i FROM k"
 }
 
-# start_sse DIR PORT STREAMS SESSIONS: lighttpd + sse-fcgi; sets measured to the backend,
-# front to lighttpd (whose CPU and RSS run_one counts too) and limits to what capped the
-# streams, for the note column
+# start_sse DIR PORT STREAMS SESSIONS: lighttpd + sse-fcgi on a fresh database (prepare_db);
+# sets what start_lighttpd sets
 start_sse() {
-    local dir=$1 port=$2 streams=$3 sessions=$4
-    prepare_db "$dir" "$sessions"
+    prepare_db "$1" "$4"
+    start_lighttpd "$1" "$2" "$3"
+}
+
+# start_lighttpd DIR PORT STREAMS: lighttpd + sse-fcgi on DIR/events.db; sets measured to the
+# backend, front to lighttpd (whose CPU and RSS run_one counts too) and limits to what capped
+# the streams, for the note column
+start_lighttpd() {
+    local dir=$1 port=$2 streams=$3
     local threads=${BENCH_THREADS:-$((streams + 16))} most
     most=$(threads_allowed "$threads")
     if ((most < threads)); then
@@ -432,14 +485,14 @@ per_1000() {
     awk -v c="$1" -v e="$2" 'BEGIN { if (e > 0) printf "%.4f", c / (e / 1000); else print "-" }'
 }
 
-# run_one SERVER NAME STREAMS SESSIONS RATE BATCH SECONDS: one row; sets r_p99, r_per_k,
+# run_one SERVER NAME STREAMS SESSIONS RATE BATCH SECONDS: one row; sets r_p50, r_p99, r_per_k,
 # r_rss and r_front_rss (lighttpd's RSS per stream, - for nchan) for the ratio row. The
 # CPU is the backend's (sse-fcgi, or nchan's worker) plus front's (lighttpd; none for
 # nchan), the RSS column the backend's alone.
 run_one() {
     local server=$1 name=$2 streams=$3 sessions=$4 rate=$5 batch=$6 secs=$7
     local dir=$work/${name%%:*}-$server
-    r_p99=- r_per_k=- r_rss=- r_front_rss=-
+    r_p50=- r_p99=- r_per_k=- r_rss=- r_front_rss=-
     rm -rf "$dir" && mkdir -p "$dir"
     local port; port=$(free_port)
     local measured="" front="" limits="" client="" client_args=()
@@ -514,7 +567,7 @@ run_one() {
         [ "$backend_k" != - ] && backend_s="$backend_s ($backend_k / 1,000)"
         note="${note:+$note; }sse-fcgi: $backend_s CPU s of it, lighttpd the rest; lighttpd's RSS: $r_front_rss KiB / stream more"
     fi
-    r_p99=$p99 r_per_k=$per_k r_rss=$rss_per
+    r_p50=$p50 r_p99=$p99 r_per_k=$per_k r_rss=$rss_per
     row "$name" "$server" "$streams" "$rate" "$p50" "$p99" "$eps" "$per_k" "$rss_per" "$cpu_s" \
         "$errors" "$note"
 }
@@ -657,6 +710,315 @@ prune_scenario() {
         "$(cat "$dir/producer.out" 2>/dev/null || echo "no output")"
 }
 
+# pg_bin_dir: $SSE_PG_BINDIR, or the highest /usr/lib/postgresql/<version>/bin that holds
+# postgres (as tests/lib/pg.c finds it)
+pg_bin_dir() {
+    if [ -n "${SSE_PG_BINDIR:-}" ]; then echo "$SSE_PG_BINDIR"; return; fi
+    local found
+    found=$(ls -d /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sort -t/ -k4 -n | tail -1)
+    [ -n "$found" ] && dirname "$found"
+}
+
+# start_pg DIR: scenario h's PostgreSQL in DIR/pg, started as tests/lib/pg.c starts one:
+# initdb -U sse --auth=trust, as the postgres user when this is root (setpriv execs, so $! is
+# the server's PID), then postgres itself in the foreground on a free loopback port, without
+# a Unix socket, with fsync=off (no commit waits for the disk; nor does one of the
+# single-node producer's, synchronous=NORMAL, but at its checkpoints). Applies
+# deploy/postgresql/schema.sql; sets pg_pid, pg_data, pg_port and pg_conninfo.
+start_pg() {
+    local dir=$1/pg as=()
+    pg_bin=$(pg_bin_dir) || true
+    if [ ! -x "$pg_bin/postgres" ]; then echo "bench: no PostgreSQL: make deps" >&2; return 1; fi
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then
+        as=(setpriv --reuid=postgres --regid=postgres --init-groups)
+        chown postgres: "$dir"
+    fi
+    pg_data=$dir/data
+    "${as[@]}" "$pg_bin/initdb" -D "$pg_data" -U sse --auth=trust -E UTF8 --locale=C \
+        --no-sync > "$dir/initdb.log" 2>&1 || return 1
+    pg_port=$(free_port)
+    "${as[@]}" "$pg_bin/postgres" -D "$pg_data" -p "$pg_port" -c listen_addresses=127.0.0.1 \
+        -c unix_socket_directories= -c fsync=off > "$dir/postgres.log" 2>&1 &
+    pg_pid=$!
+    pg_conninfo="host=127.0.0.1 port=$pg_port user=sse"
+    wait_for "postgres on port $pg_port" 30 "$pg_bin/pg_isready" -q -h 127.0.0.1 \
+        -p "$pg_port" -U sse -d postgres || return 1
+    psql_h postgres -f "$pg_schema" > /dev/null
+}
+
+# psql_h DATABASE ARGS...: psql on scenario h's server: unaligned, tuples only, stopping at
+# the first error
+psql_h() {
+    local db=$1; shift
+    "$pg_bin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U sse -d "$db" \
+        "$@"
+}
+
+# pg_ticks: utime+stime of the postmaster and its live children, plus those of the children
+# it reaped (its cutime+cstime: a backend that ended, such as the producer's, counts there)
+pg_ticks() {
+    { awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$pg_pid/stat"
+      cpu_ticks $(pgrep -P "$pg_pid"); } 2>/dev/null | awk '{ n += $1 } END { print n + 0 }'
+}
+
+# relay_backends DATABASE: the PIDs of the PostgreSQL backends serving relays there
+relay_backends() {
+    psql_h postgres -c "SELECT pid FROM pg_stat_activity
+        WHERE application_name = 'sse-fcgi-relay' AND datname = '$1'"
+}
+
+# ticks_s A B [N]: (B - A) ticks in CPU seconds, divided by N (default 1)
+ticks_s() {
+    awk -v a="$1" -v b="$2" -v n="${3:-1}" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) / n / t }'
+}
+
+# start_relay DIR DATABASE [RELAY_ARGS...]: sse-fcgi-relay copying DATABASE's log into
+# DIR/events.db (made from schema.sql first when missing), logging to DIR/relay.log at debug
+# level, a line per batch (events=, sessions=, through=, behind=); sets relay
+start_relay() {
+    local dir=$1 db=$2; shift 2
+    [ -e "$dir/events.db" ] || sqlite3 "$dir/events.db" < "$schema" > /dev/null
+    SSE_LOG=$dir/relay.log SSE_LOG_LEVEL=debug "$relay_bin" --pg "$pg_conninfo dbname=$db" \
+        --db "$dir/events.db" "$@" > "$dir/relay.out" 2>&1 &
+    relay=$!
+    pids+=("$relay")
+}
+
+# has_sessions DB N: DB holds N sessions or more
+has_sessions() { (($(sqlite3 "$1" "SELECT count(*) FROM sessions") >= $2)); }
+
+# batch_lines LOG...: the relays' batch lines so far, in all
+batch_lines() { cat "$@" 2>/dev/null | grep -c ' sse relay copied ' || true; }
+
+# start_nodes DIR STREAMS SESSIONS: PostgreSQL with the sessions, then two web nodes on it,
+# DIR/node1 and DIR/node2, each a relay into its own SQLite file and, once that holds the
+# sessions, lighttpd + sse-fcgi; sets ports, backends, fronts, relays and dbs, or why
+start_nodes() {
+    local dir=$1 streams=$2 sessions=$3 n
+    if ! start_pg "$dir"; then why="PostgreSQL did not start: see $dir/pg"; return; fi
+    if ! psql_h postgres -c "INSERT INTO sessions(id) SELECT 'bench-' || i
+        FROM generate_series(0, $sessions - 1) AS i" > /dev/null; then
+        why="psql could not create the sessions: see $dir/pg/postgres.log"; return
+    fi
+    for n in 1 2; do
+        local node=$dir/node$n measured="" front="" limits="" relay="" port
+        port=$(free_port)
+        mkdir -p "$node"
+        start_relay "$node" postgres
+        relays+=("$relay") dbs+=("$node/events.db")
+        if ! wait_for "node $n's relay" 30 has_sessions "$node/events.db" "$sessions"; then
+            why="node $n's relay did not copy the sessions: see $node/relay.log"; return
+        fi
+        if ! start_lighttpd "$node" "$port" "$streams"; then
+            why="node $n's server did not start: see $node"; return
+        fi
+        ports+=("$port") backends+=("$measured") fronts+=($front)
+    done
+}
+
+# nodes_scenario NAME STREAMS SESSIONS RATE SECONDS ROWS: scenario h (issue 14). First the
+# same streams and rate on one node (scenario: its row, nchan's and their ratios); then two
+# web nodes on one PostgreSQL log (start_nodes): loadgen sends stream i to node i % 2, the
+# producer commits into PostgreSQL, one INSERT (a transaction) per event. The 2-node row's
+# server CPU is both nodes' lighttpd, sse-fcgi and relay; PostgreSQL's is in the note. Then
+# that run against 1 node and against nchan, and the relay's table: its CPU in that run, and
+# its top speed (relay_max, on ROWS preloaded rows).
+nodes_scenario() {
+    local name=$1 streams=$2 sessions=$3 rate=$4 secs=$5 rows=$6
+    scenario "$name, 1 node" "$streams" "$sessions" "$rate" 1 "$secs"
+    local one_p50=$s_p50 one_p99=$s_p99 one_per_k=$s_per_k nchan_p99=$n_p99 \
+        nchan_per_k=$n_per_k nchan_rss=$n_rss
+    local dir=$work/h-nodes label="sse-fcgi, 2 nodes" why="" client=""
+    local ports=() backends=() fronts=() relays=() dbs=()
+    rm -rf "$dir" && mkdir -p "$dir"
+    start_nodes "$dir" "$streams" "$sessions"
+    local rss_base=0 front_base=0 backs=() pgr=()
+    if [ -z "$why" ]; then
+        rss_base=$(rss_kib "${backends[@]}") front_base=$(rss_kib "${fronts[@]}")
+        start_client "$dir" "${ports[0]}" "$streams" "$sessions" "$secs" --port "${ports[1]}" \
+            || why="load client failed: see $dir/loadgen.err"
+    fi
+    [ -z "$why" ] && pgr=($(relay_backends postgres))
+    [ -z "$why" ] && ((${#pgr[@]} != 2)) && why="found ${#pgr[@]} relay backends, not 2"
+    if [ -n "$why" ]; then
+        cleanup
+        row "$name, 2 nodes" "$label" "$streams" "$rate" - - - - - - - "$why"
+        return
+    fi
+    local cpu_back=() cpu_front=() cpu_relay=() cpu_pg=() cpu_pgr=() batches=() rss=() \
+        front_rss=()
+    snapshot_nodes "$dir"
+    "$tools/producer" --pg "$pg_conninfo dbname=postgres" --sessions "$sessions" \
+        --rate "$rate" --batch 1 --duration "$secs" > "$dir/producer.out" \
+        2> "$dir/producer.err" || true
+    wait "$client" || true
+    local problems="" n newest at
+    for n in 0 1; do
+        is_gone "${backends[$n]}" && problems+="; node $((n + 1))'s sse-fcgi exited (its CPU lost)"
+    done
+    snapshot_nodes "$dir"
+    newest=$(psql_h postgres -c "SELECT max(id) FROM events")
+    for n in 0 1; do
+        at=$(sqlite3 "${dbs[$n]}" "SELECT position FROM relay_state")
+        ((at < newest)) && problems+="; node $((n + 1))'s relay $((newest - at)) behind at the end"
+    done
+    stop_listed
+    local events eps p50 p99 errors connected connect_s
+    read_loadgen "$dir"
+    local open=$((connected > 0 ? connected : streams)) cpu_s per_k rss_per front_per
+    cpu_s=$(ticks_s $((cpu_back[0] + cpu_front[0] + cpu_relay[0])) \
+        $((cpu_back[1] + cpu_front[1] + cpu_relay[1])))
+    per_k=$(per_1000 "$cpu_s" "$events")
+    ((rss[1] < rss[0])) && rss[1]=${rss[0]}
+    rss_per=$(awk -v a="$rss_base" -v b="${rss[1]}" -v n="$open" \
+        'BEGIN { printf "%.1f", (b - a) / n }')
+    front_per=$(awk -v a="$front_base" -v b="${front_rss[1]}" -v n="$open" \
+        'BEGIN { printf "%.1f", (b - a) / n }')
+    local note; note=$(delivery_note "$dir" "$streams" "$sessions")
+    local slow; slow=$(producer_note "$dir" "$rate")
+    [ -n "$slow" ] && note="${note:+$note; }$slow"
+    [ -n "$problems" ] && note="${note:+$note; }${problems#; }"
+    local commit_ms; commit_ms=$(sed -n 's/.*max_commit_ms=\([0-9.]*\).*/\1/p' "$dir/producer.out")
+    note+="${note:+; }sse-fcgi $(ticks_s "${cpu_back[@]}") CPU s of it, the relays"
+    note+=" $(ticks_s "${cpu_relay[@]}"), lighttpd the rest; lighttpd's RSS: $front_per KiB /"
+    note+=" stream more; PostgreSQL $(ticks_s "${cpu_pg[@]}") CPU s besides (not in the column),"
+    note+=" of it the relays' backends $(ticks_s "${cpu_pgr[@]}"); the producer's slowest"
+    note+=" commit $commit_ms ms"
+    row "$name, 2 nodes" "$label" "$streams" "$rate" "$p50" "$p99" "$eps" "$per_k" "$rss_per" \
+        "$cpu_s" "$errors" "$note"
+    local target=- d99; d99=$(minus "$p99" "$one_p99")
+    [ "$d99" != - ] && target=$(awk -v d="$d99" 'BEGIN { print (d <= 2 ? "met" : "missed") }')
+    local against="p50 and p99: ms more than 1 node's; CPU: the ratio; p99 within 2 ms of 1"
+    against+=" node's (issue 14): $target"
+    print_row "${name%%:*}" "2 nodes − 1 node" "" "" "$(minus "$p50" "$one_p50")" "$d99" "" \
+        "$(ratio "$per_k" "$one_per_k")" "" "" "" "$against"
+    print_row "${name%%:*}" "2 nodes / nchan" "" "" "" "$(ratio "$p99" "$nchan_p99")" "" \
+        "$(ratio "$per_k" "$nchan_per_k")" "$(ratio "$rss_per" "$nchan_rss")" "" "" \
+        "nchan has no 2-node mode here (it would need Redis): its 1-node row is the reference"
+    relay_table
+    relay_row "${name%%:*}: each relay at $rate ev/s, in the 2-node run" default \
+        "$(published "$dir")" "$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$dir/producer.out")" \
+        "$(((batches[1] - batches[0]) / 2))" \
+        "$(ticks_s "${cpu_relay[@]}" 2)" "$(ticks_s "${cpu_pgr[@]}" 2)" \
+        "each copies every row; the mean of the two"
+    local batch_rows
+    for batch_rows in ${BENCH_RELAY_BATCH_ROWS:-default}; do
+        relay_max "${name%%:*}" "$rows" "$sessions" "$batch_rows"
+    done
+    cleanup
+}
+
+# snapshot_nodes DIR: appends the 2-node run's counters to nodes_scenario's arrays (its
+# locals): CPU ticks of the backends, the fronts, the relays, PostgreSQL and the relays'
+# backends (pgr), the relays' batch lines, and the RSS of the backends and of the fronts.
+# Called at the ready file ([0]) and at loadgen's end ([1]).
+snapshot_nodes() {
+    cpu_back+=("$(cpu_ticks "${backends[@]}")") cpu_front+=("$(cpu_ticks "${fronts[@]}")")
+    cpu_relay+=("$(cpu_ticks "${relays[@]}")") cpu_pg+=("$(pg_ticks)")
+    cpu_pgr+=("$(cpu_ticks "${pgr[@]}")") batches+=("$(batch_lines "$1"/node[12]/relay.log)")
+    rss+=("$(rss_kib "${backends[@]}")") front_rss+=("$(rss_kib "${fronts[@]}")")
+}
+
+# preload ROWS SESSIONS: database relay_max with the schema, SESSIONS sessions and ROWS events
+# (one INSERT ... SELECT generate_series), vacuumed and analysed, as a log is in its steady
+# state (the first reader would otherwise set every row's hint bits); once
+preload() {
+    local rows=$1 sessions=$2
+    [ -n "$(psql_h postgres -c "SELECT 1 FROM pg_database WHERE datname = 'relay_max'")" ] \
+        && return
+    psql_h postgres -c "CREATE DATABASE relay_max" > /dev/null
+    psql_h relay_max -f "$pg_schema" > /dev/null
+    psql_h relay_max -c "INSERT INTO sessions(id) SELECT 'bench-' || i
+        FROM generate_series(0, $sessions - 1) AS i" > /dev/null
+    psql_h relay_max -c "INSERT INTO events(session_id, type, data)
+        SELECT 'bench-' || (i % $sessions), 'llm_text_delta', '{\"t_us\":0,\"seq\":' || i || '}'
+        FROM generate_series(0, $rows - 1) AS i" > /dev/null
+    psql_h relay_max -c "VACUUM (ANALYZE)" > /dev/null
+}
+
+# relay_max NAME ROWS SESSIONS BATCH_ROWS: the relay's top speed: a relay (--batch-rows
+# BATCH_ROWS unless default) copies the preloaded log into an empty SQLite file, from its
+# log's "relay connected" line to the batch line that reached the newest position
+# (behind=0), by the log's own millisecond stamps. The log is polled every 50 ms with bash
+# builtins only, no process started per poll; the relay and its backend are idle once it
+# has caught up, so their CPU read then is the copy's.
+relay_max() {
+    local name=$1 rows=$2 sessions=$3 batch_rows=$4 dir=$work/h-relay-$4 args=() relay
+    [ "$batch_rows" = default ] || args=(--batch-rows "$batch_rows")
+    rm -rf "$dir" && mkdir -p "$dir"
+    preload "$rows" "$sessions"
+    mkfifo "$dir/tick"
+    local tick_fd end=$((SECONDS + 300)) why=""
+    exec {tick_fd}<>"$dir/tick"
+    start_relay "$dir" relay_max "${args[@]}"
+    until caught_up "$dir/relay.log"; do
+        if is_gone "$relay"; then why="the relay exited: see $dir/relay.log"; break; fi
+        if ((SECONDS >= end)); then why="not caught up in 300 s: see $dir/relay.log"; break; fi
+        read -r -t 0.05 -u "$tick_fd" _ || true
+    done
+    exec {tick_fd}>&-
+    local relay_s pg_s
+    relay_s=$(ticks_s 0 "$(cpu_ticks "$relay")")
+    pg_s=$(ticks_s 0 "$(cpu_ticks $(relay_backends relay_max))")
+    stop_listed
+    if [ -n "$why" ]; then
+        relay_row "$name: relay, $rows rows preloaded" "$batch_rows" - - - - - "$why"
+        return
+    fi
+    local copied seconds batches
+    read -r copied seconds batches < <(awk '
+        { split($1, t, /[T:Z]/); s = t[2] * 3600 + t[3] * 60 + t[4] }
+        / sse relay connected / && start == "" { start = s }
+        / sse relay copied / { n++; last = s; for (i = 4; i <= NF; i++) {
+            split($i, kv, "="); if (kv[1] == "events" || kv[1] == "sessions") rows += kv[2] } }
+        END { if (last < start) last += 86400; printf "%d %.3f %d\n", rows, last - start, n }' \
+        "$dir/relay.log")
+    local target; target=$(awk -v r="$copied" -v s="$seconds" \
+        'BEGIN { print (s > 0 && r / s >= 50000 ? "met" : "missed") }')
+    relay_row "$name: relay, $rows rows preloaded, into an empty file" "$batch_rows" \
+        "$copied" "$seconds" "$batches" "$relay_s" "$pg_s" \
+        "target (issue 14) ≥ 50,000 rows/s: $target"
+}
+
+# caught_up LOG: the relay logged a batch that reached the log's newest position (builtins only)
+caught_up() {
+    local line
+    while read -r line; do
+        [[ $line == *" sse relay copied "*" behind=0" ]] && return 0
+    done 2>/dev/null < "$1"
+    return 1
+}
+
+# minus A B: A - B in ms as "+N.NNN", or "-" when either is missing
+minus() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/)
+        printf "%+.3f", a - b; else print "-" }'
+}
+
+# relay_table: the header of the relay's table. The relay's CPU is the process's; PostgreSQL's
+# that of the backend serving it (its reads), not the producer's INSERTs
+relay_table() {
+    current_table=relay
+    echo
+    print_row scenario "relay batch rows" rows seconds "rows / s" batches "relay CPU s" \
+        "relay CPU s / 1,000 rows" "its PostgreSQL backend CPU s" \
+        "its backend CPU s / 1,000 rows" note
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+}
+
+# relay_row NAME BATCH_ROWS ROWS SECONDS BATCHES RELAY_S PG_S NOTE: a row of it, rates derived
+relay_row() {
+    local rows=$3 secs=$4 per_s=- relay_k=- pg_k=- batch=$2
+    if [[ $rows =~ ^[0-9]+$ ]] && ((rows > 0)); then
+        per_s=$(awk -v r="$rows" -v s="$secs" \
+            'BEGIN { if (s > 0) printf "%.0f", r / s; else print "-" }')
+        relay_k=$(per_1000 "$6" "$rows") pg_k=$(per_1000 "$7" "$rows")
+    fi
+    [ "$batch" = default ] && batch="5000 (default)"
+    print_row "$1" "$batch" "$rows" "$secs" "$per_s" "$5" "$6" "$relay_k" "$7" "$pg_k" "$8"
+}
+
 # row NAME SERVER STREAMS RATE P50 P99 EPS PER_K RSS_PER CPU_S ERRORS NOTE
 row() {
     local asked=$4
@@ -699,7 +1061,7 @@ echo "sse-fcgi bench: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%dT%H:%MZ);
 echo "reproduce: make bench (BENCH_SCENARIOS=\"$scenarios\" BENCH_SECONDS=$seconds)"
 for s in $scenarios; do
     case $s in
-        [a-eg]) table lighttpd ;; f[1-4]) table fcgid ;; p) current_table=prune ;;
+        [a-eg]|h) table lighttpd ;; f[1-4]) table fcgid ;; p) current_table=prune ;;
     esac
     case $s in
         a) scenario "a: 1 stream" 1 1 1000 1 "$seconds" ;;
@@ -714,6 +1076,7 @@ for s in $scenarios; do
         f2) fcgid_scenario "f2: 200 idle streams, 20 s" 200 200 idle 20 ;;
         f3) fcgid_scenario "f3: fan-out 100 streams / 1 session" 100 1 200 "$seconds" ;;
         f4) fcgid_scenario "f4: 1,000 streams / 1,000 sessions" 1000 1000 2000 "$seconds" ;;
+        h) nodes_scenario "h: 100 streams / 100 sessions" 100 100 1000 "$seconds" 200000 ;;
         p) prune_scenario 1000000 50 ;;
         *) echo "bench: unknown scenario $s" >&2; exit 2 ;;
     esac

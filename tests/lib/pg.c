@@ -281,7 +281,7 @@ pg_restart(struct pg *pg)
 }
 
 void
-pg_new_timeline(struct pg *pg)
+pg_become_standby(struct pg *pg)
 {
     char path[TESTENV_PATH_MAX + 32];
     pg_stop(pg);
@@ -293,6 +293,11 @@ pg_new_timeline(struct pg *pg)
     start_server(pg, true);
     DIAG_CHECK(pg_query_number(pg, "SELECT pg_is_in_recovery()::int;") == 1,
                "postgres with standby.signal is not in recovery");
+}
+
+void
+pg_promote(struct pg *pg)
+{
     pg_psql_ok(pg, "SELECT pg_promote(wait_seconds => 25);");
     int64_t deadline = testenv_now_ms() + PG_PROMOTE_MS;
     while (pg_query_number(pg, "SELECT pg_is_in_recovery()::int;") != 0) {
@@ -302,6 +307,13 @@ pg_new_timeline(struct pg *pg)
                    PG_PROMOTE_MS);
         testenv_poll_step();
     }
+}
+
+void
+pg_new_timeline(struct pg *pg)
+{
+    pg_become_standby(pg);
+    pg_promote(pg);
 }
 
 int

@@ -59,6 +59,12 @@ void pg_restart(struct pg *pg);
  * system identifier, the port and the data stay. Fails the test when any step does. */
 void pg_new_timeline(struct pg *pg);
 
+/* The two halves of pg_new_timeline: stop, write standby.signal and start again in
+ * recovery (read-only, LISTEN refused); then pg_promote ends the recovery on a new
+ * timeline and waits until it has. */
+void pg_become_standby(struct pg *pg);
+void pg_promote(struct pg *pg);
+
 /* The timeline of the WAL the server writes now (1 after initdb). Fails the test on error. */
 int pg_timeline(struct pg *pg);
 

@@ -204,7 +204,7 @@ static int
 run(struct relay *rl)
 {
     int backoff_ms = BACKOFF_FIRST_MS;
-    bool was_connected = true;      /* so that the first failure is logged and recorded */
+    char last_reason[1024] = "";    /* why the last connect failed: logged and recorded once */
     while (!is_stopping()) {
         struct upstream *u;
         struct replica_source source;
@@ -213,11 +213,14 @@ run(struct relay *rl)
         if (rc == UPSTREAM_STOPPED)
             break;
         if (rc != UPSTREAM_OK) {
-            log_line(was_connected ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG,
+            /* Each new reason once (a restart's "shutting down", then "a standby"), so that
+             * health says why now, not why first; the same reason again at debug level. */
+            bool is_new = strcmp(err, last_reason) != 0;
+            log_line(is_new ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG,
                      "relay unreachable reason=%s retry_in_ms=%d", err, backoff_ms);
-            if (was_connected)
+            if (is_new)
                 replica_set_state(rl->replica, REPLICA_RECONNECTING, NULL, err);
-            was_connected = false;
+            snprintf(last_reason, sizeof(last_reason), "%s", err);
             if (sleep_unless_stopped(backoff_ms))
                 break;
             backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
@@ -234,7 +237,7 @@ run(struct relay *rl)
                  " position=%" PRId64, source.system_identifier, source.timeline,
                  rl->state.position);
         backoff_ms = BACKOFF_FIRST_MS;
-        was_connected = true;
+        last_reason[0] = '\0';
         int stopping = copy_until_failure(rl, u);
         upstream_close(u);
         if (stopping)
@@ -326,7 +329,9 @@ main(int argc, char **argv)
         return usage_error(NULL, "say where this node's SQLite file is: --db PATH or SSE_DB");
     const char *level = getenv("SSE_LOG_LEVEL");
     enum log_level lv;
-    if (level != NULL && config_parse_log_level(level, &lv) == 0)
+    if (level != NULL && config_parse_log_level(level, &lv) < 0)
+        return usage_error(level, "SSE_LOG_LEVEL is one of error, warn, info, debug");
+    if (level != NULL)
         log_set_level(lv);
     const char *target = getenv("SSE_LOG");
     if (target != NULL && target[0] != '\0' && log_open(target) != 0)

@@ -11,6 +11,7 @@
  *   stream that stayed open;
  * - PostgreSQL restarted, and PostgreSQL gone for 10 s: streams keep their keepalives,
  *   /api/health says the relay is reconnecting, nothing is lost afterwards;
+ * - a standby refused (health reconnecting, with the reason), then promoted;
  * - a timeline change (a promotion): the relay stops (exit 3), logs it, health and --check
  *   report it, a restart refuses again, --adopt goes on;
  * - pruning: the node's own prune and the log's DELETE both give exact gap events;
@@ -391,6 +392,32 @@ run_relay_command(struct pg *pg, const char *db, const char *flag, struct comman
     command_run(&test_env, args, &opt, r);
 }
 
+/* A relay pointed at a standby (a server in recovery, where LISTEN is refused and the log
+ * may be behind what clients saw) copies nothing: it says why, health says reconnecting,
+ * and it retries; once the server is promoted, the new timeline stops the copy as below. */
+START_TEST(test_standby_is_refused)
+{
+    struct pg pg;
+    struct relay_proc relay;
+    char db[TESTENV_PATH_MAX];
+    start_log_and_relay(&pg, &relay, db, sizeof(db), NULL);
+    start_node(&test_srv, SERVER_LIGHTTPD, db);
+    pg_become_standby(&pg);
+    logwait_expect_line(relay.log_path, "relay unreachable", "the server is a standby", 20000);
+    expect_health_state(test_srv.port, "reconnecting", 5000);
+    cJSON *json = sse_client_get_json(test_srv.port, "/api/health", NULL);
+    const cJSON *detail = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(json, "relay"), "detail");
+    DIAG_CHECK(cJSON_IsString(detail) && strstr(detail->valuestring, "standby") != NULL,
+               "health's relay detail: %s", cJSON_IsString(detail) ? detail->valuestring : "-");
+    cJSON_Delete(json);
+    DIAG_CHECK(relay.pid > 0 && relay_wait_exit(&relay, 0) == -1, "the relay gave up");
+    pg_promote(&pg);
+    DIAG_CHECK(relay_wait_exit(&relay, 30000) == 3, "the relay did not stop on the promotion");
+    pg_stop(&pg);
+}
+END_TEST
+
 /* A promotion gives the log a new timeline: ids after the last common point may have been
  * reissued, so the relay stops, says so in its log, in health and in --check, refuses again
  * when restarted, and goes on only after --adopt. */
@@ -544,6 +571,24 @@ START_TEST(test_check)
 }
 END_TEST
 
+/* A setting the relay cannot read is a usage error, as it is for sse-fcgi: SSE_LOG_LEVEL=loud
+ * must not run at a level nobody asked for. */
+START_TEST(test_bad_log_level_refused)
+{
+    char bin[TESTENV_PATH_MAX], db[TESTENV_PATH_MAX];
+    relay_binary(bin, sizeof(bin));
+    relay_make_node_db(&test_env, "a", db, sizeof(db));
+    const char *const args[] = {"--pg", "host=127.0.0.1 port=1", "--db", db, NULL};
+    const char *const env[] = {"SSE_LOG_LEVEL", "loud", NULL};
+    const struct command_options opt = {.program = bin, .env = env, .timeout_ms = 10000};
+    struct command_result r;
+    command_run(&test_env, args, &opt, &r);
+    command_expect_status(&r, 2);
+    DIAG_CHECK(strstr(r.err, "SSE_LOG_LEVEL") != NULL, "the refusal names no setting: %s",
+               r.err);
+}
+END_TEST
+
 Suite *suite_relay(void);
 
 Suite *
@@ -558,9 +603,11 @@ suite_relay(void)
     tcase_add_test(tc, test_log_restarted);
     tcase_add_test(tc, test_log_unreachable_for_10_s);
     tcase_add_test(tc, test_timeline_change_stops_the_copy);
+    tcase_add_test(tc, test_standby_is_refused);
     tcase_add_test(tc, test_pruning_keeps_gaps_exact);
     tcase_add_test(tc, test_session_life_in_one_batch);
     tcase_add_test(tc, test_check);
+    tcase_add_test(tc, test_bad_log_level_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -128,12 +128,13 @@ post_later(void *unused)
     (void)unused;
     nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
     loop_post(&test_loop, &counted);
-    loop_post(&test_loop, &counted);  /* once, however often */
     loop_post(&test_loop, &stopper);
     return NULL;
 }
 
-/* loop_run sleeps with nothing to do (no timer); another thread's post wakes it. */
+/* loop_run sleeps with nothing to do (no timer); another thread's post wakes it. (A second
+ * post from here could come after the woken loop ran the first, and then rightly runs
+ * again: the double post is its own test, below, with both posts before the loop runs.) */
 START_TEST(test_post_from_another_thread_wakes_the_loop)
 {
     runs = 0;
@@ -141,6 +142,19 @@ START_TEST(test_post_from_another_thread_wakes_the_loop)
     ck_assert_int_eq(pthread_create(&thread, NULL, post_later, NULL), 0);
     loop_run(&test_loop);
     pthread_join(thread, NULL);
+    ck_assert_int_eq(runs, 1);
+    ck_assert(!counted.is_queued);
+}
+END_TEST
+
+/* A task posted again while it is still queued runs once. */
+START_TEST(test_double_post_runs_once)
+{
+    runs = 0;
+    loop_post(&test_loop, &counted);
+    loop_post(&test_loop, &counted);
+    loop_post(&test_loop, &stopper);
+    loop_run(&test_loop);
     ck_assert_int_eq(runs, 1);
     ck_assert(!counted.is_queued);
 }
@@ -242,6 +256,7 @@ suite_loop(void)
     tcase_add_test(tc, test_timers_fire_in_due_order);
     tcase_add_test(tc, test_timer_rearms_itself);
     tcase_add_test(tc, test_post_from_another_thread_wakes_the_loop);
+    tcase_add_test(tc, test_double_post_runs_once);
     tcase_add_test(tc, test_cancelled_task_never_runs);
     tcase_add_test(tc, test_deferred_task_runs_after_the_others);
     tcase_add_test(tc, test_readable_pipe_and_hang_up);
